@@ -1,0 +1,108 @@
+# Shared by the integration and fault tests (bash). Source it first:
+#
+#   source "$KEEL_SRC/tests/lib.sh"
+#   cluster_up --datanodes 3 --chunk-size 1M      # sets NN, exports KEEL_NAMENODE
+#   keel put "$T/a" /a                            # the CLI against this cluster
+#   ...
+#   pass                                          # or fail "why"
+#
+# Everything lives in a temp dir $T that is removed at exit (kept with
+# KEEL_KEEP=1). At exit the cluster is stopped with SIGTERM (so the
+# sanitizers' leak checks run), other tracked pids are killed, and every log
+# is searched for sanitizer reports, which fail the test.
+set -euo pipefail
+
+: "${KEEL_SRC:?KEEL_SRC must point at the source tree}"
+: "${KEEL_BIN:?KEEL_BIN must point at the built programs}"
+T=$(mktemp -d /tmp/keel-test.XXXXXX)
+CLUSTER="$T/cluster"
+TRACKED_PIDS=()
+TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+log() { echo "[$TEST_NAME $(date +%H:%M:%S)] $*" >&2; }
+
+sanitizer_reports() {
+    grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T"/*.log "$CLUSTER"/*.log \
+        2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "${TRACKED_PIDS[@]}"; do
+        kill -CONT "$pid" 2>/dev/null
+        kill -KILL "$pid" 2>/dev/null
+    done
+    for m in "${MOUNTS[@]}"; do
+        fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+    done
+    [[ -d "$CLUSTER" ]] && "$KEEL_SRC/scripts/keel-local" down --dir "$CLUSTER" >/dev/null 2>&1
+    local bad
+    bad=$(sanitizer_reports)
+    if [[ -n "$bad" ]]; then
+        echo "sanitizer reports in: $bad" >&2
+        for f in $bad; do
+            echo "---- $f" >&2
+            grep -n -E -A30 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" | head -80 >&2
+        done
+        rc=1
+    fi
+    if [[ $rc -ne 0 ]]; then
+        echo "---- $TEST_NAME failed; last lines of each log:" >&2
+        for f in "$T"/*.log "$CLUSTER"/*.log; do
+            [[ -f "$f" ]] || continue
+            echo "---- $f" >&2
+            tail -n 25 "$f" >&2
+        done
+    fi
+    if [[ "${KEEL_KEEP:-0}" == 1 ]]; then
+        echo "kept $T" >&2
+    else
+        rm -rf "$T"
+    fi
+    exit $rc
+}
+MOUNTS=()
+trap cleanup EXIT
+
+fail() {
+    log "FAIL: $*"
+    exit 1
+}
+
+pass() {
+    log "PASS"
+    exit 0
+}
+
+track_pid() { TRACKED_PIDS+=("$1"); }
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls every 0.1 s.
+wait_for() {
+    local secs=$1 what=$2 i
+    shift 2
+    for ((i = 0; i < secs * 10; i++)); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    fail "timed out after ${secs}s waiting for $what"
+}
+
+local_cluster() { "$KEEL_SRC/scripts/keel-local" "$@" --dir "$CLUSTER"; }
+
+# cluster_up [keel-local up flags]: starts a cluster, sets NN.
+cluster_up() {
+    NN=$(KEEL_BIN="$KEEL_BIN" local_cluster up "$@" | tail -n 1)
+    export KEEL_NAMENODE=$NN
+    log "cluster up, namenode $NN"
+}
+
+keel() { "$KEEL_BIN/keel" --namenode "$NN" "$@"; }
+
+# random_file PATH SIZE_BYTES [SEED]: deterministic pseudo-random content.
+random_file() {
+    local seed=${3:-1}
+    head -c "$2" <(openssl enc -aes-128-ctr -pass "pass:$seed" -nosalt -pbkdf2 </dev/zero 2>/dev/null) >"$1"
+}
