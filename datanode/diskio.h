@@ -1,0 +1,29 @@
+/*
+ * diskio: whole-buffer positional reads and writes on a file descriptor.
+ *
+ * pread(2) and pwrite(2) may transfer fewer bytes than asked and may be
+ * interrupted; these loop until the whole buffer is done, so callers issue
+ * one call per range and handle one error. Safe on any thread.
+ */
+#ifndef KEEL_DATANODE_DISKIO_H
+#define KEEL_DATANODE_DISKIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Reads len bytes at off into buf. The end of the file stops the read:
+ * *got (if not NULL) receives the count read and the rest of buf is left
+ * alone; with got NULL a short file is -EIO. Returns 0 or a negative errno.
+ */
+int diskio_pread(int fd, void *buf, size_t len, uint64_t off, size_t *got);
+
+/* Writes len bytes at off. A write that makes no progress is -ENOSPC.
+ * Returns 0 or a negative errno; on error some bytes may have been written. */
+int diskio_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+
+/* fdatasync(2), as 0 or a negative errno. Never retried by callers: after a
+ * failure the kernel may have dropped the dirty pages. */
+int diskio_datasync(int fd);
+
+#endif

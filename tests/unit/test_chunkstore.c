@@ -1,0 +1,433 @@
+/*
+ * Unit tests for datanode/chunkstore: path building, the VERSION file, the
+ * refusal of links and odd files, the startup scan (orphans, temporary
+ * files, damaged sidecars), removal, and the atomic install of a copy.
+ */
+#include "checksum.h"
+#include "datanode/chunkstore.h"
+#include "datanode/sidecar.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHUNK (256u * 1024)
+
+static char dir[64];
+static struct chunkstore *cs;
+static const struct chunkstore_identity ident = {"cluster-a", 3, CHUNK};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/keel-ut-cs.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(chunkstore_open(dir, &cs), 0);
+}
+
+static void teardown(void)
+{
+    chunkstore_close(cs);
+    cs = NULL;
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void with_identity(void)
+{
+    ck_assert_int_eq(chunkstore_write_identity(cs, &ident), 0);
+    chunkstore_adopt_identity(cs, &ident);
+}
+
+static void reopen(void)
+{
+    chunkstore_close(cs);
+    cs = NULL;
+    ck_assert_int_eq(chunkstore_open(dir, &cs), 0);
+}
+
+static void abs_path(uint64_t id, const char *ext, char *buf, size_t len)
+{
+    char rel[128];
+
+    ck_assert_int_eq(chunkstore_path(id, ext, rel, sizeof(rel)), 0);
+    snprintf(buf, len, "%s/%s", dir, rel);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+
+    return lstat(path, &st) == 0;
+}
+
+struct found {
+    int n;
+    struct replica_info ri[8];
+};
+
+static int collect(void *arg, const struct replica_info *ri)
+{
+    struct found *f = arg;
+
+    ck_assert_int_lt(f->n, 8);
+    f->ri[f->n++] = *ri;
+    return 0;
+}
+
+static const struct replica_info *find(const struct found *f, uint64_t id)
+{
+    for (int i = 0; i < f->n; i++)
+        if (f->ri[i].chunk_id == id)
+            return &f->ri[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ paths */
+
+START_TEST(paths_come_from_the_numeric_id)
+{
+    char buf[64];
+
+    ck_assert_int_eq(chunkstore_path(0x1234abcdull, "data", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, "chunks/cd/000000001234abcd.data");
+    ck_assert_int_eq(chunkstore_path(UINT64_MAX, "meta", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, "chunks/ff/ffffffffffffffff.meta");
+    ck_assert_int_eq(chunkstore_path(0x100, "meta", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, "chunks/00/0000000000000100.meta");
+    ck_assert_int_eq(chunkstore_path(0, "data", buf, sizeof(buf)), -EINVAL);
+    ck_assert_int_eq(chunkstore_path(1, "data", buf, 10), -ENAMETOOLONG);
+}
+END_TEST
+
+/* --------------------------------------------------------------- identity */
+
+START_TEST(identity_round_trip)
+{
+    struct chunkstore_identity got;
+
+    ck_assert(!chunkstore_identity(cs, &got));
+    ck_assert_uint_eq(chunkstore_blocks(cs), 0);
+    with_identity();
+    reopen();
+    ck_assert(chunkstore_identity(cs, &got));
+    ck_assert_str_eq(got.cluster_id, "cluster-a");
+    ck_assert_uint_eq(got.node_id, 3);
+    ck_assert_uint_eq(got.chunk_size, CHUNK);
+    ck_assert_uint_eq(chunkstore_blocks(cs), CHUNK / KEEL_BLOCK_SIZE);
+}
+END_TEST
+
+START_TEST(bad_identities_are_refused)
+{
+    struct chunkstore_identity id = ident;
+
+    id.chunk_size = 1000;
+    ck_assert_int_eq(chunkstore_write_identity(cs, &id), -EINVAL);
+    id = ident;
+    id.node_id = 0;
+    ck_assert_int_eq(chunkstore_write_identity(cs, &id), -EINVAL);
+    id = ident;
+    snprintf(id.cluster_id, sizeof(id.cluster_id), "has space");
+    ck_assert_int_eq(chunkstore_write_identity(cs, &id), -EINVAL);
+    id.cluster_id[0] = '\0';
+    ck_assert_int_eq(chunkstore_write_identity(cs, &id), -EINVAL);
+}
+END_TEST
+
+START_TEST(bad_version_files_stop_the_open)
+{
+    char path[128];
+
+    chunkstore_close(cs);
+    cs = NULL;
+    snprintf(path, sizeof(path), "%s/VERSION", dir);
+    write_text(path, "cluster_id=a\nnode_id=1\nlayout=2\nchunk_size=4096\n");
+    ck_assert_int_eq(chunkstore_open(dir, &cs), -EPROTONOSUPPORT);
+    write_text(path, "cluster_id=a\nnode_id=x\nlayout=1\nchunk_size=4096\n");
+    ck_assert_int_eq(chunkstore_open(dir, &cs), -EBADMSG);
+    write_text(path, "garbage");
+    ck_assert_int_eq(chunkstore_open(dir, &cs), -EBADMSG);
+    write_text(path, "cluster_id=a\nnode_id=1\nlayout=1\nchunk_size=4097\n");
+    ck_assert_int_eq(chunkstore_open(dir, &cs), -EBADMSG);
+    write_text(path, "cluster_id=a\nnode_id=1\nlayout=1\nchunk_size=8192\n");
+    ck_assert_int_eq(chunkstore_open(dir, &cs), 0);
+    ck_assert_uint_eq(chunkstore_blocks(cs), 2);
+}
+END_TEST
+
+START_TEST(replica_operations_wait_for_an_identity)
+{
+    struct replicafile *rf;
+
+    ck_assert_int_eq(chunkstore_create(cs, 5, 1, &rf), -EAGAIN);
+    ck_assert_int_eq(chunkstore_open_replica(cs, 5, &rf), -EAGAIN);
+}
+END_TEST
+
+/* ------------------------------------------------------ create and remove */
+
+START_TEST(create_open_remove)
+{
+    struct replicafile *rf;
+    char data[128], meta[128];
+
+    with_identity();
+    ck_assert_int_eq(chunkstore_open_replica(cs, 77, &rf), -ENOENT);
+    ck_assert_int_eq(chunkstore_create(cs, 77, 2, &rf), 0);
+    ck_assert_uint_eq(replicafile_header(rf)->version, 2);
+    replicafile_close(rf);
+    ck_assert_int_eq(chunkstore_create(cs, 77, 2, &rf), -EEXIST);
+    ck_assert_int_eq(chunkstore_create(cs, 0, 2, &rf), -EINVAL);
+    ck_assert_int_eq(chunkstore_create(cs, 78, 0, &rf), -EINVAL);
+    abs_path(77, "data", data, sizeof(data));
+    abs_path(77, "meta", meta, sizeof(meta));
+    ck_assert(exists(data) && exists(meta));
+    ck_assert_int_eq(chunkstore_remove(cs, 77), 0);
+    ck_assert(!exists(data) && !exists(meta));
+    ck_assert_int_eq(chunkstore_remove(cs, 77), -ENOENT);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ links */
+
+START_TEST(symlinked_files_are_refused)
+{
+    struct replicafile *rf;
+    char data[128], target[128];
+    struct found f = {0};
+
+    with_identity();
+    ck_assert_int_eq(chunkstore_create(cs, 9, 1, &rf), 0);
+    replicafile_close(rf);
+    abs_path(9, "data", data, sizeof(data));
+    snprintf(target, sizeof(target), "%s/elsewhere", dir);
+    write_text(target, "secret");
+    ck_assert_int_eq(unlink(data), 0);
+    ck_assert_int_eq(symlink(target, data), 0);
+    ck_assert_int_eq(chunkstore_open_replica(cs, 9, &rf), -ELOOP);
+    /* The scan reports it corrupt (its version is still known). */
+    ck_assert_int_eq(chunkstore_scan(cs, collect, &f), 0);
+    ck_assert_int_eq(f.n, 1);
+    ck_assert(f.ri[0].corrupt);
+    ck_assert_uint_eq(f.ri[0].version, 1);
+    /* Removing it removes the link, never its target. */
+    ck_assert_int_eq(chunkstore_remove(cs, 9), 0);
+    ck_assert(exists(target));
+}
+END_TEST
+
+START_TEST(symlinked_subdirectory_is_refused_at_open)
+{
+    char sub[128], moved[128];
+
+    snprintf(sub, sizeof(sub), "%s/chunks/3f", dir);
+    snprintf(moved, sizeof(moved), "%s/other", dir);
+    chunkstore_close(cs);
+    cs = NULL;
+    ck_assert_int_eq(rename(sub, moved), 0);
+    ck_assert_int_eq(symlink(moved, sub), 0);
+    ck_assert_int_eq(chunkstore_open(dir, &cs), -ELOOP);
+}
+END_TEST
+
+START_TEST(fifo_in_place_of_data_is_refused)
+{
+    struct replicafile *rf;
+    char data[128];
+
+    with_identity();
+    ck_assert_int_eq(chunkstore_create(cs, 10, 1, &rf), 0);
+    replicafile_close(rf);
+    abs_path(10, "data", data, sizeof(data));
+    ck_assert_int_eq(unlink(data), 0);
+    ck_assert_int_eq(mkfifo(data, 0644), 0);
+    ck_assert_int_eq(chunkstore_open_replica(cs, 10, &rf), -EINVAL);
+}
+END_TEST
+
+/* ------------------------------------------------------------------- scan */
+
+START_TEST(scan_lists_replicas_and_cleans_leftovers)
+{
+    struct replicafile *rf;
+    struct found f = {0};
+    char orphan[128], tmpmeta[128], stray[128];
+    int dfd, mfd;
+
+    with_identity();
+    ck_assert_int_eq(chunkstore_create(cs, 0x101, 4, &rf), 0);
+    replicafile_close(rf);
+    ck_assert_int_eq(chunkstore_create(cs, 0x202, 6, &rf), 0);
+    replicafile_close(rf);
+    abs_path(0x303, "data", orphan, sizeof(orphan));
+    write_text(orphan, "no sidecar");
+    abs_path(0x404, "meta.tmp", tmpmeta, sizeof(tmpmeta));
+    write_text(tmpmeta, "half-made");
+    ck_assert_int_eq(chunkstore_tmp_create(cs, 0x505, 99, &dfd, &mfd), 0);
+    close(dfd);
+    close(mfd);
+    snprintf(stray, sizeof(stray), "%s/chunks/01/notes.txt", dir);
+    write_text(stray, "left alone");
+
+    ck_assert_int_eq(chunkstore_scan(cs, collect, &f), 0);
+    ck_assert_int_eq(f.n, 2);
+    ck_assert_uint_eq(find(&f, 0x101)->version, 4);
+    ck_assert_uint_eq(find(&f, 0x202)->version, 6);
+    ck_assert(!find(&f, 0x202)->corrupt);
+    ck_assert(!exists(orphan));
+    ck_assert(!exists(tmpmeta));
+    ck_assert(exists(stray));
+    ck_assert_int_eq(chunkstore_tmp_create(cs, 0x505, 99, &dfd, &mfd), 0); /* was removed */
+    close(dfd);
+    close(mfd);
+}
+END_TEST
+
+START_TEST(scan_reports_damaged_sidecars_corrupt)
+{
+    struct replicafile *rf;
+    struct found f = {0};
+    char meta[128];
+    uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int fd;
+
+    with_identity();
+    ck_assert_int_eq(chunkstore_create(cs, 0x11, 5, &rf), 0);
+    replicafile_close(rf);
+    ck_assert_int_eq(chunkstore_create(cs, 0x12, 5, &rf), 0);
+    replicafile_close(rf);
+    ck_assert_int_eq(chunkstore_create(cs, 0x13, 5, &rf), 0);
+    ck_assert_int_eq(replicafile_mark_corrupt(rf), 0);
+    replicafile_close(rf);
+    abs_path(0x11, "meta", meta, sizeof(meta));
+    fd = open(meta, O_WRONLY);
+    ck_assert_int_eq(pwrite(fd, junk, sizeof(junk), 16), 8); /* the version field */
+    close(fd);
+    abs_path(0x12, "meta", meta, sizeof(meta));
+    ck_assert_int_eq(truncate(meta, 100), 0);
+
+    ck_assert_int_eq(chunkstore_scan(cs, collect, &f), 0);
+    ck_assert_int_eq(f.n, 3);
+    ck_assert(find(&f, 0x11)->corrupt);
+    ck_assert_uint_eq(find(&f, 0x11)->version, 0); /* header untrustworthy */
+    ck_assert(find(&f, 0x12)->corrupt);
+    ck_assert_uint_eq(find(&f, 0x12)->version, 5); /* header fine, sums missing */
+    ck_assert(find(&f, 0x13)->corrupt);
+    ck_assert_uint_eq(find(&f, 0x13)->version, 5);
+}
+END_TEST
+
+START_TEST(replicas_without_identity_stop_the_scan)
+{
+    struct replicafile *rf;
+    struct found f = {0};
+    char path[128];
+
+    with_identity();
+    ck_assert_int_eq(chunkstore_create(cs, 0x21, 1, &rf), 0);
+    replicafile_close(rf);
+    snprintf(path, sizeof(path), "%s/VERSION", dir);
+    ck_assert_int_eq(unlink(path), 0);
+    reopen();
+    ck_assert_int_eq(chunkstore_scan(cs, collect, &f), -EEXIST);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- install */
+
+static void make_copy(uint64_t id, uint64_t session, uint64_t version, uint8_t byte)
+{
+    struct sidecar_header h = {id, version, 4096, 0, CHUNK / KEEL_BLOCK_SIZE};
+    uint64_t *sums = malloc(h.blocks * sizeof(*sums));
+    uint8_t block[4096];
+    int dfd, mfd;
+
+    memset(block, byte, sizeof(block));
+    for (uint32_t b = 0; b < h.blocks; b++)
+        sums[b] = csum_zero_block();
+    sums[0] = csum_buf(block, sizeof(block));
+    ck_assert_int_eq(chunkstore_tmp_create(cs, id, session, &dfd, &mfd), 0);
+    ck_assert_int_eq(pwrite(dfd, block, sizeof(block), 0), 4096);
+    ck_assert_int_eq(sidecar_write_new(mfd, &h, sums), 0);
+    close(dfd);
+    close(mfd);
+    free(sums);
+}
+
+START_TEST(install_replaces_a_replica)
+{
+    struct replicafile *rf;
+    uint8_t buf[4096];
+    bool mismatch;
+
+    with_identity();
+    ck_assert_int_eq(chunkstore_create(cs, 0x31, 1, &rf), 0);
+    replicafile_close(rf);
+    make_copy(0x31, 7, 3, 0xab);
+    ck_assert_int_eq(chunkstore_tmp_create(cs, 0x31, 7, &(int){0}, &(int){0}), -EEXIST);
+    ck_assert_int_eq(chunkstore_install(cs, 0x31, 7), 0);
+    ck_assert_int_eq(chunkstore_open_replica(cs, 0x31, &rf), 0);
+    ck_assert_uint_eq(replicafile_header(rf)->version, 3);
+    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, NULL, &mismatch, NULL), 0);
+    ck_assert_uint_eq(buf[100], 0xab);
+    replicafile_close(rf);
+    /* Installing into an empty slot works too; the session's files are gone. */
+    make_copy(0x32, 8, 1, 0xcd);
+    ck_assert_int_eq(chunkstore_install(cs, 0x32, 8), 0);
+    ck_assert_int_eq(chunkstore_install(cs, 0x32, 8), -ENOENT);
+    ck_assert_int_eq(chunkstore_tmp_remove(cs, 0x32, 8), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("chunkstore");
+    TCase *tc = tcase_create("chunkstore");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, paths_come_from_the_numeric_id);
+    tcase_add_test(tc, identity_round_trip);
+    tcase_add_test(tc, bad_identities_are_refused);
+    tcase_add_test(tc, bad_version_files_stop_the_open);
+    tcase_add_test(tc, replica_operations_wait_for_an_identity);
+    tcase_add_test(tc, create_open_remove);
+    tcase_add_test(tc, symlinked_files_are_refused);
+    tcase_add_test(tc, symlinked_subdirectory_is_refused_at_open);
+    tcase_add_test(tc, fifo_in_place_of_data_is_refused);
+    tcase_add_test(tc, scan_lists_replicas_and_cleans_leftovers);
+    tcase_add_test(tc, scan_reports_damaged_sidecars_corrupt);
+    tcase_add_test(tc, replicas_without_identity_stop_the_scan);
+    tcase_add_test(tc, install_replaces_a_replica);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
