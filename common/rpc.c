@@ -28,22 +28,25 @@
 
 enum conn_state { C_IDLE, C_CONNECTING, C_OPEN };
 
+struct write_req;
+
 struct rpc_sock {
     uv_tcp_t tcp;
     uv_timer_t timer; /* connect timeout, then the partial-frame watchdog */
     uv_connect_t connect_req;
-    rpc_conn *conn;   /* NULL once detached from its connection */
+    rpc_conn *conn; /* NULL once detached from its connection */
     struct frame_reader reader;
     uint8_t *rbuf;
-    bool direct;       /* the last alloc handed out the payload's own buffer */
+    bool direct; /* the last alloc handed out the payload's own buffer */
     uint64_t frame_start_ms;
-    uint64_t frames;   /* frames delivered, to see a new frame begin */
+    uint64_t frames; /* frames delivered, to see a new frame begin */
     int open_handles;
     struct rpc_call *receiving; /* call whose rbuf the payload is being read into */
 };
 
 struct rpc_call {
     uint64_t id;
+    struct write_req *wreq; /* the payload is still being written */
     rpc_conn *conn;
     rpc_done_fn cb;
     void *arg;
@@ -74,7 +77,7 @@ struct rpc_conn {
     uv_timer_t retry;    /* reconnect after backoff */
     uint32_t backoff_ms;
     uint64_t retry_at_ms;
-    struct list link;    /* on the server's list (server connections) */
+    struct list link; /* on the server's list (server connections) */
     rpc_server *server;
 };
 
@@ -91,6 +94,7 @@ struct write_req {
     uv_write_t req;
     uint8_t *hdr;
     rpc_payload payload;
+    struct rpc_call *call; /* a call's frame, until either ends */
 };
 
 static void conn_connect(rpc_conn *c);
@@ -139,6 +143,8 @@ static void write_done(uv_write_t *req, int status)
     struct write_req *w = (struct write_req *)req;
     struct rpc_sock *s = req->handle->data;
 
+    if (w->call)
+        w->call->wreq = NULL;
     free(w->hdr);
     release_payload(&w->payload);
     free(w);
@@ -149,7 +155,8 @@ static void write_done(uv_write_t *req, int status)
 }
 
 /* Writes an encoded head and payload; takes both on success. */
-static int sock_write(struct rpc_sock *s, uint8_t *hdr, size_t hdrlen, rpc_payload *payload)
+static int sock_write(struct rpc_sock *s, uint8_t *hdr, size_t hdrlen, rpc_payload *payload,
+                      struct rpc_call *call)
 {
     struct write_req *w = malloc(sizeof(*w));
     uv_buf_t bufs[2];
@@ -163,11 +170,14 @@ static int sock_write(struct rpc_sock *s, uint8_t *hdr, size_t hdrlen, rpc_paylo
         bufs[n++] = uv_buf_init((char *)payload->data, (unsigned)payload->len);
     w->hdr = hdr;
     w->payload = *payload;
+    w->call = call;
     r = uv_write(&w->req, (uv_stream_t *)&s->tcp, bufs, n, write_done);
     if (r < 0) {
         free(w);
         return r;
     }
+    if (call)
+        call->wreq = w;
     payload->release = NULL;
     return 0;
 }
@@ -187,6 +197,9 @@ static void call_free_cb(uv_handle_t *h)
  * conn->calls and off the queue. */
 static void call_finish(struct rpc_call *call, int status, rpc_msg *msg)
 {
+    if (call->wreq)
+        call->wreq->call = NULL;
+    call->wreq = NULL;
     uv_timer_stop(&call->timer);
     free(call->hdr);
     call->hdr = NULL;
@@ -206,6 +219,17 @@ static void call_timeout(uv_timer_t *t)
         /* The reply is arriving into the caller's buffer: stop writing there. */
         frame_reader_discard(&c->sock->reader);
         c->sock->receiving = NULL;
+    }
+    if (call->wreq && c->sock) {
+        /* The peer is not even reading: its payload is still queued. Closing
+         * the socket guarantees no byte of it is read after the callback,
+         * so a borrowed payload may be freed by the caller. */
+        log_warn("rpc: %s stopped reading, resetting the connection", c->peer);
+        rpc_conn_ref(c);
+        call_finish(call, -ETIMEDOUT, NULL);
+        sock_close(c->sock, -ETIMEDOUT);
+        rpc_conn_unref(c);
+        return;
     }
     call_finish(call, -ETIMEDOUT, NULL);
 }
@@ -229,7 +253,7 @@ static void fail_calls(rpc_conn *c, int err)
 
 static int call_send(rpc_conn *c, struct rpc_call *call)
 {
-    int r = sock_write(c->sock, call->hdr, call->hdrlen, &call->payload);
+    int r = sock_write(c->sock, call->hdr, call->hdrlen, &call->payload, call);
 
     if (r == 0)
         call->hdr = NULL;
@@ -330,7 +354,7 @@ static int send_reply(rpc_req *req, Keel__Envelope *rep, int err, const char *ms
         log_error("rpc: cannot encode reply to %s from %s: %s", req->name, c->peer, err_str(r));
         goto out;
     }
-    r = sock_write(c->sock, hdr, hdrlen, &payload);
+    r = sock_write(c->sock, hdr, hdrlen, &payload, NULL);
     if (r) {
         free(hdr);
         sock_close(c->sock, -ECONNRESET);
@@ -409,8 +433,7 @@ static void *on_payload_buf(void *ctx, const Keel__Envelope *env, uint32_t plen)
     return call->rbuf;
 }
 
-static int on_frame(void *ctx, Keel__Envelope *env, uint8_t *payload, uint32_t plen,
-                    bool external)
+static int on_frame(void *ctx, Keel__Envelope *env, uint8_t *payload, uint32_t plen, bool external)
 {
     struct rpc_sock *s = ctx;
     rpc_conn *c = s->conn;
@@ -816,8 +839,7 @@ static void on_connection(uv_stream_t *server, int status)
         sock_close(s, -ECONNABORTED); /* drops the socket's reference: frees c */
         return;
     }
-    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sslen) == 0 &&
-        ss.ss_family == AF_INET)
+    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sslen) == 0 && ss.ss_family == AF_INET)
         format_addr((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
     else
         snprintf(c->peer, sizeof(c->peer), "unknown");

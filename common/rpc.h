@@ -43,20 +43,20 @@ typedef struct rpc_server rpc_server;
 
 /* An incoming request; see rpc_reply. */
 typedef struct rpc_req {
-    rpc_conn *conn;       /* referenced until answered */
+    rpc_conn *conn; /* referenced until answered */
     uint64_t call_id;
-    Keel__Envelope *env;  /* decoded request, owned by the req */
-    uint8_t *payload;     /* owned by the req; a handler may take it (set to NULL) */
+    Keel__Envelope *env; /* decoded request, owned by the req */
+    uint8_t *payload;    /* owned by the req; a handler may take it (set to NULL) */
     uint32_t payload_len;
-    const char *name;     /* handler name, for logs */
+    const char *name; /* handler name, for logs */
 } rpc_req;
 
 /* A reply handed to a call's callback; valid only during the callback. */
 typedef struct rpc_msg {
-    Keel__Envelope *env;  /* never NULL when status came from the peer */
-    uint8_t *payload;     /* the callback may take it (set to NULL) unless in_rbuf */
+    Keel__Envelope *env; /* never NULL when status came from the peer */
+    uint8_t *payload;    /* the callback may take it (set to NULL) unless in_rbuf */
     uint32_t payload_len;
-    bool in_rbuf;         /* payload was read into the call's rbuf */
+    bool in_rbuf; /* payload was read into the call's rbuf */
 } rpc_msg;
 
 typedef void (*rpc_handler_fn)(rpc_req *req, void *ctx);
@@ -91,8 +91,12 @@ struct rpc_opts {
 /*
  * Raw bytes sent after a frame's header. rpc_call and rpc_reply take the
  * payload when they return 0: release(arg) runs exactly once, when the bytes
- * have been written or dropped. release may be NULL for static data. On an
- * error return nothing was taken.
+ * have been written or dropped. On an error return nothing was taken.
+ *
+ * release may be NULL: the bytes are then borrowed, and for a call they are
+ * guaranteed not to be read after the call's callback has run (a call that
+ * times out while its payload is still queued resets the connection first),
+ * so a caller may send straight from its own buffer.
  */
 typedef struct rpc_payload {
     const void *data;

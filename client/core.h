@@ -1,0 +1,129 @@
+/*
+ * core: the heart of a keel_client. It owns the client's I/O thread (one
+ * libuv loop), the queue through which API calls made on any thread reach
+ * that loop, the connection to the namenode (with Hello on every reconnect,
+ * retries while the namenode is away, and the lease-recall handler), the pool
+ * of connections to datanodes with their speed statistics, and the log sink.
+ *
+ * Threads: core_submit() and the core_wait functions may be called from any
+ * thread; everything else in this header runs on the I/O thread.
+ */
+#ifndef KEEL_CLIENT_CORE_H
+#define KEEL_CLIENT_CORE_H
+
+#include "keel.h"
+#include "list.h"
+#include "rpc.h"
+#include "u64map.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* A unit of work handed to the I/O thread. */
+struct core_op {
+    struct list link;
+    void (*run)(struct core_op *op); /* on the I/O thread */
+    keel_client *client;
+};
+
+/* A one-shot completion a user thread can block on. */
+struct core_wait {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    bool done;
+};
+
+/* What the client knows of one datanode it talks to. */
+struct core_node {
+    char addr[64];
+    rpc_conn *conn;
+    uint32_t inflight;    /* calls outstanding */
+    uint64_t ewma_us;     /* smoothed reply time */
+    uint64_t error_until; /* mono ms: avoid while a recent error is fresh */
+};
+
+struct keel_client {
+    struct keel_options opts;
+    char name[64];
+    char nn_addr[64];
+    uint64_t client_id;
+
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wake;
+    uv_timer_t tick; /* retries and lease renewal */
+    pthread_mutex_t lock;
+    struct list submitted; /* core_op, guarded by lock */
+    bool stopping;         /* guarded by lock */
+
+    rpc_conn *nn;
+    bool hello_done;
+    struct list retries; /* nn calls waiting to be retried */
+    uint64_t chunk_size;
+    uint32_t lease_ms;
+    uint32_t min_replicas;
+    char cluster_id[64];
+    uint64_t next_renew_ms;
+
+    struct core_node **nodes; /* entries never move: callers keep pointers */
+    size_t nnodes;
+
+    struct u64map inodes; /* ino -> struct kinode (chunkio.c) */
+    struct list files;    /* open keel_files, guarded by lock */
+    struct list closing;  /* closes waiting for their file's I/O to drain */
+};
+
+/* --- threads ----------------------------------------------------------- */
+
+/* Hands op to the I/O thread. Returns 0 or -ESHUTDOWN. */
+int core_submit(keel_client *c, struct core_op *op);
+
+void core_wait_init(struct core_wait *w);
+void core_wait_destroy(struct core_wait *w);
+void core_wait_signal(struct core_wait *w);
+/* Blocks until signalled; timeout_ms < 0 waits for ever. 0 or -ETIMEDOUT. */
+int core_wait_block(struct core_wait *w, int timeout_ms);
+
+/* --- namenode ---------------------------------------------------------- */
+
+/* Called with the reply (status 0) or NULL; runs once, on the I/O thread. */
+typedef void (*core_nn_fn)(int status, const Keel__Envelope *rep, void *arg);
+
+/*
+ * A call to the namenode, retried through reconnects on transport errors and
+ * -EAGAIN until opts.retry_ms has passed. req is borrowed until fn runs.
+ * Returns 0 or -ENOMEM (fn is then not called).
+ */
+int core_nn_call(keel_client *c, Keel__Envelope *req, core_nn_fn fn, void *arg);
+/* core_nn_call with done_err as for core_nn_sync. */
+int core_nn_call_ex(keel_client *c, Keel__Envelope *req, int done_err, core_nn_fn fn, void *arg);
+
+/*
+ * The same from a user thread: blocks until done. copy runs on the I/O
+ * thread with the reply (only on success) to copy out what the caller needs.
+ *
+ * done_err: for a call that is not idempotent (mkdir, unlink, ...), the
+ * error a retry sees when an earlier attempt, lost with its connection,
+ * did take effect (-EEXIST, -ENOENT); after such a loss it counts as
+ * success (copy is then not called). 0 for none.
+ */
+typedef void (*core_copy_fn)(const Keel__Envelope *rep, void *arg);
+int core_nn_sync(keel_client *c, Keel__Envelope *req, core_copy_fn copy, void *arg, int done_err);
+
+/* --- datanodes --------------------------------------------------------- */
+
+/* The pool entry for addr, created on first use; NULL on -ENOMEM. */
+struct core_node *core_node_get(keel_client *c, const char *addr);
+
+/* Records the outcome of a call to n that took us_taken microseconds. */
+void core_node_done(keel_client *c, struct core_node *n, int status, uint64_t us_taken);
+
+/* The call timeout for data calls. */
+uint32_t core_call_timeout(const keel_client *c);
+
+/* True for errors that say "try again elsewhere or later", not "no". */
+bool core_transport_error(int err);
+
+#endif

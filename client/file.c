@@ -1,0 +1,693 @@
+/*
+ * file: the public file API (keel_open .. keel_close, keel_aio_*) and the
+ * write-lease bookkeeping core asks for (io.h).
+ *
+ * A keel_file is a handle on a struct kinode, the client's shared state for
+ * the file. Synchronous calls are asynchronous file operations (struct fop)
+ * that the calling thread waits for; keel_aio requests are the same
+ * operations completed through the request object instead.
+ *
+ * The write lease: taken when the namenode grants a write (chunkio), kept by
+ * core's renewals, lost when a renewal says so, handed over on a recall when
+ * the file has been idle for lease_idle_ms (after a flush), and released at
+ * the last close.
+ */
+#include "chunkio.h"
+#include "core.h"
+#include "errors.h"
+#include "io.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct keel_file {
+    keel_client *c;
+    struct kinode *in;
+    int flags;
+    struct list link; /* c->files */
+};
+
+struct keel_aio {
+    struct core_wait w;
+    keel_aio_cb cb;
+    void *arg;
+    int state; /* 0 idle, 1 in flight, 2 done; under w.m */
+    ssize_t result;
+    struct fop op;
+};
+
+static void attr_to_stat(const Keel__Attr *a, struct keel_stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (!a)
+        return;
+    st->ino = a->ino;
+    st->mode = a->mode;
+    st->nlink = a->nlink;
+    st->uid = a->uid;
+    st->gid = a->gid;
+    st->size = a->size;
+    st->atime_ns = a->atime_ns;
+    st->mtime_ns = a->mtime_ns;
+    st->ctime_ns = a->ctime_ns;
+    st->replication = a->replication;
+    st->allocated = a->chunks; /* scaled by the chunk size in copy_attr */
+}
+
+/* ------------------------------------------------------------- sync ops */
+
+struct sync_fop {
+    struct fop op;
+    struct core_wait w;
+};
+
+static void sync_done(struct fop *op)
+{
+    core_wait_signal(&((struct sync_fop *)op)->w);
+}
+
+static void run_fop(struct core_op *base)
+{
+    chunkio_start((struct fop *)base);
+}
+
+static int check_io(keel_file *f, size_t len, uint64_t off, int need)
+{
+    if (!f)
+        return -EBADF;
+    if (!(f->flags & need))
+        return -EBADF;
+    if (len > (size_t)SSIZE_MAX || off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off)
+        return -EFBIG;
+    return 0;
+}
+
+static ssize_t run_sync(keel_file *f, enum fop_kind kind, void *buf, size_t len, uint64_t off)
+{
+    struct sync_fop s;
+    ssize_t r;
+
+    memset(&s, 0, sizeof(s));
+    s.op.base.run = run_fop;
+    s.op.in = f->in;
+    s.op.kind = kind;
+    s.op.buf = buf;
+    s.op.len = len;
+    s.op.off = off;
+    s.op.done = sync_done;
+    core_wait_init(&s.w);
+    r = core_submit(f->c, &s.op.base);
+    if (r == 0) {
+        core_wait_block(&s.w, -1);
+        r = s.op.result;
+    }
+    core_wait_destroy(&s.w);
+    return r;
+}
+
+ssize_t keel_pread(keel_file *f, void *buf, size_t len, uint64_t off)
+{
+    int r = check_io(f, len, off, KEEL_O_READ);
+
+    return r ? r : run_sync(f, FOP_READ, buf, len, off);
+}
+
+ssize_t keel_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off)
+{
+    int r = check_io(f, len, off, KEEL_O_WRITE);
+
+    return r ? r : run_sync(f, FOP_WRITE, (void *)buf, len, off);
+}
+
+int keel_flush(keel_file *f)
+{
+    if (!f)
+        return -EBADF;
+    return (int)run_sync(f, FOP_FLUSH, NULL, 0, 0);
+}
+
+/* ----------------------------------------------------------------- aio */
+
+int keel_aio_create(keel_aio_cb cb, void *arg, keel_aio **out)
+{
+    keel_aio *a = calloc(1, sizeof(*a));
+
+    if (!a)
+        return -ENOMEM;
+    core_wait_init(&a->w);
+    a->cb = cb;
+    a->arg = arg;
+    *out = a;
+    return 0;
+}
+
+void keel_aio_release(keel_aio *aio)
+{
+    if (!aio)
+        return;
+    core_wait_destroy(&aio->w);
+    free(aio);
+}
+
+static void aio_done(struct fop *op)
+{
+    keel_aio *a = op->done_arg;
+    keel_aio_cb cb = a->cb;
+    void *arg = a->arg;
+
+    a->result = op->result;
+    /* A waiter may release a as soon as it sees it done: touch nothing of
+     * it after the unlock. */
+    pthread_mutex_lock(&a->w.m);
+    a->state = 2;
+    a->w.done = true;
+    pthread_cond_broadcast(&a->w.cv);
+    pthread_mutex_unlock(&a->w.m);
+    if (cb)
+        cb(a, arg);
+}
+
+static int aio_submit(keel_file *f, enum fop_kind kind, void *buf, size_t len, uint64_t off,
+                      keel_aio *a, int need)
+{
+    int r = need ? check_io(f, len, off, need) : (f ? 0 : -EBADF);
+
+    if (r)
+        return r;
+    if (!a)
+        return -EINVAL;
+    pthread_mutex_lock(&a->w.m);
+    if (a->state == 1) {
+        pthread_mutex_unlock(&a->w.m);
+        return -EBUSY;
+    }
+    a->state = 1;
+    a->w.done = false;
+    pthread_mutex_unlock(&a->w.m);
+    memset(&a->op, 0, sizeof(a->op));
+    a->op.base.run = run_fop;
+    a->op.in = f->in;
+    a->op.kind = kind;
+    a->op.buf = buf;
+    a->op.len = len;
+    a->op.off = off;
+    a->op.done = aio_done;
+    a->op.done_arg = a;
+    r = core_submit(f->c, &a->op.base);
+    if (r) {
+        pthread_mutex_lock(&a->w.m);
+        a->state = 0;
+        pthread_mutex_unlock(&a->w.m);
+    }
+    return r;
+}
+
+int keel_aio_pread(keel_file *f, void *buf, size_t len, uint64_t off, keel_aio *aio)
+{
+    return aio_submit(f, FOP_READ, buf, len, off, aio, KEEL_O_READ);
+}
+
+int keel_aio_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off, keel_aio *aio)
+{
+    return aio_submit(f, FOP_WRITE, (void *)buf, len, off, aio, KEEL_O_WRITE);
+}
+
+int keel_aio_flush(keel_file *f, keel_aio *aio)
+{
+    return aio_submit(f, FOP_FLUSH, NULL, 0, 0, aio, 0);
+}
+
+bool keel_aio_done(const keel_aio *aio)
+{
+    bool done;
+
+    pthread_mutex_lock((pthread_mutex_t *)&aio->w.m);
+    done = aio->state == 2;
+    pthread_mutex_unlock((pthread_mutex_t *)&aio->w.m);
+    return done;
+}
+
+int keel_aio_wait(keel_aio *aio, int timeout_ms)
+{
+    int state;
+
+    pthread_mutex_lock(&aio->w.m);
+    state = aio->state;
+    pthread_mutex_unlock(&aio->w.m);
+    if (state == 0)
+        return -EINVAL;
+    return core_wait_block(&aio->w, timeout_ms);
+}
+
+ssize_t keel_aio_result(const keel_aio *aio)
+{
+    return aio->result;
+}
+
+/* -------------------------------------------------------------- open */
+
+struct open_args {
+    struct keel_stat st;
+    uint64_t chunk_size;
+};
+
+static void copy_attr(const Keel__Envelope *rep, void *arg)
+{
+    struct open_args *o = arg;
+    const Keel__Attr *a = NULL;
+
+    switch (rep->body_case) {
+    case KEEL__ENVELOPE__BODY_CREATE_REP:
+        a = rep->create_rep->attr;
+        break;
+    case KEEL__ENVELOPE__BODY_STAT_REP:
+        a = rep->stat_rep->attr;
+        break;
+    case KEEL__ENVELOPE__BODY_SETATTR_REP:
+        a = rep->setattr_rep->attr;
+        break;
+    default:
+        break;
+    }
+    attr_to_stat(a, &o->st);
+    o->st.allocated *= o->chunk_size;
+}
+
+struct attach_op {
+    struct core_op op;
+    struct core_wait w;
+    uint64_t ino;
+    uint64_t size;
+    bool truncated;
+    struct kinode *in;
+};
+
+static void attach_run(struct core_op *base)
+{
+    struct attach_op *a = (struct attach_op *)base;
+
+    a->in = chunkio_inode(base->client, a->ino, a->size);
+    if (a->in) {
+        a->in->opens++;
+        if (a->truncated) {
+            chunkio_truncated(a->in, 0);
+            a->in->lease = true;
+        } else if (!a->in->lease) {
+            a->in->size = a->size;
+        }
+    }
+    core_wait_signal(&a->w);
+}
+
+int keel_open(keel_client *c, const char *path, int flags, const struct keel_open_args *args,
+              keel_file **out)
+{
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    Keel__CreateReq creq = KEEL__CREATE_REQ__INIT;
+    Keel__StatReq sreq = KEEL__STAT_REQ__INIT;
+    Keel__SetattrReq treq = KEEL__SETATTR_REQ__INIT;
+    struct open_args o = {.chunk_size = c ? c->chunk_size : 0};
+    struct attach_op a;
+    keel_file *f;
+    int r;
+
+    if (!c || !path || path[0] != '/' || !out || !(flags & KEEL_O_RDWR))
+        return -EINVAL;
+    if ((flags & KEEL_O_TRUNC) && !(flags & KEEL_O_WRITE))
+        return -EINVAL;
+    if (flags & KEEL_O_CREATE) {
+        creq.path = (char *)path;
+        creq.mode = S_IFREG | ((args && args->mode) ? (args->mode & 07777) : 0644);
+        creq.uid = (uint32_t)getuid();
+        creq.gid = (uint32_t)getgid();
+        creq.exclusive = (flags & KEEL_O_EXCL) != 0;
+        creq.truncate = (flags & KEEL_O_TRUNC) != 0;
+        creq.size = args ? args->size : 0;
+        creq.replication = args ? args->replication : 0;
+        creq.client_id = c->client_id;
+        env.body_case = KEEL__ENVELOPE__BODY_CREATE_REQ;
+        env.create_req = &creq;
+    } else if (flags & KEEL_O_TRUNC) {
+        treq.path = (char *)path;
+        treq.valid = KEEL__SETATTR_VALID__SETATTR_SIZE;
+        treq.size = 0;
+        treq.client_id = c->client_id;
+        env.body_case = KEEL__ENVELOPE__BODY_SETATTR_REQ;
+        env.setattr_req = &treq;
+    } else {
+        sreq.path = (char *)path;
+        env.body_case = KEEL__ENVELOPE__BODY_STAT_REQ;
+        env.stat_req = &sreq;
+    }
+    r = core_nn_sync(c, &env, copy_attr, &o, 0);
+    if (r)
+        return r;
+    if (S_ISDIR(o.st.mode))
+        return -EISDIR;
+    if (!S_ISREG(o.st.mode))
+        return -EINVAL;
+
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    memset(&a, 0, sizeof(a));
+    a.op.run = attach_run;
+    a.ino = o.st.ino;
+    a.size = o.st.size;
+    a.truncated = (flags & KEEL_O_TRUNC) != 0;
+    core_wait_init(&a.w);
+    r = core_submit(c, &a.op);
+    if (r == 0) {
+        core_wait_block(&a.w, -1);
+        r = a.in ? 0 : -ENOMEM;
+    }
+    core_wait_destroy(&a.w);
+    if (r) {
+        free(f);
+        return r;
+    }
+    f->c = c;
+    f->in = a.in;
+    f->flags = flags;
+    pthread_mutex_lock(&c->lock);
+    list_add_tail(&c->files, &f->link);
+    pthread_mutex_unlock(&c->lock);
+    *out = f;
+    return 0;
+}
+
+/* ------------------------------------------------------ truncate, fstat */
+
+struct setattr_op {
+    struct core_op op;
+    struct core_wait w;
+    keel_file *f;
+    Keel__Envelope env;
+    Keel__SetattrReq req;
+    struct keel_stat st;
+    int status;
+};
+
+static void setattr_done(int status, const Keel__Envelope *rep, void *arg)
+{
+    struct setattr_op *s = arg;
+    struct kinode *in = s->f->in;
+
+    if (status == 0 && rep->body_case != KEEL__ENVELOPE__BODY_SETATTR_REP)
+        status = -EPROTO;
+    if (status == 0) {
+        attr_to_stat(rep->setattr_rep->attr, &s->st);
+        s->st.allocated *= s->f->c->chunk_size;
+        if (s->req.valid & KEEL__SETATTR_VALID__SETATTR_SIZE) {
+            chunkio_truncated(in, s->req.size);
+            in->lease = true;
+        } else if (in->lease && in->size > s->st.size) {
+            s->st.size = in->size; /* our extends may still be on their way */
+        } else if (!in->lease) {
+            in->size = s->st.size;
+        }
+    }
+    in->ops--;
+    s->status = status;
+    core_wait_signal(&s->w);
+}
+
+static void setattr_run(struct core_op *base)
+{
+    struct setattr_op *s = (struct setattr_op *)base;
+    int r;
+
+    s->f->in->ops++;
+    r = core_nn_call(base->client, &s->env, setattr_done, s);
+    if (r)
+        setattr_done(r, NULL, s);
+}
+
+/* SetattrReq by inode: valid 0 reads the attributes. */
+static int file_setattr(keel_file *f, unsigned valid, uint64_t size, struct keel_stat *st)
+{
+    struct setattr_op s;
+    int r;
+
+    if (!f)
+        return -EBADF;
+    memset(&s, 0, sizeof(s));
+    s.op.run = setattr_run;
+    s.f = f;
+    keel__envelope__init(&s.env);
+    keel__setattr_req__init(&s.req);
+    s.req.path = (char *)protobuf_c_empty_string;
+    s.req.ino = f->in->ino;
+    s.req.valid = valid;
+    s.req.size = size;
+    s.req.client_id = f->c->client_id;
+    s.env.body_case = KEEL__ENVELOPE__BODY_SETATTR_REQ;
+    s.env.setattr_req = &s.req;
+    core_wait_init(&s.w);
+    r = core_submit(f->c, &s.op);
+    if (r == 0) {
+        core_wait_block(&s.w, -1);
+        r = s.status;
+    }
+    core_wait_destroy(&s.w);
+    if (r == 0 && st)
+        *st = s.st;
+    return r;
+}
+
+int keel_truncate(keel_file *f, uint64_t size)
+{
+    if (f && !(f->flags & KEEL_O_WRITE))
+        return -EBADF;
+    if (size > (uint64_t)INT64_MAX)
+        return -EFBIG;
+    return file_setattr(f, KEEL__SETATTR_VALID__SETATTR_SIZE, size, NULL);
+}
+
+int keel_fstat(keel_file *f, struct keel_stat *st)
+{
+    return file_setattr(f, 0, 0, st);
+}
+
+/* ---------------------------------------------------------------- close */
+
+struct close_op {
+    struct core_op op;
+    struct core_wait w;
+    struct list link; /* c->closing while waiting for I/O to drain */
+    keel_file *f;
+    struct fop flush;
+    Keel__Envelope env;
+    Keel__LeaseReleaseReq req;
+    int status;
+};
+
+static void close_finish(struct close_op *co)
+{
+    core_wait_signal(&co->w);
+}
+
+static void released(int status, const Keel__Envelope *rep, void *arg)
+{
+    struct close_op *co = arg;
+    struct kinode *in = co->f->in;
+
+    if (status)
+        log_debug("releasing the lease of ino %llu: %s", (unsigned long long)in->ino,
+                  err_str(status));
+    in->ops--;
+    chunkio_inode_put(in);
+    close_finish(co);
+}
+
+static void close_detach(struct close_op *co)
+{
+    struct kinode *in = co->f->in;
+
+    if (--in->opens == 0 && in->lease) {
+        chunkio_drop_lease(in);
+        keel__envelope__init(&co->env);
+        keel__lease_release_req__init(&co->req);
+        co->req.client_id = in->c->client_id;
+        co->req.ino = in->ino;
+        co->env.body_case = KEEL__ENVELOPE__BODY_LEASE_RELEASE_REQ;
+        co->env.lease_release_req = &co->req;
+        in->ops++;
+        if (core_nn_call(in->c, &co->env, released, co) == 0)
+            return;
+        in->ops--;
+    }
+    chunkio_inode_put(in);
+    close_finish(co);
+}
+
+static void close_flushed(struct fop *op)
+{
+    struct close_op *co = op->done_arg;
+
+    co->status = (int)op->result;
+    if (co->status)
+        log_warn("flush at close of ino %llu: %s", (unsigned long long)co->f->in->ino,
+                 err_str(co->status));
+    close_detach(co);
+}
+
+static void close_step(struct close_op *co)
+{
+    struct kinode *in = co->f->in;
+
+    if (in->ops > 0) {
+        /* Requests still in flight (asynchronous ones, at disconnect). */
+        list_add_tail(&in->c->closing, &co->link);
+        return;
+    }
+    if ((co->f->flags & KEEL_O_WRITE) && chunkio_dirty(in) && in->opens == 1) {
+        co->flush.in = in;
+        co->flush.kind = FOP_FLUSH;
+        co->flush.done = close_flushed;
+        co->flush.done_arg = co;
+        chunkio_start(&co->flush);
+        return;
+    }
+    close_detach(co);
+}
+
+static void close_run(struct core_op *base)
+{
+    close_step((struct close_op *)base);
+}
+
+int keel_close(keel_file *f)
+{
+    struct close_op co;
+    int r;
+
+    if (!f)
+        return -EBADF;
+    memset(&co, 0, sizeof(co));
+    co.op.run = close_run;
+    co.f = f;
+    list_init(&co.link);
+    core_wait_init(&co.w);
+    pthread_mutex_lock(&f->c->lock);
+    list_del(&f->link);
+    pthread_mutex_unlock(&f->c->lock);
+    r = core_submit(f->c, &co.op);
+    if (r == 0) {
+        core_wait_block(&co.w, -1);
+        r = co.status;
+    }
+    core_wait_destroy(&co.w);
+    free(f);
+    return r;
+}
+
+void io_close_all(keel_client *c)
+{
+    for (;;) {
+        keel_file *f = NULL;
+
+        pthread_mutex_lock(&c->lock);
+        if (!list_empty(&c->files))
+            f = list_entry(c->files.next, keel_file, link);
+        pthread_mutex_unlock(&c->lock);
+        if (!f)
+            break;
+        keel_close(f);
+    }
+}
+
+/* -------------------------------------------------------------- leases */
+
+struct recall {
+    struct fop flush;
+    void (*reply)(int released, void *arg);
+    void *arg;
+};
+
+static void recall_flushed(struct fop *op)
+{
+    struct recall *rc = op->done_arg;
+    struct kinode *in = op->in;
+
+    log_info("handing over the write lease of ino %llu%s", (unsigned long long)in->ino,
+             op->result ? " failed: flush error" : "");
+    rc->reply(op->result == 0, rc->arg);
+    free(rc);
+    chunkio_inode_put(in);
+}
+
+void io_lease_recall(keel_client *c, uint64_t ino, void (*reply)(int released, void *arg),
+                     void *arg)
+{
+    struct kinode *in = u64map_get(&c->inodes, ino);
+    struct recall *rc;
+
+    if (!in || !in->lease) {
+        reply(1, arg);
+        return;
+    }
+    if (in->writes > 0 || mono_ms() - in->last_write_ms < c->opts.lease_idle_ms) {
+        reply(0, arg);
+        return;
+    }
+    rc = calloc(1, sizeof(*rc));
+    if (!rc) {
+        reply(0, arg);
+        return;
+    }
+    chunkio_drop_lease(in);
+    rc->reply = reply;
+    rc->arg = arg;
+    rc->flush.in = in;
+    rc->flush.kind = FOP_FLUSH;
+    rc->flush.done = recall_flushed;
+    rc->flush.done_arg = rc;
+    chunkio_start(&rc->flush);
+}
+
+void io_lease_lost(keel_client *c, uint64_t ino)
+{
+    struct kinode *in = u64map_get(&c->inodes, ino);
+
+    if (in && in->lease) {
+        log_warn("lost the write lease of ino %llu", (unsigned long long)ino);
+        chunkio_drop_lease(in);
+    }
+}
+
+size_t io_lease_inos(keel_client *c, uint64_t *out, size_t max)
+{
+    size_t i = 0, n = 0;
+    uint64_t ino;
+    void *val;
+
+    while (u64map_next(&c->inodes, &i, &ino, &val)) {
+        if (!((struct kinode *)val)->lease)
+            continue;
+        if (out && n < max)
+            out[n] = ino;
+        n++;
+    }
+    return out ? MIN(n, max) : n;
+}
+
+void io_tick(keel_client *c, uint64_t now_ms)
+{
+    struct list waiting, *pos;
+
+    chunkio_tick(c, now_ms);
+    if (list_empty(&c->closing))
+        return;
+    waiting = c->closing;
+    waiting.next->prev = &waiting;
+    waiting.prev->next = &waiting;
+    list_init(&c->closing);
+    while ((pos = list_pop(&waiting)))
+        close_step(list_entry(pos, struct close_op, link));
+}

@@ -1,0 +1,845 @@
+/*
+ * Unit tests for libkeel's I/O state machine (client/chunkio.c) against a
+ * fake cluster in this process: a fake namenode and three fake datanodes
+ * speaking the real protocol over 127.0.0.1, on their own loop thread, with
+ * failures injected at will. The real daemons are tested elsewhere; here
+ * the point is the client's behaviour: splitting, pipelines, recovery after
+ * a failed replica, refetching after a version change, read failover,
+ * min-replicas, overlapping writes never in flight together, and the async
+ * API.
+ */
+#include "checksum.h"
+#include "keel.h"
+#include "rpc.h"
+#include "util.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CS     (256u * 1024) /* chunk size */
+#define NCHUNK 16
+#define NDN    3
+
+/* ------------------------------------------------------------ fake state */
+
+struct fake_dn {
+    rpc_server *srv;
+    char addr[64];
+    bool dead;       /* drop connections on any request */
+    bool fail_reads; /* answer reads with -EIO (a corrupt replica) */
+    int writes;      /* writes applied */
+    uint64_t version[NCHUNK];
+    bool has[NCHUNK];
+    uint8_t *data[NCHUNK];
+    /* Overlap detector: writes between arrival and answer, per chunk. */
+    struct {
+        uint64_t off, len;
+        bool used;
+    } busy[NCHUNK][32];
+    int overlap_violations;
+    rpc_conn *peers[NDN];
+};
+
+static struct {
+    pthread_mutex_t lock;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t stop;
+    rpc_server *nn;
+    char nn_addr[64];
+    struct fake_dn dn[NDN];
+    uint64_t version[NCHUNK];
+    bool alloc[NCHUNK];
+    int reps[NCHUNK][NDN]; /* replica dn indexes, -1 unused */
+    int nreps[NCHUNK];
+    uint64_t size;
+    int recovers;
+    int bad_reports;
+} F;
+
+/* Records a write [off, off + len) arriving at d; counts overlaps. */
+static int busy_add(struct fake_dn *d, int c, uint64_t off, uint64_t len)
+{
+    int slot = -1;
+
+    for (int k = 0; k < 32; k++) {
+        if (!d->busy[c][k].used) {
+            slot = k;
+            continue;
+        }
+        if (off < d->busy[c][k].off + d->busy[c][k].len && d->busy[c][k].off < off + len)
+            d->overlap_violations++;
+    }
+    if (slot >= 0)
+        d->busy[c][slot] = (typeof(d->busy[c][slot])){off, len, true};
+    return slot;
+}
+
+static int dn_index(const char *addr)
+{
+    for (int i = 0; i < NDN; i++)
+        if (strcmp(F.dn[i].addr, addr) == 0)
+            return i;
+    return -1;
+}
+
+static uint64_t dn_id(int i)
+{
+    return (uint64_t)i + 1;
+}
+
+static void fill_attr(Keel__Attr *a)
+{
+    a->ino = 2;
+    a->mode = S_IFREG | 0644;
+    a->nlink = 1;
+    a->size = F.size;
+    a->replication = 3;
+}
+
+/* ------------------------------------------------------------ fake namenode */
+
+static void nn_hello(rpc_req *req, void *ctx)
+{
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__HelloRep b = KEEL__HELLO_REP__INIT;
+
+    b.cluster_id = "fake";
+    b.chunk_size = CS;
+    b.lease_ms = 3000;
+    b.min_replicas = 2;
+    rep.body_case = KEEL__ENVELOPE__BODY_HELLO_REP;
+    rep.hello_rep = &b;
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+}
+
+static void nn_attr(rpc_req *req, void *ctx)
+{
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__Attr a = KEEL__ATTR__INIT;
+    Keel__CreateRep cr = KEEL__CREATE_REP__INIT;
+    Keel__StatRep sr = KEEL__STAT_REP__INIT;
+    Keel__SetattrRep st = KEEL__SETATTR_REP__INIT;
+
+    pthread_mutex_lock(&F.lock);
+    if (req->env->body_case == KEEL__ENVELOPE__BODY_SETATTR_REQ &&
+        (req->env->setattr_req->valid & KEEL__SETATTR_VALID__SETATTR_SIZE))
+        F.size = req->env->setattr_req->size;
+    fill_attr(&a);
+    pthread_mutex_unlock(&F.lock);
+    switch (req->env->body_case) {
+    case KEEL__ENVELOPE__BODY_CREATE_REQ:
+        cr.attr = &a;
+        rep.body_case = KEEL__ENVELOPE__BODY_CREATE_REP;
+        rep.create_rep = &cr;
+        break;
+    case KEEL__ENVELOPE__BODY_STAT_REQ:
+        sr.attr = &a;
+        rep.body_case = KEEL__ENVELOPE__BODY_STAT_REP;
+        rep.stat_rep = &sr;
+        break;
+    default:
+        st.attr = &a;
+        rep.body_case = KEEL__ENVELOPE__BODY_SETATTR_REP;
+        rep.setattr_rep = &st;
+    }
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+}
+
+/* ChunkLoc for chunk i, into caller storage. */
+static void chunk_loc(int i, Keel__ChunkLoc *l, Keel__Replica *r, Keel__Replica **rp)
+{
+    keel__chunk_loc__init(l);
+    l->index = (uint64_t)i;
+    l->chunk_id = 100 + (uint64_t)i;
+    l->version = F.version[i];
+    for (int k = 0; k < F.nreps[i]; k++) {
+        int d = F.reps[i][k];
+        keel__replica__init(&r[k]);
+        r[k].node_id = dn_id(d);
+        r[k].addr = F.dn[d].addr;
+        rp[k] = &r[k];
+    }
+    l->replicas = rp;
+    l->n_replicas = (size_t)F.nreps[i];
+}
+
+static void nn_get_chunks(rpc_req *req, void *ctx)
+{
+    const Keel__GetChunksReq *q = req->env->get_chunks_req;
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__GetChunksRep b = KEEL__GET_CHUNKS_REP__INIT;
+    Keel__ChunkLoc locs[NCHUNK], *lp[NCHUNK];
+    Keel__Replica reps[NCHUNK][NDN], *rp[NCHUNK][NDN];
+    size_t n = 0;
+
+    pthread_mutex_lock(&F.lock);
+    for (uint64_t i = q->offset / CS; i < NCHUNK && i * CS < q->offset + q->length; i++) {
+        if (!F.alloc[i] && q->for_write) {
+            F.alloc[i] = true;
+            F.version[i] = 1;
+            F.nreps[i] = NDN;
+            for (int k = 0; k < NDN; k++) {
+                F.reps[i][k] = k;
+                F.dn[k].has[i] = true;
+                F.dn[k].version[i] = 1;
+            }
+        }
+        if (!F.alloc[i])
+            continue;
+        chunk_loc((int)i, &locs[n], reps[n], rp[n]);
+        lp[n] = &locs[n];
+        n++;
+    }
+    b.chunk_size = CS;
+    b.size = F.size;
+    b.chunks = lp;
+    b.n_chunks = n;
+    rep.body_case = KEEL__ENVELOPE__BODY_GET_CHUNKS_REP;
+    rep.get_chunks_rep = &b;
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+    pthread_mutex_unlock(&F.lock);
+}
+
+static void nn_recover(rpc_req *req, void *ctx)
+{
+    const Keel__RecoverChunkReq *q = req->env->recover_chunk_req;
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__RecoverChunkRep b = KEEL__RECOVER_CHUNK_REP__INIT;
+    Keel__ChunkLoc loc;
+    Keel__Replica reps[NDN], *rp[NDN];
+    int i = (int)(q->chunk_id - 100), n = 0;
+
+    pthread_mutex_lock(&F.lock);
+    F.recovers++;
+    for (int k = 0; k < F.nreps[i]; k++) {
+        bool failed = false;
+        for (size_t f = 0; f < q->n_failed; f++)
+            failed |= q->failed[f] == dn_id(F.reps[i][k]);
+        if (!failed)
+            F.reps[i][n++] = F.reps[i][k];
+    }
+    F.nreps[i] = n;
+    if (n < 2) {
+        pthread_mutex_unlock(&F.lock);
+        rpc_reply_error(req, -EIO, "fewer than min-replicas survive");
+        return;
+    }
+    F.version[i]++;
+    for (int k = 0; k < n; k++)
+        F.dn[F.reps[i][k]].version[i] = F.version[i];
+    chunk_loc(i, &loc, reps, rp);
+    b.chunk = &loc;
+    rep.body_case = KEEL__ENVELOPE__BODY_RECOVER_CHUNK_REP;
+    rep.recover_chunk_rep = &b;
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+    pthread_mutex_unlock(&F.lock);
+}
+
+static void nn_extend(rpc_req *req, void *ctx)
+{
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__ExtendRep b = KEEL__EXTEND_REP__INIT;
+
+    pthread_mutex_lock(&F.lock);
+    if (req->env->extend_req->size > F.size)
+        F.size = req->env->extend_req->size;
+    b.size = F.size;
+    pthread_mutex_unlock(&F.lock);
+    rep.body_case = KEEL__ENVELOPE__BODY_EXTEND_REP;
+    rep.extend_rep = &b;
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+}
+
+static void nn_ok(rpc_req *req, void *ctx)
+{
+    if (req->env->body_case == KEEL__ENVELOPE__BODY_BAD_REPLICA_REQ) {
+        pthread_mutex_lock(&F.lock);
+        F.bad_reports++;
+        pthread_mutex_unlock(&F.lock);
+    }
+    rpc_reply(req, NULL, RPC_NO_PAYLOAD);
+}
+
+static const rpc_handler nn_handlers[] = {
+    {KEEL__ENVELOPE__BODY_HELLO_REQ, "hello", nn_hello},
+    {KEEL__ENVELOPE__BODY_CREATE_REQ, "create", nn_attr},
+    {KEEL__ENVELOPE__BODY_STAT_REQ, "stat", nn_attr},
+    {KEEL__ENVELOPE__BODY_SETATTR_REQ, "setattr", nn_attr},
+    {KEEL__ENVELOPE__BODY_GET_CHUNKS_REQ, "get-chunks", nn_get_chunks},
+    {KEEL__ENVELOPE__BODY_RECOVER_CHUNK_REQ, "recover", nn_recover},
+    {KEEL__ENVELOPE__BODY_EXTEND_REQ, "extend", nn_extend},
+    {KEEL__ENVELOPE__BODY_LEASE_RENEW_REQ, "renew", nn_ok},
+    {KEEL__ENVELOPE__BODY_LEASE_RELEASE_REQ, "release", nn_ok},
+    {KEEL__ENVELOPE__BODY_BAD_REPLICA_REQ, "bad", nn_ok},
+};
+static rpc_service nn_svc = {nn_handlers, sizeof(nn_handlers) / sizeof(nn_handlers[0]), NULL, NULL,
+                             NULL};
+
+/* ------------------------------------------------------------ fake datanode */
+
+struct fwd {
+    rpc_req *req;
+    int self;
+    int chunk;
+    int slot;
+    uint64_t next; /* the node forwarded to */
+    uint64_t off;
+    uint32_t len;
+    Keel__Envelope env;
+    Keel__WriteReq wr;
+    int local_status;
+};
+
+static void reply_write(rpc_req *req, int self_status, uint64_t self_id, const uint64_t *failed,
+                        const int32_t *st, size_t nf, const uint64_t *unreached, size_t nu)
+{
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__WriteRep b = KEEL__WRITE_REP__INIT;
+    uint64_t f[NDN + 1];
+    int32_t s[NDN + 1];
+    size_t n = 0;
+
+    if (self_status) {
+        f[n] = self_id;
+        s[n++] = self_status;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        f[n] = failed[i];
+        s[n++] = st[i];
+    }
+    b.failed = f;
+    b.n_failed = n;
+    b.failed_status = s;
+    b.n_failed_status = n;
+    b.unreached = (uint64_t *)unreached;
+    b.n_unreached = nu;
+    rep.body_case = KEEL__ENVELOPE__BODY_WRITE_REP;
+    rep.write_rep = &b;
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+}
+
+static void fwd_done(int status, rpc_msg *m, void *arg)
+{
+    struct fwd *fw = arg;
+    uint64_t next = fw->next;
+
+    pthread_mutex_lock(&F.lock);
+    if (fw->slot >= 0)
+        F.dn[fw->self].busy[fw->chunk][fw->slot].used = false;
+    pthread_mutex_unlock(&F.lock);
+    if (status) {
+        /* The next node failed: it and everything after it missed the write. */
+        uint64_t un[NDN];
+        int32_t st = status;
+        for (size_t i = 0; i < fw->wr.n_chain; i++)
+            un[i] = fw->wr.chain[i]->node_id;
+        reply_write(fw->req, fw->local_status, dn_id(fw->self), &next, &st, 1, un, fw->wr.n_chain);
+    } else {
+        const Keel__WriteRep *r = m->env->write_rep;
+        reply_write(fw->req, fw->local_status, dn_id(fw->self), r->failed, r->failed_status,
+                    r->n_failed, r->unreached, r->n_unreached);
+    }
+    free(fw);
+}
+
+static bool dead_check(rpc_req *req, int self)
+{
+    bool dead;
+
+    pthread_mutex_lock(&F.lock);
+    dead = F.dn[self].dead;
+    pthread_mutex_unlock(&F.lock);
+    if (dead) {
+        rpc_conn_reset(req->conn);
+        rpc_reply_error(req, -EIO, "dead");
+    }
+    return dead;
+}
+
+static void dn_write(rpc_req *req, void *ctx)
+{
+    int self = (int)(intptr_t)ctx;
+    struct fake_dn *d = &F.dn[self];
+    const Keel__WriteReq *q = req->env->write_req;
+    int i = (int)(q->chunk_id - 100);
+    struct fwd *fw;
+    int st = 0;
+
+    if (dead_check(req, self))
+        return;
+    if (i < 0 || i >= NCHUNK || q->offset + q->length > CS || req->payload_len != q->length ||
+        csum_buf(req->payload, q->length) != q->checksum) {
+        rpc_reply_error(req, -EINVAL, "bad write");
+        return;
+    }
+    pthread_mutex_lock(&F.lock);
+    if (!d->has[i])
+        st = -ENOENT;
+    else if (d->version[i] != q->version)
+        st = -ESTALE;
+    if (st == 0) {
+        memcpy(d->data[i] + q->offset, req->payload, q->length);
+        d->writes++;
+    }
+    pthread_mutex_unlock(&F.lock);
+    if (q->n_chain == 0) {
+        pthread_mutex_lock(&F.lock);
+        busy_add(d, i, q->offset, q->length);
+        for (int k = 0; k < 32; k++)
+            if (d->busy[i][k].used && d->busy[i][k].off == q->offset &&
+                d->busy[i][k].len == q->length)
+                d->busy[i][k].used = false;
+        pthread_mutex_unlock(&F.lock);
+        reply_write(req, st, dn_id(self), NULL, NULL, 0, NULL, 0);
+        return;
+    }
+    fw = calloc(1, sizeof(*fw));
+    fw->req = req;
+    fw->self = self;
+    fw->chunk = i;
+    fw->local_status = st;
+    fw->next = q->chain[0]->node_id;
+    fw->wr = *q;
+    fw->wr.chain = q->chain + 1;
+    fw->wr.n_chain = q->n_chain - 1;
+    fw->wr.base = q->base;
+    keel__envelope__init(&fw->env);
+    fw->env.body_case = KEEL__ENVELOPE__BODY_WRITE_REQ;
+    fw->env.write_req = &fw->wr;
+    {
+        int next = dn_index(q->chain[0]->addr);
+        rpc_conn **pc = &d->peers[next];
+        struct rpc_call_opts o = {.timeout_ms = 2000};
+
+        if (!*pc)
+            rpc_connect(&F.loop, q->chain[0]->addr, NULL, NULL, pc);
+        pthread_mutex_lock(&F.lock);
+        fw->slot = busy_add(d, i, q->offset, q->length);
+        pthread_mutex_unlock(&F.lock);
+        /* The forwarded request borrows req's payload until fwd_done. */
+        if (rpc_call(*pc, &fw->env, (rpc_payload){req->payload, q->length, NULL, NULL}, &o,
+                     fwd_done, fw))
+            fwd_done(-EIO, NULL, fw);
+    }
+}
+
+static void dn_read(rpc_req *req, void *ctx)
+{
+    int self = (int)(intptr_t)ctx;
+    struct fake_dn *d = &F.dn[self];
+    const Keel__ReadReq *q = req->env->read_req;
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__ReadRep b = KEEL__READ_REP__INIT;
+    int i = (int)(q->chunk_id - 100);
+    uint8_t *buf;
+    int st = 0;
+
+    if (dead_check(req, self))
+        return;
+    pthread_mutex_lock(&F.lock);
+    if (i < 0 || i >= NCHUNK || !d->has[i])
+        st = -ENOENT;
+    else if (d->version[i] != q->version)
+        st = -ESTALE;
+    else if (d->fail_reads)
+        st = -EIO;
+    buf = st ? NULL : malloc(q->length ? q->length : 1);
+    if (buf)
+        memcpy(buf, d->data[i] + q->offset, q->length);
+    pthread_mutex_unlock(&F.lock);
+    if (st) {
+        rpc_reply_error(req, st, "read refused");
+        return;
+    }
+    b.checksum = csum_buf(buf, q->length);
+    rep.body_case = KEEL__ENVELOPE__BODY_READ_REP;
+    rep.read_rep = &b;
+    rpc_reply(req, &rep, rpc_payload_malloced(buf, q->length));
+}
+
+static void dn_flush(rpc_req *req, void *ctx)
+{
+    int self = (int)(intptr_t)ctx;
+    const Keel__FlushReq *q = req->env->flush_req;
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__FlushRep b = KEEL__FLUSH_REP__INIT;
+    int32_t st[64] = {0};
+
+    if (dead_check(req, self))
+        return;
+    pthread_mutex_lock(&F.lock);
+    for (size_t k = 0; k < q->n_chunk_ids && k < 64; k++) {
+        int i = (int)(q->chunk_ids[k] - 100);
+        if (i < 0 || i >= NCHUNK || !F.dn[self].has[i])
+            st[k] = -ENOENT;
+        else if (F.dn[self].version[i] != q->versions[k])
+            st[k] = -ESTALE;
+    }
+    pthread_mutex_unlock(&F.lock);
+    b.status = st;
+    b.n_status = q->n_chunk_ids;
+    rep.body_case = KEEL__ENVELOPE__BODY_FLUSH_REP;
+    rep.flush_rep = &b;
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+}
+
+static const rpc_handler dn_handlers[] = {
+    {KEEL__ENVELOPE__BODY_WRITE_REQ, "write", dn_write},
+    {KEEL__ENVELOPE__BODY_READ_REQ, "read", dn_read},
+    {KEEL__ENVELOPE__BODY_FLUSH_REQ, "flush", dn_flush},
+};
+static rpc_service dn_svc[NDN];
+
+/* ------------------------------------------------------------- harness */
+
+static void on_stop(uv_async_t *a)
+{
+    rpc_server_close(F.nn);
+    for (int i = 0; i < NDN; i++) {
+        rpc_server_close(F.dn[i].srv);
+        for (int k = 0; k < NDN; k++)
+            if (F.dn[i].peers[k])
+                rpc_conn_close(F.dn[i].peers[k]);
+    }
+    uv_close((uv_handle_t *)a, NULL);
+}
+
+static void fake_thread(void *arg)
+{
+    uv_run(&F.loop, UV_RUN_DEFAULT);
+}
+
+static keel_client *client;
+static keel_file *file;
+
+static void setup(void)
+{
+    struct keel_options o;
+
+    memset(&F, 0, sizeof(F));
+    pthread_mutex_init(&F.lock, NULL);
+    ck_assert_int_eq(uv_loop_init(&F.loop), 0);
+    ck_assert_int_eq(rpc_listen(&F.loop, "127.0.0.1:0", &nn_svc, NULL, &F.nn), 0);
+    rpc_server_addr(F.nn, F.nn_addr, sizeof(F.nn_addr));
+    for (int i = 0; i < NDN; i++) {
+        dn_svc[i] = (rpc_service){dn_handlers, 3, (void *)(intptr_t)i, NULL, NULL};
+        ck_assert_int_eq(rpc_listen(&F.loop, "127.0.0.1:0", &dn_svc[i], NULL, &F.dn[i].srv), 0);
+        rpc_server_addr(F.dn[i].srv, F.dn[i].addr, sizeof(F.dn[i].addr));
+        for (int c = 0; c < NCHUNK; c++)
+            F.dn[i].data[c] = calloc(1, CS);
+    }
+    uv_async_init(&F.loop, &F.stop, on_stop);
+    uv_thread_create(&F.thread, fake_thread, NULL);
+
+    keel_options_init(&o);
+    o.call_timeout_ms = 2000;
+    o.retry_ms = 5000;
+    ck_assert_int_eq(keel_connect(F.nn_addr, &o, &client), 0);
+    ck_assert_int_eq(keel_open(client, "/disk", KEEL_O_RDWR | KEEL_O_CREATE, NULL, &file), 0);
+}
+
+static void teardown(void)
+{
+    keel_close(file);
+    keel_disconnect(client);
+    uv_async_send(&F.stop);
+    uv_thread_join(&F.thread);
+    uv_run(&F.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&F.loop);
+    for (int i = 0; i < NDN; i++)
+        for (int c = 0; c < NCHUNK; c++)
+            free(F.dn[i].data[c]);
+    pthread_mutex_destroy(&F.lock);
+}
+
+static void pattern(uint8_t *buf, size_t len, uint64_t off, int seed)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)((off + i) * 131 + (uint64_t)seed * 7 + ((off + i) >> 12));
+}
+
+/* Checks replica d holds pattern seed over [off, off + len) of the file. */
+static bool replica_has(int d, uint64_t off, size_t len, int seed)
+{
+    uint8_t *want = malloc(len);
+    bool ok = true;
+
+    pattern(want, len, off, seed);
+    pthread_mutex_lock(&F.lock);
+    for (size_t i = 0; i < len && ok; i++) {
+        uint64_t at = off + i;
+        ok = F.dn[d].data[at / CS][at % CS] == want[i];
+    }
+    pthread_mutex_unlock(&F.lock);
+    free(want);
+    return ok;
+}
+
+/* ----------------------------------------------------------------- tests */
+
+START_TEST(write_read_across_chunks)
+{
+    const size_t len = 3 * CS + 12345;
+    const uint64_t off = CS / 2 + 7;
+    uint8_t *buf = malloc(len), *back = malloc(len);
+
+    pattern(buf, len, off, 1);
+    ck_assert_int_eq(keel_pwrite(file, buf, len, off), (ssize_t)len);
+    ck_assert_int_eq(keel_pread(file, back, len, off), (ssize_t)len);
+    ck_assert_mem_eq(buf, back, len);
+    for (int d = 0; d < NDN; d++)
+        ck_assert(replica_has(d, off, len, 1));
+    /* A hole reads as zeros, and the size grew to the end of the write. */
+    memset(back, 0xff, 100);
+    ck_assert_int_eq(keel_pread(file, back, 100, 0), 100);
+    for (int i = 0; i < 100; i++)
+        ck_assert_uint_eq(back[i], 0);
+    ck_assert_uint_eq(F.size, off + len);
+    ck_assert_int_eq(keel_pread(file, back, 100, off + len), 0);
+    ck_assert_int_eq(keel_flush(file), 0);
+    free(buf);
+    free(back);
+}
+END_TEST
+
+START_TEST(failed_replica_is_dropped_and_writes_go_on)
+{
+    uint8_t buf[8192], back[8192];
+
+    pattern(buf, sizeof(buf), 0, 2);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    pthread_mutex_lock(&F.lock);
+    F.dn[1].dead = true; /* the middle of the pipeline */
+    pthread_mutex_unlock(&F.lock);
+    pattern(buf, sizeof(buf), 0, 3);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    ck_assert_int_eq(F.recovers, 1);
+    ck_assert_int_eq(F.nreps[0], 2);
+    ck_assert_uint_eq(F.version[0], 2);
+    ck_assert(replica_has(0, 0, sizeof(buf), 3));
+    ck_assert(replica_has(2, 0, sizeof(buf), 3));
+    ck_assert(replica_has(1, 0, sizeof(buf), 2)); /* missed it: now stale */
+    ck_assert_int_eq(keel_pread(file, back, sizeof(back), 0), (ssize_t)sizeof(back));
+    ck_assert_mem_eq(buf, back, sizeof(buf));
+    ck_assert_int_eq(keel_flush(file), 0);
+}
+END_TEST
+
+START_TEST(head_failure_is_recovered)
+{
+    uint8_t buf[4096];
+
+    pattern(buf, sizeof(buf), CS, 4);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), CS), (ssize_t)sizeof(buf));
+    pthread_mutex_lock(&F.lock);
+    F.dn[0].dead = true;
+    pthread_mutex_unlock(&F.lock);
+    pattern(buf, sizeof(buf), CS, 5);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), CS), (ssize_t)sizeof(buf));
+    ck_assert(replica_has(1, CS, sizeof(buf), 5));
+    ck_assert(replica_has(2, CS, sizeof(buf), 5));
+    ck_assert_int_eq(F.nreps[1], 2);
+}
+END_TEST
+
+START_TEST(below_min_replicas_is_an_error)
+{
+    uint8_t buf[4096];
+
+    pattern(buf, sizeof(buf), 0, 6);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    pthread_mutex_lock(&F.lock);
+    F.dn[0].dead = true;
+    F.dn[2].dead = true;
+    pthread_mutex_unlock(&F.lock);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), -EIO);
+}
+END_TEST
+
+START_TEST(version_moved_on_means_refetch_not_recovery)
+{
+    uint8_t buf[4096], back[4096];
+
+    pattern(buf, sizeof(buf), 0, 7);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    /* Behind the client's back, as a lease handover would. */
+    pthread_mutex_lock(&F.lock);
+    F.version[0] = 5;
+    for (int d = 0; d < NDN; d++)
+        F.dn[d].version[0] = 5;
+    pthread_mutex_unlock(&F.lock);
+    pattern(buf, sizeof(buf), 0, 8);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    ck_assert_int_eq(F.recovers, 0);
+    for (int d = 0; d < NDN; d++)
+        ck_assert(replica_has(d, 0, sizeof(buf), 8));
+    ck_assert_int_eq(keel_pread(file, back, sizeof(back), 0), (ssize_t)sizeof(back));
+    ck_assert_mem_eq(buf, back, sizeof(buf));
+}
+END_TEST
+
+START_TEST(reads_fail_over_and_report_bad_replicas)
+{
+    uint8_t buf[65536], back[65536];
+
+    pattern(buf, sizeof(buf), 0, 9);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    pthread_mutex_lock(&F.lock);
+    F.dn[0].fail_reads = true;
+    F.dn[1].dead = true;
+    pthread_mutex_unlock(&F.lock);
+    for (int i = 0; i < 10; i++) {
+        memset(back, 0, sizeof(back));
+        ck_assert_int_eq(keel_pread(file, back, sizeof(back), 0), (ssize_t)sizeof(back));
+        ck_assert_mem_eq(buf, back, sizeof(buf));
+    }
+    /* With every replica failing, the read fails with an error, not a hang,
+     * and the corrupt replicas it met were reported (in the background). */
+    pthread_mutex_lock(&F.lock);
+    F.dn[2].fail_reads = true;
+    pthread_mutex_unlock(&F.lock);
+    ck_assert_int_eq(keel_pread(file, back, sizeof(back), 0), -EIO);
+    for (int i = 0; i < 200 && __atomic_load_n(&F.bad_reports, __ATOMIC_SEQ_CST) < 2; i++)
+        usleep(10000);
+    ck_assert_int_ge(F.bad_reports, 2);
+}
+END_TEST
+
+struct writer {
+    int id;
+    int errors;
+};
+
+/* Overlapping writes from many threads: replicas must end identical. */
+static void *overlap_writer(void *arg)
+{
+    struct writer *w = arg;
+    uint8_t buf[3 * 4096];
+
+    srand((unsigned)w->id);
+    for (int i = 0; i < 200; i++) {
+        uint64_t off = (uint64_t)(rand() % (int)(2 * CS - sizeof(buf)));
+        size_t len = 1 + (size_t)rand() % sizeof(buf);
+
+        memset(buf, w->id * 16 + i % 16, len);
+        if (keel_pwrite(file, buf, len, off) != (ssize_t)len)
+            w->errors++;
+    }
+    return NULL;
+}
+
+START_TEST(overlapping_writes_leave_identical_replicas)
+{
+    pthread_t th[8];
+    struct writer w[8];
+
+    for (int i = 0; i < 8; i++) {
+        w[i] = (struct writer){i + 1, 0};
+        pthread_create(&th[i], NULL, overlap_writer, &w[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(w[i].errors, 0);
+    }
+    for (int c = 0; c < 2; c++) {
+        ck_assert_mem_eq(F.dn[0].data[c], F.dn[1].data[c], CS);
+        ck_assert_mem_eq(F.dn[0].data[c], F.dn[2].data[c], CS);
+    }
+    /* The head sees every write; none overlapped one still in flight. */
+    ck_assert_int_eq(F.dn[0].overlap_violations, 0);
+    ck_assert_int_gt(F.dn[0].writes, 8 * 200 - 1);
+}
+END_TEST
+
+static int aio_calls;
+
+static void count_aio(keel_aio *aio, void *arg)
+{
+    __atomic_add_fetch(&aio_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+START_TEST(async_with_64_in_flight)
+{
+    enum { N = 64, LEN = 8192 };
+    keel_aio *a[N];
+    uint8_t *bufs = malloc((size_t)N * LEN), *back = malloc((size_t)N * LEN);
+
+    aio_calls = 0;
+    for (int i = 0; i < N; i++) {
+        pattern(bufs + i * LEN, LEN, (uint64_t)i * LEN, 10);
+        ck_assert_int_eq(keel_aio_create(count_aio, NULL, &a[i]), 0);
+        ck_assert_int_eq(keel_aio_pwrite(file, bufs + i * LEN, LEN, (uint64_t)i * LEN, a[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(keel_aio_wait(a[i], 10000), 0);
+        ck_assert_int_eq(keel_aio_result(a[i]), LEN);
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(keel_aio_pread(file, back + i * LEN, LEN, (uint64_t)i * LEN, a[i]), 0);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(keel_aio_wait(a[i], 10000), 0);
+        ck_assert_int_eq(keel_aio_result(a[i]), LEN);
+        keel_aio_release(a[i]);
+    }
+    ck_assert_mem_eq(bufs, back, (size_t)N * LEN);
+    /* Callbacks run just after completion becomes visible. */
+    for (int i = 0; i < 200 && __atomic_load_n(&aio_calls, __ATOMIC_SEQ_CST) < 2 * N; i++)
+        usleep(10000);
+    ck_assert_int_eq(__atomic_load_n(&aio_calls, __ATOMIC_SEQ_CST), 2 * N);
+    keel_aio *unused;
+    ck_assert_int_eq(keel_aio_create(NULL, NULL, &unused), 0);
+    ck_assert_int_eq(keel_aio_wait(unused, 0), -EINVAL);
+    keel_aio_release(unused);
+    free(bufs);
+    free(back);
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+    keel_file *ro;
+    uint8_t b[16];
+
+    ck_assert_int_eq(keel_open(client, "relative", KEEL_O_READ, NULL, &ro), -EINVAL);
+    ck_assert_int_eq(keel_open(client, "/disk", 0, NULL, &ro), -EINVAL);
+    ck_assert_int_eq(keel_open(client, "/disk", KEEL_O_READ, NULL, &ro), 0);
+    ck_assert_int_eq(keel_pwrite(ro, b, sizeof(b), 0), -EBADF);
+    ck_assert_int_eq(keel_pread(ro, b, sizeof(b), UINT64_MAX - 4), -EFBIG);
+    ck_assert_int_eq(keel_close(ro), 0);
+    keel_client *other = NULL;
+    ck_assert_int_eq(keel_connect("nonsense", NULL, &other), -EINVAL);
+    ck_assert_ptr_null(other);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("client");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, write_read_across_chunks);
+    tcase_add_test(tc, failed_replica_is_dropped_and_writes_go_on);
+    tcase_add_test(tc, head_failure_is_recovered);
+    tcase_add_test(tc, below_min_replicas_is_an_error);
+    tcase_add_test(tc, version_moved_on_means_refetch_not_recovery);
+    tcase_add_test(tc, reads_fail_over_and_report_bad_replicas);
+    tcase_add_test(tc, overlapping_writes_leave_identical_replicas);
+    tcase_add_test(tc, async_with_64_in_flight);
+    tcase_add_test(tc, bad_arguments);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
