@@ -1,0 +1,370 @@
+/*
+ * keelfs: see keelfs.h. Every operation maps onto one or two libkeel calls;
+ * libkeel's negative errnos are FUSE's answers as they are. Runs on FUSE's
+ * worker threads, many at once: libkeel is thread-safe, and the only state
+ * here is the per-open struct below.
+ */
+#include "keelfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+/* One open file description. */
+struct kfh {
+    keel_file *f;
+    bool sync; /* O_SYNC / O_DSYNC: flush after every write */
+};
+
+static keel_client *client(void)
+{
+    return ((struct keelfs *)fuse_get_context()->private_data)->client;
+}
+
+static struct kfh *fh(const struct fuse_file_info *fi)
+{
+    return (struct kfh *)(uintptr_t)fi->fh;
+}
+
+static void to_stat(const struct keel_stat *ks, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = ks->ino;
+    st->st_mode = ks->mode;
+    st->st_nlink = ks->nlink;
+    st->st_uid = ks->uid;
+    st->st_gid = ks->gid;
+    st->st_size = (off_t)ks->size;
+    st->st_blksize = 4096;
+    st->st_blocks = (blkcnt_t)(ks->allocated / 512);
+    st->st_atim.tv_sec = ks->atime_ns / 1000000000;
+    st->st_atim.tv_nsec = ks->atime_ns % 1000000000;
+    st->st_mtim.tv_sec = ks->mtime_ns / 1000000000;
+    st->st_mtim.tv_nsec = ks->mtime_ns % 1000000000;
+    st->st_ctim.tv_sec = ks->ctime_ns / 1000000000;
+    st->st_ctim.tv_nsec = ks->ctime_ns % 1000000000;
+}
+
+static void *kfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    cfg->use_ino = 1;
+    cfg->attr_timeout = KEELFS_ATTR_TIMEOUT;
+    cfg->entry_timeout = KEELFS_ATTR_TIMEOUT;
+    cfg->negative_timeout = KEELFS_NEGATIVE_TIMEOUT;
+    /* An unlinked file still open is renamed aside until its last close. */
+    cfg->hard_remove = 0;
+    /* Large requests: sequential I/O is not cut into 128 KiB pieces. */
+    conn->max_write = KEELFS_MAX_IO;
+    conn->max_read = KEELFS_MAX_IO;
+    conn->max_readahead = KEELFS_MAX_IO;
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    return fuse_get_context()->private_data;
+}
+
+static int kfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+    struct keel_stat ks;
+    int r = fi ? keel_fstat(fh(fi)->f, &ks) : keel_stat(client(), path, &ks);
+
+    if (r == 0)
+        to_stat(&ks, st);
+    return r;
+}
+
+static int kfs_readlink(const char *path, char *buf, size_t len)
+{
+    int r = keel_readlink(client(), path, buf, len);
+
+    return r < 0 ? r : 0;
+}
+
+static int kfs_mkdir(const char *path, mode_t mode)
+{
+    return keel_mkdir(client(), path, mode);
+}
+
+static int kfs_unlink(const char *path)
+{
+    return keel_unlink(client(), path);
+}
+
+static int kfs_rmdir(const char *path)
+{
+    return keel_rmdir(client(), path);
+}
+
+static int kfs_symlink(const char *target, const char *path)
+{
+    return keel_symlink(client(), target, path);
+}
+
+static int kfs_rename(const char *from, const char *to, unsigned int flags)
+{
+    if (flags & ~RENAME_NOREPLACE)
+        return -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+    return keel_rename(client(), from, to, flags & RENAME_NOREPLACE ? KEEL_RENAME_NOREPLACE : 0);
+}
+
+static int kfs_link(const char *from, const char *to)
+{
+    return keel_link(client(), from, to);
+}
+
+static int setattr(const char *path, struct fuse_file_info *fi, const struct keel_setattr *sa)
+{
+    if (fi && (sa->mask & KEEL_SET_SIZE) && sa->mask == KEEL_SET_SIZE)
+        return keel_truncate(fh(fi)->f, sa->size);
+    if (!path)
+        return -EBADF;
+    return keel_setattr(client(), path, sa, NULL);
+}
+
+static int kfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    struct keel_setattr sa = {.mask = KEEL_SET_MODE, .mode = mode};
+
+    return setattr(path, fi, &sa);
+}
+
+static int kfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+    struct keel_setattr sa = {.uid = uid, .gid = gid};
+
+    if (uid != (uid_t)-1)
+        sa.mask |= KEEL_SET_UID;
+    if (gid != (gid_t)-1)
+        sa.mask |= KEEL_SET_GID;
+    return sa.mask ? setattr(path, fi, &sa) : 0;
+}
+
+static int kfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+    struct keel_setattr sa = {.mask = KEEL_SET_SIZE, .size = (uint64_t)size};
+
+    if (size < 0)
+        return -EINVAL;
+    return setattr(path, fi, &sa);
+}
+
+static int kfs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+    struct keel_setattr sa = {0};
+
+    if (tv[0].tv_nsec == UTIME_NOW)
+        sa.mask |= KEEL_SET_ATIME_NOW;
+    else if (tv[0].tv_nsec != UTIME_OMIT) {
+        sa.mask |= KEEL_SET_ATIME;
+        sa.atime_ns = (int64_t)tv[0].tv_sec * 1000000000 + tv[0].tv_nsec;
+    }
+    if (tv[1].tv_nsec == UTIME_NOW)
+        sa.mask |= KEEL_SET_MTIME_NOW;
+    else if (tv[1].tv_nsec != UTIME_OMIT) {
+        sa.mask |= KEEL_SET_MTIME;
+        sa.mtime_ns = (int64_t)tv[1].tv_sec * 1000000000 + tv[1].tv_nsec;
+    }
+    return sa.mask ? setattr(path, fi, &sa) : 0;
+}
+
+static int open_flags(int flags)
+{
+    int kf = 0;
+
+    switch (flags & O_ACCMODE) {
+    case O_RDONLY:
+        kf = KEEL_O_READ;
+        break;
+    case O_WRONLY:
+        kf = KEEL_O_WRITE;
+        break;
+    default:
+        kf = KEEL_O_RDWR;
+    }
+    /* The kernel reads pages around a write into the page cache. */
+    kf |= KEEL_O_READ;
+    if (flags & O_TRUNC)
+        kf |= KEEL_O_TRUNC;
+    return kf;
+}
+
+static int finish_open(keel_file *f, struct fuse_file_info *fi)
+{
+    struct kfh *h = calloc(1, sizeof(*h));
+
+    if (!h) {
+        keel_close(f);
+        return -ENOMEM;
+    }
+    h->f = f;
+    h->sync = (fi->flags & (O_SYNC | O_DSYNC)) != 0;
+    fi->fh = (uintptr_t)h;
+    fi->direct_io = (fi->flags & O_DIRECT) != 0;
+    fi->keep_cache = 0;
+    return 0;
+}
+
+static int kfs_open(const char *path, struct fuse_file_info *fi)
+{
+    keel_file *f;
+    int r = keel_open(client(), path, open_flags(fi->flags), NULL, &f);
+
+    return r ? r : finish_open(f, fi);
+}
+
+static int kfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    struct keel_open_args oa = {.mode = mode & 07777};
+    int flags = open_flags(fi->flags) | KEEL_O_CREATE;
+    keel_file *f;
+    int r;
+
+    if (fi->flags & O_EXCL)
+        flags |= KEEL_O_EXCL;
+    r = keel_open(client(), path, flags, &oa, &f);
+    return r ? r : finish_open(f, fi);
+}
+
+static int kfs_read(const char *path, char *buf, size_t len, off_t off, struct fuse_file_info *fi)
+{
+    if (off < 0)
+        return -EINVAL;
+    return (int)keel_pread(fh(fi)->f, buf, len, (uint64_t)off);
+}
+
+static int kfs_write(const char *path, const char *buf, size_t len, off_t off,
+                     struct fuse_file_info *fi)
+{
+    ssize_t r;
+
+    if (off < 0)
+        return -EINVAL;
+    r = keel_pwrite(fh(fi)->f, buf, len, (uint64_t)off);
+    if (r >= 0 && fh(fi)->sync) {
+        int fr = keel_flush(fh(fi)->f);
+        if (fr)
+            return fr;
+    }
+    return (int)r;
+}
+
+static int kfs_statfs(const char *path, struct statvfs *sv)
+{
+    struct keel_statfs ks;
+    uint64_t repl;
+    int r = keel_statfs(client(), &ks);
+
+    if (r)
+        return r;
+    /* Report what files can still use: raw space divided among replicas. */
+    repl = ks.replication ? ks.replication : 1;
+    memset(sv, 0, sizeof(*sv));
+    sv->f_bsize = 4096;
+    sv->f_frsize = 4096;
+    sv->f_blocks = ks.capacity / repl / 4096;
+    sv->f_bfree = ks.free / repl / 4096;
+    sv->f_bavail = sv->f_bfree;
+    sv->f_files = ks.files + 1000000;
+    sv->f_ffree = 1000000;
+    sv->f_favail = sv->f_ffree;
+    sv->f_namemax = 255;
+    return 0;
+}
+
+static int kfs_flush(const char *path, struct fuse_file_info *fi)
+{
+    /* close(2) promises no durability; fsync does. Data written is already
+     * on every replica, so other clients see it. */
+    return 0;
+}
+
+static int kfs_release(const char *path, struct fuse_file_info *fi)
+{
+    struct kfh *h = fh(fi);
+    int r = keel_close(h->f);
+
+    free(h);
+    return r;
+}
+
+static int kfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+    return keel_flush(fh(fi)->f);
+}
+
+struct fill {
+    void *buf;
+    fuse_fill_dir_t filler;
+};
+
+static int fill_one(const char *name, const struct keel_stat *ks, void *arg)
+{
+    struct fill *fl = arg;
+    struct stat st;
+
+    to_stat(ks, &st);
+    return fl->filler(fl->buf, name, &st, 0, FUSE_FILL_DIR_PLUS) ? 1 : 0;
+}
+
+static int kfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+    struct fill fl = {buf, filler};
+    int r;
+
+    filler(buf, ".", NULL, 0, 0);
+    filler(buf, "..", NULL, 0, 0);
+    r = keel_readdir(client(), path, fill_one, &fl);
+    return r == 1 ? 0 : r; /* 1: the kernel's buffer is full */
+}
+
+static int kfs_fallocate(const char *path, int mode, off_t off, off_t len,
+                         struct fuse_file_info *fi)
+{
+    struct keel_stat ks;
+    int r;
+
+    if (off < 0 || len <= 0)
+        return -EINVAL;
+    if (mode & ~FALLOC_FL_KEEP_SIZE)
+        return -EOPNOTSUPP; /* punching holes is not supported yet */
+    /* Thin provisioning: chunks are allocated on first write; only the
+     * size changes. */
+    if (mode & FALLOC_FL_KEEP_SIZE)
+        return 0;
+    r = keel_fstat(fh(fi)->f, &ks);
+    if (r == 0 && ks.size < (uint64_t)off + (uint64_t)len)
+        r = keel_truncate(fh(fi)->f, (uint64_t)off + (uint64_t)len);
+    return r;
+}
+
+const struct fuse_operations keelfs_ops = {
+    .init = kfs_init,
+    .getattr = kfs_getattr,
+    .readlink = kfs_readlink,
+    .mkdir = kfs_mkdir,
+    .unlink = kfs_unlink,
+    .rmdir = kfs_rmdir,
+    .symlink = kfs_symlink,
+    .rename = kfs_rename,
+    .link = kfs_link,
+    .chmod = kfs_chmod,
+    .chown = kfs_chown,
+    .truncate = kfs_truncate,
+    .open = kfs_open,
+    .read = kfs_read,
+    .write = kfs_write,
+    .statfs = kfs_statfs,
+    .flush = kfs_flush,
+    .release = kfs_release,
+    .fsync = kfs_fsync,
+    .readdir = kfs_readdir,
+    .create = kfs_create,
+    .utimens = kfs_utimens,
+    .fallocate = kfs_fallocate,
+};

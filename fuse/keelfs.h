@@ -1,0 +1,35 @@
+/*
+ * keelfs: the FUSE file system over libkeel: the operations table that
+ * keel-fuse mounts, and the caching policy it asks the kernel for.
+ *
+ * Caching: attributes and names are cached by the kernel for
+ * KEELFS_ATTR_TIMEOUT seconds (a change made by another client shows after
+ * at most that long); failed lookups for KEELFS_NEGATIVE_TIMEOUT. File data
+ * goes through the page cache except for files opened with O_DIRECT, which
+ * go straight to libkeel; every open drops the file's cached pages, so data
+ * another client wrote before the open is always seen.
+ *
+ * Durability: fsync and fdatasync are keel_flush; files opened with O_SYNC
+ * or O_DSYNC flush after each write.
+ */
+#ifndef KEEL_FUSE_KEELFS_H
+#define KEEL_FUSE_KEELFS_H
+
+#define FUSE_USE_VERSION 31
+#include <fuse.h>
+
+#include "keel.h"
+
+#define KEELFS_ATTR_TIMEOUT     1.0
+#define KEELFS_NEGATIVE_TIMEOUT 0.5
+#define KEELFS_MAX_IO           (1u << 20)
+
+/* What the mount serves; fuse's private data points at it. The client is
+ * connected after the process has daemonized, before requests flow. */
+struct keelfs {
+    keel_client *client;
+};
+
+extern const struct fuse_operations keelfs_ops;
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * keel-fuse: mounts a Keel cluster as a file system, the datastore of a
+ * hypervisor host.
+ *
+ *   keel-fuse --namenode 127.0.0.1:7420 /mnt/keel [-f] [-s] [-o opt,...]
+ *
+ * Parses Keel's flags, leaves the rest to libfuse (-f foreground, -s single
+ * thread, -d debug, -o mount options), checks the namenode answers, mounts,
+ * daemonizes, then connects libkeel (whose I/O thread must be born in the
+ * daemon) and serves until unmounted or signalled.
+ */
+#include "keelfs.h"
+
+#include <fuse_lowlevel.h>
+
+#include "flags.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+static bool to_syslog;
+
+static void log_line(int level, const char *line, void *arg)
+{
+    if (to_syslog)
+        syslog(level == KEEL_LOG_ERROR  ? LOG_ERR
+               : level == KEEL_LOG_WARN ? LOG_WARNING
+                                        : LOG_INFO,
+               "%s", line);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
+static void usage(void)
+{
+    printf("usage: keel-fuse [--namenode HOST:PORT] MOUNTPOINT [-f] [-s] [-d] [-o OPT,...]\n\n"
+           "Mounts a Keel cluster as a file system for VM images.\n\n"
+           "keel options:\n"
+           "  --namenode HOST:PORT   namenode address (default $KEEL_NAMENODE or 127.0.0.1:7420)\n"
+           "  --timeout TIME         timeout of one request to a node (default 10s)\n"
+           "  --retry TIME           how long to keep retrying an unreachable namenode (default "
+           "300s)\n"
+           "  --log-level LEVEL      error, warn, info or debug (default warn)\n"
+           "  --help                 this help, then libfuse's\n\n"
+           "libfuse options:\n");
+}
+
+/* Takes "--name value" / "--name=value" out of argv; NULL if absent. */
+static const char *take_flag(int *argc, char **argv, const char *name, bool *bad)
+{
+    size_t n = strlen(name);
+
+    for (int i = 1; i < *argc; i++) {
+        const char *v = NULL;
+        int drop = 0;
+
+        if (strncmp(argv[i], name, n) != 0)
+            continue;
+        if (argv[i][n] == '=') {
+            v = argv[i] + n + 1;
+            drop = 1;
+        } else if (argv[i][n] == '\0') {
+            if (i + 1 >= *argc) {
+                *bad = true;
+                return NULL;
+            }
+            v = argv[i + 1];
+            drop = 2;
+        } else {
+            continue;
+        }
+        memmove(&argv[i], &argv[i + drop], (size_t)(*argc - i - drop + 1) * sizeof(char *));
+        *argc -= drop;
+        return v;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *namenode = getenv("KEEL_NAMENODE"), *v;
+    uint64_t timeout_ms = 10000, retry_ms = 300000;
+    enum log_level level = LOG_WARN;
+    struct fuse_cmdline_opts fo;
+    struct keel_options o;
+    struct keelfs fs = {0};
+    struct fuse *fuse = NULL;
+    struct fuse_args args;
+    struct sockaddr_in sa;
+    keel_client *probe;
+    bool bad = false;
+    int r, rc = 1;
+
+    if ((v = take_flag(&argc, argv, "--namenode", &bad)))
+        namenode = v;
+    if ((v = take_flag(&argc, argv, "--timeout", &bad)) && parse_duration_ms(v, &timeout_ms))
+        bad = true;
+    if ((v = take_flag(&argc, argv, "--retry", &bad)) && parse_duration_ms(v, &retry_ms))
+        bad = true;
+    if ((v = take_flag(&argc, argv, "--log-level", &bad)) && log_parse_level(v, &level))
+        bad = true;
+    if (!namenode || !*namenode)
+        namenode = "127.0.0.1:7420";
+    if (bad || parse_addr(namenode, &sa)) {
+        fprintf(stderr, "keel-fuse: bad or missing flag value (see --help)\n");
+        return 2;
+    }
+    args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+    if (fuse_parse_cmdline(&args, &fo) != 0)
+        return 2;
+    if (fo.show_help) {
+        usage();
+        fuse_cmdline_help();
+        fuse_lib_help(&args);
+        rc = 0;
+        goto out;
+    }
+    if (fo.show_version) {
+        printf("keel-fuse 0.1, FUSE library %s\n", fuse_pkgversion());
+        rc = 0;
+        goto out;
+    }
+    if (!fo.mountpoint) {
+        fprintf(stderr, "keel-fuse: no mountpoint (see --help)\n");
+        rc = 2;
+        goto out;
+    }
+
+    keel_options_init(&o);
+    o.call_timeout_ms = (uint32_t)timeout_ms;
+    o.retry_ms = (uint32_t)MIN(retry_ms, 10000);
+    o.log_fn = log_line;
+    o.log_level = (int)level;
+    o.client_name = "keel-fuse";
+    /* Fail early, in the foreground, if the cluster cannot be reached. */
+    r = keel_connect(namenode, &o, &probe);
+    if (r) {
+        fprintf(stderr, "keel-fuse: cannot reach the namenode at %s: %s\n", namenode,
+                keel_strerror(r));
+        goto out;
+    }
+    keel_disconnect(probe);
+
+    fuse = fuse_new(&args, &keelfs_ops, sizeof(keelfs_ops), &fs);
+    if (!fuse)
+        goto out;
+    if (fuse_mount(fuse, fo.mountpoint) != 0)
+        goto out;
+    if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+        goto unmount;
+    to_syslog = !fo.foreground;
+    if (fuse_daemonize(fo.foreground) != 0)
+        goto signals;
+    o.retry_ms = (uint32_t)retry_ms;
+    r = keel_connect(namenode, &o, &fs.client);
+    if (r) {
+        log_line(KEEL_LOG_ERROR, "keel-fuse: lost the namenode while mounting", NULL);
+        goto signals;
+    }
+    rc = (fo.singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, fo.clone_fd)) ? 1 : 0;
+    keel_disconnect(fs.client);
+  signals:
+    fuse_remove_signal_handlers(fuse_get_session(fuse));
+unmount:
+    fuse_unmount(fuse);
+out:
+    if (fuse)
+        fuse_destroy(fuse);
+    free(fo.mountpoint);
+    fuse_opt_free_args(&args);
+    return rc;
+}
