@@ -158,20 +158,20 @@ static int writable(const struct replicafile *rf)
 }
 
 int replicafile_read_blocks(struct replicafile *rf, uint64_t first, size_t n, void *buf,
-                            uint64_t *bad, bool *mismatch, size_t *data_bytes)
+                            struct replicafile_readout *out)
 {
     uint8_t *p = buf;
     uint64_t stack_sums[64];
-    uint64_t *sums = stack_sums;
+    uint64_t *sums = out->sums ? out->sums : stack_sums;
     size_t got = 0;
     int r;
 
-    *mismatch = false;
+    out->mismatch = false;
     if (rf->hdr.flags & SIDECAR_CORRUPT)
         return -EIO;
     if (n == 0 || first >= rf->hdr.blocks || n > rf->hdr.blocks - first)
         return -EINVAL;
-    if (n > ARRAY_SIZE(stack_sums)) {
+    if (!out->sums && n > ARRAY_SIZE(stack_sums)) {
         sums = malloc(n * sizeof(*sums));
         if (!sums)
             return -ENOMEM;
@@ -190,17 +190,15 @@ int replicafile_read_blocks(struct replicafile *rf, uint64_t first, size_t n, vo
                            : csum_buf(p + (uint64_t)i * KEEL_BLOCK_SIZE, KEEL_BLOCK_SIZE);
 
         if (sum != sums[i]) {
-            if (bad)
-                *bad = first + i;
-            *mismatch = true;
+            out->bad = first + i;
+            out->mismatch = true;
             r = -EIO;
             goto out;
         }
     }
-    if (data_bytes)
-        *data_bytes = got;
+    out->data_bytes = got;
 out:
-    if (sums != stack_sums)
+    if (sums != stack_sums && sums != out->sums)
         free(sums);
     return r;
 }

@@ -60,17 +60,22 @@ const struct sidecar_header *replicafile_header(const struct replicafile *rf);
 /* The sticky error (0 if none). */
 int replicafile_error(const struct replicafile *rf);
 
+/* What a verified read found, besides the bytes. */
+struct replicafile_readout {
+    uint64_t *sums;    /* in: room for n checksums, or NULL; out: the verified ones */
+    bool mismatch;     /* a block failed its checksum: mark the replica corrupt */
+    uint64_t bad;      /* then: the first bad block's number */
+    size_t data_bytes; /* bytes read from the data file (holes past its end are free) */
+};
+
 /*
  * Reads blocks [first, first + n) into buf (n * KEEL_BLOCK_SIZE bytes) and
  * verifies each against its checksum. Returns 0; -EIO if the replica is
- * marked corrupt, or if a block does not match (then *bad, if not NULL, is
- * the first bad block's number and *mismatch is set true: the caller marks
- * the replica corrupt); -EINVAL for a range outside the chunk; or a read
- * error. *data_bytes (may be NULL) receives the bytes read from the data
- * file (holes past its end cost nothing).
+ * marked corrupt, or if a block does not match (out->mismatch, out->bad);
+ * -EINVAL for a range outside the chunk; or a read error.
  */
 int replicafile_read_blocks(struct replicafile *rf, uint64_t first, size_t n, void *buf,
-                            uint64_t *bad, bool *mismatch, size_t *data_bytes);
+                            struct replicafile_readout *out);
 
 /* Copies the checksums of blocks [first, first + n) into sums. */
 int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t *sums);

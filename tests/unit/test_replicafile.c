@@ -114,21 +114,40 @@ static void fill(uint8_t *p, size_t n, unsigned seed)
         p[i] = (uint8_t)((i * 131 + seed * 7 + (i >> 9)) ^ seed);
 }
 
+/* The verified read, with its findings as separate out-parameters. */
+static int read_blocks(struct replicafile *rf, uint64_t first, size_t n, void *buf, uint64_t *bad,
+                       bool *mismatch, size_t *data_bytes)
+{
+    struct replicafile_readout ro = {0};
+    int r = replicafile_read_blocks(rf, first, n, buf, &ro);
+
+    *mismatch = ro.mismatch;
+    if (bad && ro.mismatch)
+        *bad = ro.bad;
+    if (data_bytes && r == 0)
+        *data_bytes = ro.data_bytes;
+    return r;
+}
+
 /* Reads the whole chunk and compares it with model; checks every stored
  * checksum against the model's blocks. */
 static void check_against(struct replicafile *rf, const uint8_t *model)
 {
     uint8_t *buf = malloc(CHUNK);
     uint64_t *sums = malloc(BLOCKS * sizeof(*sums));
-    uint64_t bad = 0;
-    bool mismatch;
+    uint64_t *verified = malloc(BLOCKS * sizeof(*verified));
+    struct replicafile_readout ro = {0};
 
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, BLOCKS, buf, &bad, &mismatch, NULL), 0);
-    ck_assert(!mismatch);
+    ro.sums = verified;
+    ck_assert_int_eq(replicafile_read_blocks(rf, 0, BLOCKS, buf, &ro), 0);
+    ck_assert(!ro.mismatch);
     ck_assert_int_eq(memcmp(buf, model, CHUNK), 0);
     ck_assert_int_eq(replicafile_sums(rf, 0, BLOCKS, sums), 0);
-    for (size_t b = 0; b < BLOCKS; b++)
+    for (size_t b = 0; b < BLOCKS; b++) {
         ck_assert_uint_eq(sums[b], csum_buf(model + b * KEEL_BLOCK_SIZE, KEEL_BLOCK_SIZE));
+        ck_assert_uint_eq(verified[b], sums[b]);
+    }
+    free(verified);
     free(buf);
     free(sums);
 }
@@ -167,15 +186,14 @@ START_TEST(fresh_replica_reads_zeros)
     bool mismatch;
 
     memset(buf, 0xee, CHUNK);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, BLOCKS, buf, NULL, &mismatch, &data_bytes), 0);
+    ck_assert_int_eq(read_blocks(rf, 0, BLOCKS, buf, NULL, &mismatch, &data_bytes), 0);
     ck_assert_int_eq(memcmp(buf, zeros, CHUNK), 0);
     ck_assert_uint_eq(data_bytes, 0); /* nothing was on disk to read */
     ck_assert_uint_eq(replicafile_header(rf)->version, 3);
     ck_assert_uint_eq(replicafile_header(rf)->length, 0);
     /* Out of range. */
-    ck_assert_int_eq(replicafile_read_blocks(rf, BLOCKS, 1, buf, NULL, &mismatch, NULL), -EINVAL);
-    ck_assert_int_eq(replicafile_read_blocks(rf, BLOCKS - 1, 2, buf, NULL, &mismatch, NULL),
-                     -EINVAL);
+    ck_assert_int_eq(read_blocks(rf, BLOCKS, 1, buf, NULL, &mismatch, NULL), -EINVAL);
+    ck_assert_int_eq(read_blocks(rf, BLOCKS - 1, 2, buf, NULL, &mismatch, NULL), -EINVAL);
     replicafile_close(rf);
     free(buf);
     free(zeros);
@@ -269,12 +287,12 @@ START_TEST(flipped_data_byte_fails_the_read_of_its_block_only)
     ck_assert_int_eq(replicafile_write(rf, 4096, data, sizeof(data), &mismatch), 0);
     ck_assert_int_eq(replicafile_flush(rf), 0);
     flip_byte("data", 2 * 4096 + 17);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 4, buf, &bad, &mismatch, NULL), -EIO);
+    ck_assert_int_eq(read_blocks(rf, 0, 4, buf, &bad, &mismatch, NULL), -EIO);
     ck_assert(mismatch);
     ck_assert_uint_eq(bad, 2);
     /* Blocks around it still verify. */
-    ck_assert_int_eq(replicafile_read_blocks(rf, 1, 1, buf, NULL, &mismatch, NULL), 0);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 3, 1, buf, NULL, &mismatch, NULL), 0);
+    ck_assert_int_eq(read_blocks(rf, 1, 1, buf, NULL, &mismatch, NULL), 0);
+    ck_assert_int_eq(read_blocks(rf, 3, 1, buf, NULL, &mismatch, NULL), 0);
     ck_assert_int_eq(memcmp(buf, data + 2 * 4096, 4096), 0);
     replicafile_close(rf);
     free(buf);
@@ -290,10 +308,10 @@ START_TEST(flipped_checksum_byte_fails_the_read)
 
     /* A block never written: its zeros must match the stored zero sum. */
     flip_byte("meta", SIDECAR_SUMS_OFF + 100 * 8 + 3);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 100, 1, buf, &bad, &mismatch, NULL), -EIO);
+    ck_assert_int_eq(read_blocks(rf, 100, 1, buf, &bad, &mismatch, NULL), -EIO);
     ck_assert(mismatch);
     ck_assert_uint_eq(bad, 100);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 99, 1, buf, &bad, &mismatch, NULL), 0);
+    ck_assert_int_eq(read_blocks(rf, 99, 1, buf, &bad, &mismatch, NULL), 0);
     replicafile_close(rf);
 }
 END_TEST
@@ -320,7 +338,7 @@ START_TEST(partial_write_over_corrupt_block_is_refused_untouched)
     close(fd);
     /* A write covering the whole block needs no old bytes and heals it. */
     ck_assert_int_eq(replicafile_write(rf, 0, data, 4096, &mismatch), 0);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, after, NULL, &mismatch, NULL), 0);
+    ck_assert_int_eq(read_blocks(rf, 0, 1, after, NULL, &mismatch, NULL), 0);
     ck_assert_int_eq(memcmp(after, data, 4096), 0);
     replicafile_close(rf);
 }
@@ -333,13 +351,13 @@ START_TEST(mark_corrupt_persists_and_stops_reads_and_writes)
     bool mismatch;
 
     ck_assert_int_eq(replicafile_mark_corrupt(rf), 0);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, NULL, &mismatch, NULL), -EIO);
+    ck_assert_int_eq(read_blocks(rf, 0, 1, buf, NULL, &mismatch, NULL), -EIO);
     ck_assert_int_eq(replicafile_write(rf, 0, buf, 10, &mismatch), -EIO);
     ck_assert(!mismatch);
     replicafile_close(rf);
     ck_assert_uint_eq(disk_header().flags & SIDECAR_CORRUPT, SIDECAR_CORRUPT);
     ck_assert_int_eq(chunkstore_open_replica(cs, ID, &rf), 0);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, NULL, &mismatch, NULL), -EIO);
+    ck_assert_int_eq(read_blocks(rf, 0, 1, buf, NULL, &mismatch, NULL), -EIO);
     replicafile_close(rf);
 }
 END_TEST
@@ -460,7 +478,7 @@ START_TEST(clean_replica_is_not_recomputed)
     flip_byte("data", 99);
     ck_assert_int_eq(chunkstore_scan(cs, collect, &ri), 0);
     ck_assert_int_eq(chunkstore_open_replica(cs, ID, &rf), 0);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, NULL, &mismatch, NULL), -EIO);
+    ck_assert_int_eq(read_blocks(rf, 0, 1, buf, NULL, &mismatch, NULL), -EIO);
     ck_assert(mismatch);
     replicafile_close(rf);
 }

@@ -1,0 +1,1107 @@
+/*
+ * replicas: see replicas.h for the model.
+ *
+ * An operation (struct op) is one row of the op_types table: a check run on
+ * the loop when the op reaches the head of its chunk's queue, a run step on
+ * a pool thread, and a done step back on the loop that folds the outcome
+ * into the replica. An op whose check fails, or that has nothing to do,
+ * completes without touching the pool; its callback is deferred to the
+ * loop's idle phase so that no callback ever runs inside a submit call.
+ *
+ * Memory: a replica lives while it is in the table or has ops (queued,
+ * running or deferred); ops are freed after their callback.
+ */
+#include "replicas.h"
+
+#include "checksum.h"
+#include "errors.h"
+#include "list.h"
+#include "log.h"
+#include "u64map.h"
+#include "util.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SKIP 1 /* a check's verdict: done already, succeed without work */
+
+struct replica {
+    struct replicas *r;
+    uint64_t id;
+    uint64_t version;
+    uint64_t length;
+    bool present; /* created or installed, not deleted */
+    bool mapped;  /* in r->table */
+    bool corrupt;
+    bool dirty; /* written since the last successful flush */
+    int error;  /* sticky disk error of a write path */
+    struct replicafile *file;
+    struct list queue; /* ops not yet started, in arrival order */
+    unsigned running;
+    bool exclusive; /* the running op runs alone */
+    bool pumping;
+    unsigned nops; /* ops queued, running or deferred */
+    struct list lru;
+    bool in_lru;
+};
+
+struct replicas {
+    uv_loop_t *loop;
+    struct chunkstore *cs;
+    struct replicas_hooks hooks;
+    unsigned max_open;
+    unsigned nopen;
+    struct u64map table;
+    struct list lru;      /* idle, clean replicas with open files, oldest first */
+    struct list deferred; /* ops completed without work, callbacks pending */
+    uv_idle_t idle;
+    bool idle_closed;
+    size_t busy;
+    bool stopping;
+};
+
+struct op;
+
+struct op_type {
+    const char *name;
+    bool shared; /* may run alongside other shared ops of the chunk */
+    bool opens;  /* needs the replica's files */
+    int (*check)(struct op *op);
+    void (*run)(struct op *op);
+    void (*done)(struct op *op);
+};
+
+struct op {
+    struct list link;
+    uv_work_t work;
+    struct replicas *r;
+    struct replica *rep;
+    const struct op_type *type;
+    replicas_cb cb;
+    void *arg;
+    unsigned flags;
+    uint64_t version, to, off, length, session;
+    const void *data;
+    size_t len;
+    struct replicafile *file;
+    bool file_changed; /* run opened, replaced or closed the files */
+    bool open_failed;  /* the files could not be opened; run was skipped */
+    int status;
+    struct replicafile_readout ro;
+    struct replicas_result res;
+};
+
+static void pump(struct replica *rep);
+static void set_corrupt(struct replica *rep, uint64_t block, const char *what);
+
+/* ------------------------------------------------------------ replicas */
+
+static struct replica *rep_new(struct replicas *r, uint64_t id)
+{
+    struct replica *rep = xcalloc(1, sizeof(*rep));
+
+    rep->r = r;
+    rep->id = id;
+    list_init(&rep->queue);
+    list_init(&rep->lru);
+    if (u64map_put(&r->table, id, rep) < 0) {
+        log_error("replicas: out of memory");
+        abort();
+    }
+    rep->mapped = true;
+    return rep;
+}
+
+static void rep_info(const struct replica *rep, struct replica_info *ri)
+{
+    ri->chunk_id = rep->id;
+    ri->version = rep->version;
+    ri->length = rep->length;
+    ri->corrupt = rep->corrupt;
+}
+
+static void lru_remove(struct replica *rep)
+{
+    if (rep->in_lru) {
+        list_del(&rep->lru);
+        rep->in_lru = false;
+    }
+}
+
+static void close_file(struct replica *rep)
+{
+    if (rep->file) {
+        /* close(2) of a file without a pending sync does not wait for I/O. */
+        replicafile_close(rep->file);
+        rep->file = NULL;
+        rep->r->nopen--;
+    }
+}
+
+/* Frees a replica that has left the table once no op refers to it. */
+static void rep_release(struct replica *rep)
+{
+    if (rep->mapped || rep->nops)
+        return;
+    lru_remove(rep);
+    close_file(rep);
+    free(rep);
+}
+
+static void rep_unmap(struct replica *rep)
+{
+    if (rep->mapped && u64map_get(&rep->r->table, rep->id) == rep)
+        u64map_del(&rep->r->table, rep->id);
+    rep->mapped = false;
+    rep->present = false;
+}
+
+/* An idle, clean replica's files go to the LRU; the oldest beyond max_open
+ * are closed. */
+static void rep_idle(struct replica *rep)
+{
+    struct replicas *r = rep->r;
+
+    if (rep->mapped && rep->file && !rep->running && list_empty(&rep->queue) && !rep->dirty &&
+        !rep->error && !rep->in_lru) {
+        list_add_tail(&r->lru, &rep->lru);
+        rep->in_lru = true;
+    }
+    while (r->nopen > r->max_open && !list_empty(&r->lru)) {
+        struct replica *old = list_entry(r->lru.next, struct replica, lru);
+
+        lru_remove(old);
+        close_file(old);
+    }
+}
+
+static void report(struct replica *rep, bool deleted)
+{
+    struct replicas *r = rep->r;
+    struct replica_info ri;
+
+    rep_info(rep, &ri);
+    if (r->hooks.report)
+        r->hooks.report(r->hooks.ctx, &ri, deleted);
+}
+
+/* ------------------------------------------------------------ op plumbing */
+
+static struct op *op_new(struct replicas *r, const struct op_type *type, replicas_cb cb, void *arg)
+{
+    struct op *op = xcalloc(1, sizeof(*op));
+
+    op->r = r;
+    op->type = type;
+    op->cb = cb;
+    op->arg = arg;
+    list_init(&op->link);
+    return op;
+}
+
+static void maybe_close_idle(struct replicas *r)
+{
+    if (r->stopping && r->busy == 0 && !r->idle_closed) {
+        r->idle_closed = true;
+        uv_close((uv_handle_t *)&r->idle, NULL);
+    }
+}
+
+/* Runs the callback and frees the op. */
+static void op_complete(struct op *op)
+{
+    struct replicas *r = op->r;
+    struct replica *rep = op->rep;
+
+    rep_info(rep, &op->res.info);
+    if (op->cb)
+        op->cb(op->status, &op->res, op->arg);
+    free(op->res.base);
+    free(op->res.sums);
+    free(op);
+    rep->nops--;
+    r->busy--;
+    rep_release(rep);
+    maybe_close_idle(r);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct replicas *r = h->data;
+    struct list *n;
+
+    while ((n = list_pop(&r->deferred)))
+        op_complete(list_entry(n, struct op, link));
+    if (!r->idle_closed)
+        uv_idle_stop(&r->idle);
+}
+
+/* Completes op without running it; the callback runs from the idle phase. */
+static void op_defer(struct op *op, int status)
+{
+    struct replicas *r = op->r;
+
+    op->status = status;
+    list_add_tail(&r->deferred, &op->link);
+    if (!r->idle_closed)
+        uv_idle_start(&r->idle, on_idle);
+}
+
+/* The files of a present replica would not open. Damage (a bad header, a
+ * link, a missing sidecar) makes it corrupt; a lack of descriptors or
+ * memory only fails the op. */
+static void open_failure(struct replica *rep, int err)
+{
+    log_error("replicas: cannot open chunk %016" PRIx64 ": %s", rep->id, err_str(err));
+    if (err == -EBADMSG || err == -ELOOP || err == -EINVAL || err == -ENOENT || err == -EIO)
+        set_corrupt(rep, UINT64_MAX, "open");
+}
+
+static void work_cb(uv_work_t *w)
+{
+    struct op *op = list_entry(w, struct op, work);
+
+    if (op->type->opens && !op->file) {
+        op->status = chunkstore_open_replica(op->r->cs, op->rep->id, &op->file);
+        if (op->status) {
+            op->open_failed = true;
+            return;
+        }
+        op->file_changed = true;
+    }
+    op->type->run(op);
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    struct op *op = list_entry(w, struct op, work);
+    struct replica *rep = op->rep;
+    struct replicas *r = op->r;
+
+    rep->running--;
+    if (op->file_changed && op->file != rep->file) {
+        r->nopen += (op->file != NULL) - (rep->file != NULL);
+        rep->file = op->file;
+    }
+    if (status < 0 && op->status == 0)
+        op->status = status;
+    if (op->status && op->status != -ESTALE && op->status != -EINVAL)
+        log_debug("replicas: %s of chunk %016" PRIx64 ": %s", op->type->name, rep->id,
+                  err_str(op->status));
+    if (op->open_failed)
+        open_failure(rep, op->status);
+    else
+        op->type->done(op);
+    rep->nops++; /* keep rep while the callback may queue more */
+    op_complete(op);
+    rep->nops--;
+    pump(rep);
+    rep_idle(rep);
+    rep_release(rep);
+}
+
+static void op_start(struct op *op, bool alone)
+{
+    struct replica *rep = op->rep;
+    int r;
+
+    lru_remove(rep);
+    rep->running++;
+    rep->exclusive = alone;
+    op->file = rep->file;
+    r = uv_queue_work(op->r->loop, &op->work, work_cb, after_work_cb);
+    if (r < 0) {
+        rep->running--;
+        op_defer(op, r);
+    }
+}
+
+/* Starts what may start at the head of the chunk's queue. */
+static void pump(struct replica *rep)
+{
+    if (rep->pumping)
+        return;
+    rep->pumping = true;
+    while (!list_empty(&rep->queue)) {
+        struct op *op = list_entry(rep->queue.next, struct op, link);
+        bool alone = !op->type->shared || (op->type->opens && !rep->file);
+        int c;
+
+        if (rep->running && (alone || rep->exclusive))
+            break;
+        list_del(&op->link);
+        if (rep->r->stopping) {
+            op_defer(op, -ECANCELED);
+            continue;
+        }
+        /* A replica that left the table (deleted, or its creation failed)
+         * runs nothing more; a new one may already stand in its place. */
+        c = rep->mapped ? op->type->check(op) : -ENOENT;
+        if (c)
+            op_defer(op, c < 0 ? c : 0);
+        else
+            op_start(op, alone);
+    }
+    rep->pumping = false;
+}
+
+static void enqueue(struct replica *rep, struct op *op)
+{
+    op->rep = rep;
+    list_add_tail(&rep->queue, &op->link);
+    rep->nops++;
+    rep->r->busy++;
+    pump(rep);
+}
+
+/* The replica of an existing chunk, for an op to queue on. */
+static int lookup(struct replicas *r, uint64_t id, struct replica **out)
+{
+    struct replica *rep;
+
+    if (r->stopping)
+        return -ECANCELED;
+    if (!chunkstore_blocks(r->cs))
+        return -EAGAIN;
+    rep = u64map_get(&r->table, id);
+    if (!rep)
+        return -ENOENT;
+    *out = rep;
+    return 0;
+}
+
+static uint64_t chunk_bytes(const struct replicas *r)
+{
+    return (uint64_t)chunkstore_blocks(r->cs) * KEEL_BLOCK_SIZE;
+}
+
+static bool range_ok(const struct replicas *r, uint64_t off, size_t len)
+{
+    return len > 0 && off < chunk_bytes(r) && len <= chunk_bytes(r) - off;
+}
+
+/* ------------------------------------------------------ state transitions */
+
+/* A write path failed on disk: the error sticks, the namenode hears. */
+static void disk_failure(struct replica *rep, const char *what, int err)
+{
+    struct replicas *r = rep->r;
+
+    if (!rep->error)
+        rep->error = err;
+    log_error("replicas: %s of chunk %016" PRIx64 " failed on disk: %s", what, rep->id,
+              err_str(err));
+    if (r->hooks.disk_error)
+        r->hooks.disk_error(r->hooks.ctx, rep->id, err);
+    /* A full disk leaves the replica intact but behind; anything else leaves
+     * it in an unknown state: have it replaced. */
+    if (err != -ENOSPC)
+        set_corrupt(rep, UINT64_MAX, what);
+}
+
+/* ------------------------------------------------------------ op types */
+
+static int check_present(struct op *op)
+{
+    return op->rep->present ? 0 : -ENOENT;
+}
+
+static int check_readable(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (!rep->present)
+        return -ENOENT;
+    if (rep->corrupt)
+        return -EIO;
+    if (op->version && op->version != rep->version)
+        return -ESTALE;
+    return 0;
+}
+
+static int check_writable(struct op *op)
+{
+    struct replica *rep = op->rep;
+    int c = check_readable(op);
+
+    if (c)
+        return c;
+    return rep->error;
+}
+
+/* set_version and trim: from (op->version) -> to. */
+static int check_move(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (!rep->present)
+        return -ENOENT;
+    if (rep->corrupt)
+        return -EIO;
+    if (rep->error)
+        return rep->error;
+    if (rep->version == op->to)
+        return 0;
+    if (op->version ? rep->version != op->version : rep->version > op->to)
+        return -ESTALE;
+    return 0;
+}
+
+static void run_read(struct op *op)
+{
+    uint64_t first, last;
+    size_t n;
+
+    csum_block_range(op->off, op->len, &first, &last);
+    n = (size_t)(last - first + 1);
+    op->res.base = malloc(n * KEEL_BLOCK_SIZE);
+    if (op->flags & REPLICAS_SUMS)
+        op->res.sums = op->ro.sums = malloc(n * sizeof(uint64_t));
+    if (!op->res.base || ((op->flags & REPLICAS_SUMS) && !op->res.sums)) {
+        op->status = -ENOMEM;
+        return;
+    }
+    op->status = replicafile_read_blocks(op->file, first, n, op->res.base, &op->ro);
+    if (op->status)
+        return;
+    op->res.data = (uint8_t *)op->res.base + (op->off - first * KEEL_BLOCK_SIZE);
+    op->res.len = op->len;
+    op->res.checksum = csum_buf(op->res.data, op->len);
+    op->res.nsums = op->res.sums ? n : 0;
+}
+
+static void done_read(struct op *op)
+{
+    if (op->ro.mismatch)
+        set_corrupt(op->rep, op->ro.bad, op->type->name);
+    if (op->status) {
+        free(op->res.base);
+        free(op->res.sums);
+        op->res.base = NULL;
+        op->res.sums = NULL;
+        op->res.data = NULL;
+        op->res.len = 0;
+    }
+}
+
+static int check_write(struct op *op)
+{
+    int c = check_writable(op);
+
+    if (c == 0)
+        op->rep->dirty = true; /* even a failed write may have changed the files */
+    return c;
+}
+
+static void run_write(struct op *op)
+{
+    op->status = replicafile_write(op->file, op->off, op->data, op->len, &op->ro.mismatch);
+}
+
+static void done_write(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (op->status == 0)
+        rep->length = replicafile_header(rep->file)->length;
+    else if (op->ro.mismatch)
+        set_corrupt(rep, UINT64_MAX, "write over a bad block");
+    else if (op->status != -EINVAL)
+        disk_failure(rep, "write", op->status);
+}
+
+static int check_flush(struct op *op)
+{
+    int c = check_writable(op);
+
+    if (c == 0 && !op->rep->dirty)
+        return SKIP;
+    return c;
+}
+
+static void run_flush(struct op *op)
+{
+    op->status = replicafile_flush(op->file);
+}
+
+static void done_flush(struct op *op)
+{
+    if (op->status == 0)
+        op->rep->dirty = false;
+    else
+        disk_failure(op->rep, "flush", op->status);
+}
+
+static void run_checksums(struct op *op)
+{
+    uint32_t blocks = replicafile_header(op->file)->blocks;
+    uint64_t *sums = malloc((size_t)blocks * sizeof(*sums));
+
+    op->res.base = sums;
+    if (!sums) {
+        op->status = -ENOMEM;
+        return;
+    }
+    op->status = replicafile_sums(op->file, 0, blocks, sums);
+    for (uint32_t b = 0; b < blocks; b++)
+        sums[b] = htole64(sums[b]);
+    op->res.data = op->res.base;
+    op->res.len = (size_t)blocks * sizeof(*sums);
+}
+
+static void run_scrub(struct op *op)
+{
+    void *buf = malloc(op->len * KEEL_BLOCK_SIZE);
+
+    if (!buf) {
+        op->status = -ENOMEM;
+        return;
+    }
+    op->status = replicafile_read_blocks(op->file, op->off, op->len, buf, &op->ro);
+    op->res.data_bytes = op->ro.data_bytes;
+    free(buf);
+}
+
+static void done_scrub(struct op *op)
+{
+    if (op->ro.mismatch)
+        set_corrupt(op->rep, op->ro.bad, "scrub");
+}
+
+static int check_create(struct op *op)
+{
+    return op->rep->present ? -EEXIST : 0;
+}
+
+static void run_create(struct op *op)
+{
+    op->status = chunkstore_create(op->r->cs, op->rep->id, op->version, &op->file);
+    op->file_changed = op->status == 0;
+}
+
+static void done_create(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (op->status) {
+        if (!rep->present)
+            rep_unmap(rep);
+        return;
+    }
+    rep->present = true;
+    rep->version = op->version;
+    rep->length = 0;
+}
+
+static void run_set_version(struct op *op)
+{
+    op->status = replicafile_set_version(op->file, op->to);
+}
+
+static void done_set_version(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (op->status) {
+        disk_failure(rep, "version change", op->status);
+        return;
+    }
+    rep->version = op->to;
+    if (op->flags & REPLICAS_REPORT)
+        report(rep, false);
+}
+
+static void run_trim(struct op *op)
+{
+    op->status = replicafile_trim(op->file, op->length, op->to, &op->ro.mismatch);
+}
+
+static void done_trim(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (op->status == 0) {
+        rep->version = op->to;
+        rep->length = replicafile_header(rep->file)->length;
+        rep->dirty = false;
+        if (op->flags & REPLICAS_REPORT)
+            report(rep, false);
+    } else if (op->ro.mismatch) {
+        set_corrupt(rep, UINT64_MAX, "trim over a bad block");
+    } else if (op->status != -EINVAL) {
+        disk_failure(rep, "trim", op->status);
+    }
+}
+
+static int check_delete(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (!rep->present)
+        return -ENOENT;
+    return rep->version > op->version ? -ESTALE : 0;
+}
+
+static void run_delete(struct op *op)
+{
+    if (op->file) {
+        replicafile_close(op->file);
+        op->file = NULL;
+        op->file_changed = true;
+    }
+    op->status = chunkstore_remove(op->r->cs, op->rep->id);
+    if (op->status == -ENOENT)
+        op->status = 0; /* gone already: what was asked */
+}
+
+static void done_delete(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (op->status) {
+        log_error("replicas: deleting chunk %016" PRIx64 ": %s", rep->id, err_str(op->status));
+        return;
+    }
+    log_info("replicas: deleted chunk %016" PRIx64 " version %" PRIu64, rep->id, rep->version);
+    if (op->flags & REPLICAS_REPORT)
+        report(rep, true);
+    rep_unmap(rep);
+}
+
+static int check_install(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    return rep->present && rep->version >= op->to ? -EEXIST : 0;
+}
+
+static void run_install(struct op *op)
+{
+    if (op->file) {
+        replicafile_close(op->file);
+        op->file = NULL;
+        op->file_changed = true;
+    }
+    op->status = chunkstore_install(op->r->cs, op->rep->id, op->session);
+    if (op->status == 0) {
+        op->status = chunkstore_open_replica(op->r->cs, op->rep->id, &op->file);
+        op->file_changed = true;
+    }
+}
+
+static void done_install(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (op->status) {
+        if (!rep->file)
+            rep_unmap(rep); /* the old replica, if any, is gone too */
+        return;
+    }
+    rep->present = true;
+    rep->version = replicafile_header(rep->file)->version;
+    rep->length = replicafile_header(rep->file)->length;
+    rep->corrupt = false;
+    rep->error = 0;
+    rep->dirty = false;
+    log_info("replicas: installed chunk %016" PRIx64 " version %" PRIu64 " (%" PRIu64 " bytes)",
+             rep->id, rep->version, rep->length);
+    report(rep, false);
+}
+
+static void run_mark(struct op *op)
+{
+    op->status = replicafile_mark_corrupt(op->file);
+}
+
+static void done_mark(struct op *op)
+{
+    if (op->status)
+        log_warn("replicas: could not persist the corrupt flag of chunk %016" PRIx64 ": %s",
+                 op->rep->id, err_str(op->status));
+}
+
+static void done_nothing(struct op *op)
+{
+}
+
+enum {
+    OP_READ,
+    OP_WRITE,
+    OP_FLUSH,
+    OP_CHECKSUMS,
+    OP_SCRUB,
+    OP_CREATE,
+    OP_SET_VERSION,
+    OP_TRIM,
+    OP_DELETE,
+    OP_INSTALL,
+    OP_MARK,
+};
+
+static const struct op_type op_types[] = {
+    [OP_READ] = {"read", true, true, check_readable, run_read, done_read},
+    [OP_WRITE] = {"write", false, true, check_write, run_write, done_write},
+    [OP_FLUSH] = {"flush", false, true, check_flush, run_flush, done_flush},
+    [OP_CHECKSUMS] = {"checksums", true, true, check_readable, run_checksums, done_nothing},
+    [OP_SCRUB] = {"scrub", true, true, check_readable, run_scrub, done_scrub},
+    [OP_CREATE] = {"create", false, false, check_create, run_create, done_create},
+    [OP_SET_VERSION] = {"set-version", false, true, check_move, run_set_version, done_set_version},
+    [OP_TRIM] = {"trim", false, true, check_move, run_trim, done_trim},
+    [OP_DELETE] = {"delete", false, false, check_delete, run_delete, done_delete},
+    [OP_INSTALL] = {"install", false, false, check_install, run_install, done_install},
+    [OP_MARK] = {"mark-corrupt", false, true, check_present, run_mark, done_mark},
+};
+
+/* A checksum failed: stop serving the replica, persist the flag, tell. */
+static void set_corrupt(struct replica *rep, uint64_t block, const char *what)
+{
+    struct op *op;
+
+    if (rep->corrupt)
+        return;
+    rep->corrupt = true;
+    if (block != UINT64_MAX)
+        log_error("replicas: chunk %016" PRIx64 " version %" PRIu64 " is corrupt: block %" PRIu64
+                  " failed its checksum (%s)",
+                  rep->id, rep->version, block, what);
+    else
+        log_error("replicas: chunk %016" PRIx64 " version %" PRIu64 " is unusable (%s)", rep->id,
+                  rep->version, what);
+    report(rep, false);
+    if (!rep->r->stopping) {
+        op = op_new(rep->r, &op_types[OP_MARK], NULL, NULL);
+        enqueue(rep, op);
+    }
+}
+
+/* ------------------------------------------------------------ public API */
+
+int replicas_new(uv_loop_t *loop, struct chunkstore *cs, unsigned max_open,
+                 const struct replicas_hooks *hooks, struct replicas **out)
+{
+    struct replicas *r = xcalloc(1, sizeof(*r));
+
+    r->loop = loop;
+    r->cs = cs;
+    r->max_open = max_open ? max_open : 1;
+    if (hooks)
+        r->hooks = *hooks;
+    u64map_init(&r->table);
+    list_init(&r->lru);
+    list_init(&r->deferred);
+    uv_idle_init(loop, &r->idle);
+    r->idle.data = r;
+    *out = r;
+    return 0;
+}
+
+void replicas_shutdown(struct replicas *r)
+{
+    size_t i = 0;
+    void *val;
+
+    if (r->stopping)
+        return;
+    r->stopping = true;
+    while (u64map_next(&r->table, &i, NULL, &val))
+        pump(val);
+    maybe_close_idle(r);
+}
+
+void replicas_free(struct replicas *r)
+{
+    size_t i = 0;
+    void *val;
+
+    if (!r)
+        return;
+    while (u64map_next(&r->table, &i, NULL, &val)) {
+        struct replica *rep = val;
+
+        close_file(rep);
+        free(rep);
+    }
+    u64map_free(&r->table);
+    free(r);
+}
+
+int replicas_load(struct replicas *r, const struct replica_info *ri)
+{
+    struct replica *rep;
+
+    if (ri->chunk_id == 0)
+        return -EINVAL;
+    if (u64map_get(&r->table, ri->chunk_id))
+        return -EEXIST;
+    rep = rep_new(r, ri->chunk_id);
+    rep->present = true;
+    rep->version = ri->version;
+    rep->length = ri->length;
+    rep->corrupt = ri->corrupt;
+    return 0;
+}
+
+bool replicas_get(const struct replicas *r, uint64_t chunk_id, struct replica_info *out)
+{
+    const struct replica *rep = u64map_get(&r->table, chunk_id);
+
+    if (!rep || !rep->present)
+        return false;
+    if (out)
+        rep_info(rep, out);
+    return true;
+}
+
+size_t replicas_count(const struct replicas *r)
+{
+    size_t i = 0, n = 0;
+    void *val;
+
+    while (u64map_next(&r->table, &i, NULL, &val))
+        n += ((struct replica *)val)->present;
+    return n;
+}
+
+uint64_t replicas_bytes(const struct replicas *r)
+{
+    uint64_t bytes = 0;
+    size_t i = 0;
+    void *val;
+
+    while (u64map_next(&r->table, &i, NULL, &val))
+        if (((struct replica *)val)->present)
+            bytes += ((struct replica *)val)->length;
+    return bytes;
+}
+
+size_t replicas_busy(const struct replicas *r)
+{
+    return r->busy;
+}
+
+size_t replicas_snapshot(const struct replicas *r, struct replica_info **out)
+{
+    struct replica_info *all = xmalloc((r->table.len ? r->table.len : 1) * sizeof(*all));
+    size_t i = 0, n = 0;
+    void *val;
+
+    while (u64map_next(&r->table, &i, NULL, &val))
+        if (((struct replica *)val)->present)
+            rep_info(val, &all[n++]);
+    *out = all;
+    return n;
+}
+
+size_t replicas_ids_after(const struct replicas *r, uint64_t after, uint64_t *ids, size_t max)
+{
+    size_t i = 0, n = 0;
+    uint64_t key;
+    void *val;
+
+    /* Keeps the max smallest ids above `after`, by insertion into ids[]. */
+    while (max && u64map_next(&r->table, &i, &key, &val)) {
+        size_t j;
+
+        if (key <= after || !((struct replica *)val)->present)
+            continue;
+        if (n == max && key >= ids[n - 1])
+            continue;
+        j = n < max ? n++ : n - 1;
+        while (j > 0 && ids[j - 1] > key) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = key;
+    }
+    return n;
+}
+
+int replicas_read(struct replicas *r, uint64_t chunk_id, uint64_t version, uint64_t off, size_t len,
+                  unsigned flags, replicas_cb cb, void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    if (!range_ok(r, off, len))
+        return -EINVAL;
+    op = op_new(r, &op_types[OP_READ], cb, arg);
+    op->version = version ? version : UINT64_MAX; /* 0 is never a version */
+    op->off = off;
+    op->len = len;
+    op->flags = flags;
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_write(struct replicas *r, uint64_t chunk_id, uint64_t version, uint64_t off,
+                   const void *data, size_t len, replicas_cb cb, void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    if (!range_ok(r, off, len))
+        return -EINVAL;
+    op = op_new(r, &op_types[OP_WRITE], cb, arg);
+    op->version = version ? version : UINT64_MAX;
+    op->off = off;
+    op->data = data;
+    op->len = len;
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_flush(struct replicas *r, uint64_t chunk_id, uint64_t version, replicas_cb cb,
+                   void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    op = op_new(r, &op_types[OP_FLUSH], cb, arg);
+    op->version = version ? version : UINT64_MAX;
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_checksums(struct replicas *r, uint64_t chunk_id, uint64_t version, replicas_cb cb,
+                       void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    op = op_new(r, &op_types[OP_CHECKSUMS], cb, arg);
+    op->version = version; /* 0: any */
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_scrub(struct replicas *r, uint64_t chunk_id, uint64_t first, size_t n, replicas_cb cb,
+                   void *arg)
+{
+    uint32_t blocks = chunkstore_blocks(r->cs);
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    if (n == 0 || first >= blocks)
+        return -EINVAL;
+    op = op_new(r, &op_types[OP_SCRUB], cb, arg);
+    op->off = first;
+    op->len = MIN(n, (size_t)(blocks - first));
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_create(struct replicas *r, uint64_t chunk_id, uint64_t version, replicas_cb cb,
+                    void *arg)
+{
+    struct op *op;
+
+    if (r->stopping)
+        return -ECANCELED;
+    if (!chunkstore_blocks(r->cs))
+        return -EAGAIN;
+    if (chunk_id == 0 || version == 0)
+        return -EINVAL;
+    if (u64map_get(&r->table, chunk_id))
+        return -EEXIST;
+    op = op_new(r, &op_types[OP_CREATE], cb, arg);
+    op->version = version;
+    enqueue(rep_new(r, chunk_id), op);
+    return 0;
+}
+
+int replicas_set_version(struct replicas *r, uint64_t chunk_id, uint64_t from, uint64_t to,
+                         unsigned flags, replicas_cb cb, void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    if (to == 0)
+        return -EINVAL;
+    op = op_new(r, &op_types[OP_SET_VERSION], cb, arg);
+    op->version = from;
+    op->to = to;
+    op->flags = flags;
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_trim(struct replicas *r, uint64_t chunk_id, uint64_t from, uint64_t to,
+                  uint64_t length, unsigned flags, replicas_cb cb, void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    if (to == 0 || length > chunk_bytes(r))
+        return -EINVAL;
+    op = op_new(r, &op_types[OP_TRIM], cb, arg);
+    op->version = from;
+    op->to = to;
+    op->length = length;
+    op->flags = flags;
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_delete(struct replicas *r, uint64_t chunk_id, uint64_t max_version, unsigned flags,
+                    replicas_cb cb, void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    op = op_new(r, &op_types[OP_DELETE], cb, arg);
+    op->version = max_version;
+    op->flags = flags;
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_install(struct replicas *r, const struct replica_info *ri, uint64_t session,
+                     replicas_cb cb, void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+
+    if (r->stopping)
+        return -ECANCELED;
+    if (!chunkstore_blocks(r->cs))
+        return -EAGAIN;
+    if (ri->chunk_id == 0 || ri->version == 0)
+        return -EINVAL;
+    rep = u64map_get(&r->table, ri->chunk_id);
+    if (!rep)
+        rep = rep_new(r, ri->chunk_id);
+    op = op_new(r, &op_types[OP_INSTALL], cb, arg);
+    op->to = ri->version;
+    op->session = session;
+    op->flags = REPLICAS_REPORT;
+    enqueue(rep, op);
+    return 0;
+}

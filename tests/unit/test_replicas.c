@@ -1,0 +1,565 @@
+/*
+ * Unit tests for datanode/replicas on a real loop and thread pool: writes of
+ * one chunk apply in arrival order, fencing by version at the head of the
+ * queue, corruption found by a read is persisted and reported, deletes
+ * order with what was queued before them, a bounded set of open files,
+ * and a shutdown that answers every queued op exactly once.
+ */
+#include "checksum.h"
+#include "datanode/chunkstore.h"
+#include "datanode/replicas.h"
+#include "datanode/sidecar.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK (256u * 1024)
+
+static uv_loop_t loop;
+static char dir[64];
+static struct chunkstore *cs;
+static struct replicas *reps;
+
+/* What the hooks heard. */
+static struct replica_info reported[64];
+static bool reported_deleted[64];
+static int nreported;
+static int disk_errors;
+
+static void on_report(void *ctx, const struct replica_info *ri, bool deleted)
+{
+    ck_assert_int_lt(nreported, 64);
+    reported_deleted[nreported] = deleted;
+    reported[nreported++] = *ri;
+}
+
+static void on_disk_error(void *ctx, uint64_t id, int err)
+{
+    disk_errors++;
+}
+
+static const struct replicas_hooks hooks = {on_report, on_disk_error, NULL};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void start(unsigned max_open)
+{
+    struct chunkstore_identity id = {"c", 1, CHUNK};
+
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    snprintf(dir, sizeof(dir), "/tmp/keel-ut-reps.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(chunkstore_open(dir, &cs), 0);
+    ck_assert_int_eq(chunkstore_write_identity(cs, &id), 0);
+    chunkstore_adopt_identity(cs, &id);
+    ck_assert_int_eq(replicas_new(&loop, cs, max_open, &hooks, &reps), 0);
+    nreported = 0;
+    disk_errors = 0;
+}
+
+static void setup(void)
+{
+    start(64);
+}
+
+/* Shuts the table down, runs the loop dry, frees everything but the files. */
+static void stop_keep(void)
+{
+    replicas_shutdown(reps);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    replicas_free(reps);
+    reps = NULL;
+    chunkstore_close(cs);
+    cs = NULL;
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+
+static void stop(void)
+{
+    stop_keep();
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void teardown(void)
+{
+    if (reps)
+        stop();
+}
+
+/* ----------------------------------------------------------- completions */
+
+struct res {
+    int calls;
+    int status;
+    struct replica_info info;
+    uint8_t *data; /* reads: a copy */
+    size_t len;
+    uint64_t checksum;
+    int order; /* completion order */
+};
+
+static int completions;
+
+static void done(int status, struct replicas_result *rr, void *arg)
+{
+    struct res *r = arg;
+
+    r->calls++;
+    r->status = status;
+    r->info = rr->info;
+    r->order = completions++;
+    if (status == 0 && rr->data && rr->len) {
+        r->data = malloc(rr->len);
+        memcpy(r->data, rr->data, rr->len);
+        r->len = rr->len;
+        r->checksum = rr->checksum;
+    }
+}
+
+/* Runs the loop until every result in rs[0..n) has been called back. */
+static void wait_all(struct res *rs, int n)
+{
+    for (int guard = 0; guard < 100000; guard++) {
+        int left = 0;
+
+        for (int i = 0; i < n; i++)
+            left += rs[i].calls == 0;
+        if (!left)
+            return;
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    ck_abort_msg("operations did not complete");
+}
+
+static int create(uint64_t id, uint64_t version)
+{
+    struct res r = {0};
+
+    ck_assert_int_eq(replicas_create(reps, id, version, done, &r), 0);
+    wait_all(&r, 1);
+    return r.status;
+}
+
+static int flush(uint64_t id, uint64_t version)
+{
+    struct res r = {0};
+
+    ck_assert_int_eq(replicas_flush(reps, id, version, done, &r), 0);
+    wait_all(&r, 1);
+    return r.status;
+}
+
+static struct res read_sync(uint64_t id, uint64_t version, uint64_t off, size_t len)
+{
+    struct res r = {0};
+
+    ck_assert_int_eq(replicas_read(reps, id, version, off, len, 0, done, &r), 0);
+    wait_all(&r, 1);
+    return r;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 13 + seed * 101 + (i >> 8));
+}
+
+/* ------------------------------------------------------------------ tests */
+
+START_TEST(writes_of_one_chunk_apply_in_arrival_order)
+{
+    enum { N = 200 };
+    static struct res rs[N];
+    static uint8_t data[N][9000];
+    uint8_t *model = calloc(1, CHUNK);
+    struct res rd;
+
+    memset(rs, 0, sizeof(rs));
+    ck_assert_int_eq(create(5, 1), 0);
+    srand(7);
+    /* Overlapping writes, all in flight at once: the last one queued for a
+     * byte must win. */
+    for (int i = 0; i < N; i++) {
+        uint64_t off = (uint64_t)(rand() % 20000);
+        size_t len = 1 + (size_t)rand() % sizeof(data[i]);
+
+        fill(data[i], len, (unsigned)i);
+        ck_assert_int_eq(replicas_write(reps, 5, 1, off, data[i], len, done, &rs[i]), 0);
+        memcpy(model + off, data[i], len);
+    }
+    ck_assert_uint_ge(replicas_busy(reps), 1);
+    wait_all(rs, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(rs[i].status, 0);
+        if (i)
+            ck_assert_int_gt(rs[i].order, rs[i - 1].order);
+    }
+    rd = read_sync(5, 1, 0, 40000);
+    ck_assert_int_eq(rd.status, 0);
+    ck_assert_int_eq(memcmp(rd.data, model, 40000), 0);
+    ck_assert_uint_eq(rd.checksum, csum_buf(model, 40000));
+    free(rd.data);
+    free(model);
+}
+END_TEST
+
+START_TEST(version_is_checked_when_the_op_reaches_the_head)
+{
+    struct res w1 = {0}, sv = {0}, w_old = {0}, w_new = {0}, rd_old = {0};
+    uint8_t data[100];
+
+    fill(data, sizeof(data), 1);
+    ck_assert_int_eq(create(6, 1), 0);
+    /* All queued at once: the version change fences the writes behind it. */
+    ck_assert_int_eq(replicas_write(reps, 6, 1, 0, data, 100, done, &w1), 0);
+    ck_assert_int_eq(replicas_set_version(reps, 6, 1, 2, 0, done, &sv), 0);
+    ck_assert_int_eq(replicas_write(reps, 6, 1, 100, data, 100, done, &w_old), 0);
+    ck_assert_int_eq(replicas_write(reps, 6, 2, 200, data, 100, done, &w_new), 0);
+    ck_assert_int_eq(replicas_read(reps, 6, 1, 0, 10, 0, done, &rd_old), 0);
+    wait_all(&w1, 1);
+    wait_all(&sv, 1);
+    wait_all(&w_old, 1);
+    wait_all(&w_new, 1);
+    wait_all(&rd_old, 1);
+    ck_assert_int_eq(w1.status, 0);
+    ck_assert_int_eq(sv.status, 0);
+    ck_assert_uint_eq(sv.info.version, 2);
+    ck_assert_int_eq(w_old.status, -ESTALE);
+    ck_assert_int_eq(w_new.status, 0);
+    ck_assert_int_eq(rd_old.status, -ESTALE);
+    /* A higher version than the replica's is refused too. */
+    {
+        struct res w3 = {0};
+
+        ck_assert_int_eq(replicas_write(reps, 6, 3, 0, data, 1, done, &w3), 0);
+        wait_all(&w3, 1);
+        ck_assert_int_eq(w3.status, -ESTALE);
+    }
+    /* The bytes of the refused write are not there. */
+    {
+        struct res rd = read_sync(6, 2, 100, 100);
+        uint8_t zeros[100] = {0};
+
+        ck_assert_int_eq(memcmp(rd.data, zeros, 100), 0);
+        free(rd.data);
+    }
+    ck_assert_int_eq(nreported, 0); /* the namenode's own call is not reported */
+}
+END_TEST
+
+START_TEST(set_version_rules)
+{
+    struct res r = {0};
+
+    ck_assert_int_eq(create(7, 3), 0);
+    /* Neither from nor to: refused. */
+    ck_assert_int_eq(replicas_set_version(reps, 7, 2, 4, 0, done, &r), 0);
+    wait_all(&r, 1);
+    ck_assert_int_eq(r.status, -ESTALE);
+    /* Already at to: fine (a retried call). */
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(replicas_set_version(reps, 7, 2, 3, 0, done, &r), 0);
+    wait_all(&r, 1);
+    ck_assert_int_eq(r.status, 0);
+    /* A command (from 0) may only raise, and is reported. */
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(replicas_set_version(reps, 7, 0, 2, REPLICAS_REPORT, done, &r), 0);
+    wait_all(&r, 1);
+    ck_assert_int_eq(r.status, -ESTALE);
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(replicas_set_version(reps, 7, 0, 9, REPLICAS_REPORT, done, &r), 0);
+    wait_all(&r, 1);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_int_eq(nreported, 1);
+    ck_assert_uint_eq(reported[0].version, 9);
+    ck_assert(!reported_deleted[0]);
+}
+END_TEST
+
+static void flip(uint64_t id, const char *ext, uint64_t off)
+{
+    char rel[64], path[160];
+    uint8_t b;
+    int fd;
+
+    chunkstore_path(id, ext, rel, sizeof(rel));
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, &b, 1, (off_t)off), 1);
+    b ^= 1;
+    ck_assert_int_eq(pwrite(fd, &b, 1, (off_t)off), 1);
+    close(fd);
+}
+
+START_TEST(corruption_found_by_a_read_is_persisted_and_reported)
+{
+    uint8_t data[8192];
+    struct res w = {0}, rd;
+    struct replica_info ri;
+    struct replicafile *rf;
+
+    fill(data, sizeof(data), 2);
+    ck_assert_int_eq(create(8, 4), 0);
+    ck_assert_int_eq(replicas_write(reps, 8, 4, 0, data, sizeof(data), done, &w), 0);
+    wait_all(&w, 1);
+    ck_assert_int_eq(flush(8, 4), 0);
+    flip(8, "data", 5000);
+    rd = read_sync(8, 4, 4096, 10);
+    ck_assert_int_eq(rd.status, -EIO);
+    ck_assert_int_eq(nreported, 1);
+    ck_assert_uint_eq(reported[0].chunk_id, 8);
+    ck_assert_uint_eq(reported[0].version, 4);
+    ck_assert(reported[0].corrupt);
+    /* The intact first block is refused too: the replica is out of service. */
+    rd = read_sync(8, 4, 0, 10);
+    ck_assert_int_eq(rd.status, -EIO);
+    ck_assert(replicas_get(reps, 8, &ri));
+    ck_assert(ri.corrupt);
+    ck_assert_int_eq(nreported, 1);
+    /* The flag reached the sidecar. */
+    stop_keep();
+    ck_assert_int_eq(chunkstore_open(dir, &cs), 0);
+    ck_assert_int_eq(chunkstore_open_replica(cs, 8, &rf), 0);
+    ck_assert_uint_eq(replicafile_header(rf)->flags & SIDECAR_CORRUPT, SIDECAR_CORRUPT);
+    replicafile_close(rf);
+    chunkstore_close(cs);
+    cs = NULL;
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+START_TEST(scrub_finds_a_bad_checksum)
+{
+    struct res s = {0};
+
+    ck_assert_int_eq(create(9, 1), 0);
+    flip(9, "meta", SIDECAR_SUMS_OFF + 8 * 40);
+    ck_assert_int_eq(replicas_scrub(reps, 9, 0, 1000, done, &s), 0); /* clamped */
+    wait_all(&s, 1);
+    ck_assert_int_eq(s.status, -EIO);
+    ck_assert_int_eq(nreported, 1);
+    ck_assert(reported[0].corrupt);
+    ck_assert_int_eq(replicas_scrub(reps, 9, CHUNK / KEEL_BLOCK_SIZE, 1, done, &s), -EINVAL);
+}
+END_TEST
+
+START_TEST(delete_orders_with_earlier_ops_and_fails_later_ones)
+{
+    uint8_t data[100] = {1};
+    struct res w = {0}, del = {0}, w_after = {0}, stale = {0};
+
+    ck_assert_int_eq(create(10, 2), 0);
+    ck_assert_int_eq(replicas_delete(reps, 10, 1, REPLICAS_REPORT, done, &stale), 0);
+    ck_assert_int_eq(replicas_write(reps, 10, 2, 0, data, 100, done, &w), 0);
+    ck_assert_int_eq(replicas_delete(reps, 10, 2, REPLICAS_REPORT, done, &del), 0);
+    ck_assert_int_eq(replicas_write(reps, 10, 2, 0, data, 100, done, &w_after), 0);
+    wait_all(&stale, 1);
+    wait_all(&w, 1);
+    wait_all(&del, 1);
+    wait_all(&w_after, 1);
+    ck_assert_int_eq(stale.status, -ESTALE); /* the replica is newer than asked */
+    ck_assert_int_eq(w.status, 0);
+    ck_assert_int_eq(del.status, 0);
+    ck_assert_int_eq(w_after.status, -ENOENT);
+    ck_assert(!replicas_get(reps, 10, NULL));
+    ck_assert_int_eq(nreported, 1);
+    ck_assert(reported_deleted[0]);
+    ck_assert_int_eq(replicas_write(reps, 10, 2, 0, data, 100, done, &w), -ENOENT);
+    /* The id can be created again. */
+    ck_assert_int_eq(create(10, 3), 0);
+    ck_assert_int_eq(replicas_count(reps), 1);
+}
+END_TEST
+
+START_TEST(synchronous_errors_never_call_back)
+{
+    uint8_t data[10] = {0};
+    struct res r = {0};
+
+    ck_assert_int_eq(replicas_read(reps, 99, 1, 0, 10, 0, done, &r), -ENOENT);
+    ck_assert_int_eq(create(11, 1), 0);
+    ck_assert_int_eq(replicas_read(reps, 11, 1, CHUNK - 5, 10, 0, done, &r), -EINVAL);
+    ck_assert_int_eq(replicas_read(reps, 11, 1, 0, 0, 0, done, &r), -EINVAL);
+    ck_assert_int_eq(replicas_write(reps, 11, 1, CHUNK, data, 1, done, &r), -EINVAL);
+    ck_assert_int_eq(replicas_create(reps, 11, 1, done, &r), -EEXIST);
+    ck_assert_int_eq(replicas_create(reps, 0, 1, done, &r), -EINVAL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(r.calls, 0);
+}
+END_TEST
+
+START_TEST(flush_makes_the_replica_clean)
+{
+    uint8_t data[100];
+    struct res w = {0}, t = {0}, rd;
+    struct replicafile *rf;
+
+    memset(data, 3, sizeof(data));
+    ck_assert_int_eq(create(12, 1), 0);
+    ck_assert_int_eq(flush(12, 1), 0); /* nothing written: nothing to do */
+    ck_assert_int_eq(replicas_write(reps, 12, 1, 4090, data, 100, done, &w), 0);
+    wait_all(&w, 1);
+    ck_assert_int_eq(flush(12, 2), -ESTALE);
+    ck_assert_int_eq(flush(12, 1), 0);
+    ck_assert_int_eq(replicas_trim(reps, 12, 1, 2, 4095, REPLICAS_REPORT, done, &t), 0);
+    wait_all(&t, 1);
+    ck_assert_int_eq(t.status, 0);
+    ck_assert_uint_eq(t.info.length, 4095);
+    ck_assert_uint_eq(t.info.version, 2);
+    ck_assert_int_eq(nreported, 1);
+    rd = read_sync(12, 2, 4090, 10);
+    ck_assert_int_eq(rd.status, 0);
+    ck_assert_uint_eq(rd.data[4], 3);
+    ck_assert_uint_eq(rd.data[5], 0);
+    free(rd.data);
+    /* On disk: clean and at the new version. */
+    ck_assert_int_eq(chunkstore_open_replica(cs, 12, &rf), 0);
+    ck_assert_uint_eq(replicafile_header(rf)->flags, 0);
+    ck_assert_uint_eq(replicafile_header(rf)->version, 2);
+    replicafile_close(rf);
+}
+END_TEST
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+START_TEST(idle_files_stay_bounded)
+{
+    struct res rd;
+    int base;
+
+    stop();
+    start(2);
+    base = count_fds();
+    for (uint64_t id = 1; id <= 10; id++) {
+        ck_assert_int_eq(create(id, 1), 0);
+        rd = read_sync(id, 1, 0, 100);
+        ck_assert_int_eq(rd.status, 0);
+        free(rd.data);
+    }
+    /* Ten replicas were opened; two stay open, with two descriptors each. */
+    ck_assert_int_le(count_fds() - base, 4);
+    ck_assert_int_ge(count_fds() - base, 2);
+}
+END_TEST
+
+START_TEST(shutdown_answers_every_queued_op_once)
+{
+    enum { N = 100 };
+    static struct res rs[N];
+    static uint8_t data[4096];
+
+    memset(rs, 0, sizeof(rs));
+    ck_assert_int_eq(create(13, 1), 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(replicas_write(reps, 13, 1, (uint64_t)i * 100, data, 4096, done, &rs[i]),
+                         0);
+    replicas_shutdown(reps);
+    ck_assert_int_eq(replicas_write(reps, 13, 1, 0, data, 1, done, &rs[0]), -ECANCELED);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    {
+        int ok = 0, canceled = 0;
+
+        for (int i = 0; i < N; i++) {
+            ck_assert_int_eq(rs[i].calls, 1);
+            ok += rs[i].status == 0;
+            canceled += rs[i].status == -ECANCELED;
+        }
+        ck_assert_int_eq(ok + canceled, N);
+        ck_assert_int_ge(canceled, 1);
+        /* Those that ran did so in order: a prefix. */
+        for (int i = 1; i < N; i++)
+            if (rs[i].status == 0)
+                ck_assert_int_eq(rs[i - 1].status, 0);
+    }
+}
+END_TEST
+
+START_TEST(install_replaces_and_reports)
+{
+    struct sidecar_header h = {14, 5, 4096, 0, CHUNK / KEEL_BLOCK_SIZE};
+    uint64_t *sums = malloc(h.blocks * sizeof(*sums));
+    struct replica_info ri = {14, 5, 4096, false};
+    uint8_t block[4096];
+    struct res in = {0}, again = {0}, rd;
+    int dfd, mfd;
+
+    ck_assert_int_eq(create(14, 2), 0);
+    memset(block, 0x5a, sizeof(block));
+    for (uint32_t b = 0; b < h.blocks; b++)
+        sums[b] = csum_zero_block();
+    sums[0] = csum_buf(block, sizeof(block));
+    ck_assert_int_eq(chunkstore_tmp_create(cs, 14, 77, &dfd, &mfd), 0);
+    ck_assert_int_eq(pwrite(dfd, block, sizeof(block), 0), 4096);
+    ck_assert_int_eq(sidecar_write_new(mfd, &h, sums), 0);
+    close(dfd);
+    close(mfd);
+    ck_assert_int_eq(replicas_install(reps, &ri, 77, done, &in), 0);
+    ck_assert_int_eq(replicas_install(reps, &ri, 78, done, &again), 0);
+    wait_all(&in, 1);
+    wait_all(&again, 1);
+    ck_assert_int_eq(in.status, 0);
+    ck_assert_uint_eq(in.info.version, 5);
+    ck_assert_int_eq(again.status, -EEXIST); /* not older than what is there */
+    ck_assert_int_eq(nreported, 1);
+    ck_assert_uint_eq(reported[0].version, 5);
+    ck_assert_uint_eq(reported[0].length, 4096);
+    rd = read_sync(14, 5, 0, 4096);
+    ck_assert_int_eq(rd.status, 0);
+    ck_assert_uint_eq(rd.data[4095], 0x5a);
+    free(rd.data);
+    free(sums);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("replicas");
+    TCase *tc = tcase_create("replicas");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, writes_of_one_chunk_apply_in_arrival_order);
+    tcase_add_test(tc, version_is_checked_when_the_op_reaches_the_head);
+    tcase_add_test(tc, set_version_rules);
+    tcase_add_test(tc, corruption_found_by_a_read_is_persisted_and_reported);
+    tcase_add_test(tc, scrub_finds_a_bad_checksum);
+    tcase_add_test(tc, delete_orders_with_earlier_ops_and_fails_later_ones);
+    tcase_add_test(tc, synchronous_errors_never_call_back);
+    tcase_add_test(tc, flush_makes_the_replica_clean);
+    tcase_add_test(tc, idle_files_stay_bounded);
+    tcase_add_test(tc, shutdown_answers_every_queued_op_once);
+    tcase_add_test(tc, install_replaces_and_reports);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
