@@ -31,12 +31,14 @@ sanitizer_reports() {
 cleanup() {
     local rc=$?
     set +e
-    for pid in "${TRACKED_PIDS[@]}"; do
-        kill -CONT "$pid" 2>/dev/null
-        kill -KILL "$pid" 2>/dev/null
-    done
+    # Unmount first: keel-fuse then exits on its own (its leak check runs).
     for m in "${MOUNTS[@]}"; do
         fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+    done
+    for pid in "${TRACKED_PIDS[@]}"; do
+        kill -CONT "$pid" 2>/dev/null
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
     done
     [[ -d "$CLUSTER" ]] && "$KEEL_SRC/scripts/keel-local" down --dir "$CLUSTER" >/dev/null 2>&1
     local bad
@@ -78,6 +80,24 @@ pass() {
 }
 
 track_pid() { TRACKED_PIDS+=("$1"); }
+
+# mount_keel MOUNTPOINT [keel-fuse args...]: mounts the cluster there (in the
+# foreground, in the background of this shell); its log is $T/fuse-NAME.log.
+mount_keel() {
+    local mnt=$1
+    shift
+    mkdir -p "$mnt"
+    "$KEEL_BIN/keel-fuse" --namenode "$NN" "$mnt" -f "$@" >"$T/fuse-$(basename "$mnt").log" 2>&1 &
+    track_pid $!
+    MOUNTS+=("$mnt")
+    wait_for 30 "the mount at $mnt" mountpoint -q "$mnt"
+}
+
+# unmount_keel MOUNTPOINT: unmounts and waits for keel-fuse to exit.
+unmount_keel() {
+    fusermount3 -u "$1" || fail "cannot unmount $1"
+    wait_for 20 "keel-fuse to exit" bash -c "! mountpoint -q '$1'"
+}
 
 # wait_for SECONDS DESCRIPTION COMMAND...: polls every 0.1 s.
 wait_for() {

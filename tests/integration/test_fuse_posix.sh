@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# POSIX basics on the mount: rename over an existing file, unlink of an open
+# file, ls -l sizes and times, df figures, hard and symbolic links; and the
+# mount survives a namenode restart underneath it.
+source "$KEEL_SRC/tests/lib.sh"
+
+cluster_up --datanodes 3 --chunk-size 1M --datanode-args "--capacity 8G"
+M="$T/mnt"
+mount_keel "$M"
+
+# rename over an existing file
+echo one >"$M/a"
+echo two >"$M/b"
+mv "$M/a" "$M/b"
+[[ "$(cat "$M/b")" == one ]] || fail "rename over an existing file"
+[[ ! -e "$M/a" ]] || fail "old name remains"
+
+# unlink of an open file: the open descriptor still reads and writes it
+head -c 3000000 /dev/urandom >"$T/data"
+cp "$T/data" "$M/open"
+exec 8<"$M/open"
+rm "$M/open"
+[[ ! -e "$M/open" ]] || fail "unlinked file still visible"
+cmp - "$T/data" <&8 || fail "open descriptor lost the data"
+exec 8<&-
+sleep 1
+[[ -z "$(ls -A "$M" | grep -v '^b$')" ]] || fail "leftovers: $(ls -A "$M")"
+
+# ls -l sizes and times
+truncate -s 5G "$M/sparse"
+[[ $(stat -c %s "$M/sparse") -eq $((5 << 30)) ]] || fail "truncate -s size"
+ls -l "$M/sparse" | grep -q " 5368709120 " || fail "ls -l size: $(ls -l "$M/sparse")"
+touch -d "2020-02-03 04:05:06" "$M/sparse"
+[[ $(stat -c %Y "$M/sparse") -eq $(date -d "2020-02-03 04:05:06" +%s) ]] || fail "mtime"
+sleep 1.2 # attribute cache
+before=$(stat -c %Y "$M/b")
+sleep 1.1
+echo more >>"$M/b"
+sleep 1.2
+[[ $(stat -c %Y "$M/b") -gt $before ]] || fail "mtime did not move on write"
+[[ $(stat -c %s "$M/b") -eq 9 ]] || fail "append size"
+
+# hard and symbolic links, directories
+ln "$M/b" "$M/b2"
+[[ $(stat -c %h "$M/b") -eq 2 ]] || fail "link count"
+ln -s b "$M/lnk"
+[[ "$(readlink "$M/lnk")" == b && "$(cat "$M/lnk")" == "$(cat "$M/b")" ]] || fail "symlink"
+mkdir -p "$M/d1/d2"
+mv "$M/d1" "$M/d3"
+[[ -d "$M/d3/d2" ]] || fail "directory rename"
+if rmdir "$M/d3" 2>/dev/null; then fail "rmdir of a non-empty directory"; fi
+rmdir "$M/d3/d2" "$M/d3"
+
+# df: 3 datanodes x 8 GiB, replication 3 -> 8 GiB usable
+total=$(df -B1 --output=size "$M" | tail -1 | tr -d ' ')
+[[ $total -ge $((7 << 30)) && $total -le $((8 << 30)) ]] || fail "df size $total"
+
+# fallocate mode 0 grows the file; punching holes is refused
+fallocate -l 3M "$M/falloc"
+[[ $(stat -c %s "$M/falloc") -eq $((3 << 20)) ]] || fail "fallocate"
+if fallocate -p -o 0 -l 4096 "$M/falloc" 2>/dev/null; then fail "punch hole accepted"; fi
+
+# The namenode restarts under the mount: it keeps working.
+cp "$T/data" "$M/before"
+local_cluster restart-namenode
+cmp "$M/before" "$T/data" || fail "read after namenode restart"
+cp "$T/data" "$M/after"
+cmp "$M/after" "$T/data" || fail "write after namenode restart"
+ls "$M" | grep -q after || fail "listing after namenode restart"
+
+unmount_keel "$M"
+pass
