@@ -1,0 +1,274 @@
+/*
+ * keel-bench: reads and writes through libkeel directly, so the cost of
+ * Keel itself can be seen apart from FUSE's.
+ *
+ *   keel-bench --namenode A --rw write|read|randwrite|randread [--bs 1M] [--size 1G]
+ *              [--threads N | --depth Q] [--seconds S] [--path /keel-bench] [--fsync N]
+ *
+ * --threads N runs N threads of synchronous calls; --depth Q keeps Q
+ * asynchronous requests in flight from one thread. Sequential jobs cover
+ * --size once (or loop until --seconds); random jobs run for --seconds
+ * (default 10). Prints one line: MB/s, IOPS, and latency percentiles in
+ * microseconds, or with --json one JSON object.
+ */
+#include "keel.h"
+#include "util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SAMPLES (1u << 20)
+
+static struct {
+    const char *namenode, *path, *rw;
+    uint64_t bs, size, seconds, threads, depth, fsync_every;
+    bool json;
+} A = {NULL, "/keel-bench", "write", 1u << 20, 1u << 30, 0, 1, 0, 0, false};
+
+static keel_file *file;
+static uint64_t deadline_ms, next_off, ops, bytes;
+static int failures;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t *lat_us;
+static size_t nlat;
+
+static bool is_write(void)
+{
+    return strstr(A.rw, "write") != NULL;
+}
+
+static bool is_random(void)
+{
+    return strncmp(A.rw, "rand", 4) == 0;
+}
+
+static uint64_t rng(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The next offset, or UINT64_MAX when the job is over. */
+static uint64_t take_offset(uint64_t *seed)
+{
+    uint64_t off = UINT64_MAX, blocks = A.size / A.bs;
+
+    pthread_mutex_lock(&lock);
+    if (mono_ms() < deadline_ms || (!A.seconds && !is_random() && next_off < A.size)) {
+        if (is_random()) {
+            off = (rng(seed) % blocks) * A.bs;
+        } else {
+            if (next_off >= A.size) {
+                if (!A.seconds) {
+                    pthread_mutex_unlock(&lock);
+                    return UINT64_MAX;
+                }
+                next_off = 0;
+            }
+            off = next_off;
+            next_off += A.bs;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return off;
+}
+
+static void record(uint64_t start_ns, ssize_t r)
+{
+    uint64_t us = (mono_ns() - start_ns) / 1000;
+
+    pthread_mutex_lock(&lock);
+    if (r == (ssize_t)A.bs) {
+        ops++;
+        bytes += A.bs;
+        if (nlat < MAX_SAMPLES)
+            lat_us[nlat++] = (uint32_t)MIN(us, UINT32_MAX);
+    } else {
+        failures++;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+static void *sync_worker(void *arg)
+{
+    uint64_t seed = (uint64_t)(uintptr_t)arg + 1, off, n = 0;
+    uint8_t *buf = malloc(A.bs);
+
+    memset(buf, 0x5a, A.bs);
+    while ((off = take_offset(&seed)) != UINT64_MAX) {
+        uint64_t t = mono_ns();
+        ssize_t r =
+            is_write() ? keel_pwrite(file, buf, A.bs, off) : keel_pread(file, buf, A.bs, off);
+
+        record(t, r);
+        if (is_write() && A.fsync_every && ++n % A.fsync_every == 0 && keel_flush(file))
+            __atomic_add_fetch(&failures, 1, __ATOMIC_SEQ_CST);
+    }
+    free(buf);
+    return NULL;
+}
+
+struct slot {
+    keel_aio *aio;
+    uint8_t *buf;
+    uint64_t start;
+};
+
+static void run_async(void)
+{
+    struct slot *s = calloc(A.depth, sizeof(*s));
+    uint64_t seed = 99, off;
+    bool more = true;
+    size_t busy = 0;
+
+    for (size_t i = 0; i < A.depth; i++) {
+        s[i].buf = malloc(A.bs);
+        memset(s[i].buf, 0x5a, A.bs);
+        keel_aio_create(NULL, NULL, &s[i].aio);
+    }
+    for (size_t i = 0; more || busy; i = (i + 1) % A.depth) {
+        if (s[i].start) {
+            keel_aio_wait(s[i].aio, -1);
+            record(s[i].start, keel_aio_result(s[i].aio));
+            s[i].start = 0;
+            busy--;
+        }
+        if (!more)
+            continue;
+        off = take_offset(&seed);
+        if (off == UINT64_MAX) {
+            more = false;
+            continue;
+        }
+        s[i].start = mono_ns();
+        if ((is_write() ? keel_aio_pwrite(file, s[i].buf, A.bs, off, s[i].aio)
+                        : keel_aio_pread(file, s[i].buf, A.bs, off, s[i].aio)) != 0) {
+            failures++;
+            s[i].start = 0;
+            continue;
+        }
+        busy++;
+    }
+    for (size_t i = 0; i < A.depth; i++) {
+        keel_aio_release(s[i].aio);
+        free(s[i].buf);
+    }
+    free(s);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint32_t pct(double p)
+{
+    return nlat ? lat_us[(size_t)((double)(nlat - 1) * p)] : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct keel_options o;
+    keel_client *c;
+    uint64_t t0, ms;
+    int r;
+
+    for (int i = 1; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+        uint64_t n = 0;
+
+        if (strcmp(k, "--json") == 0) {
+            A.json = true;
+            continue;
+        }
+        if (strcmp(k, "--help") == 0) {
+            printf("usage: keel-bench --namenode A --rw write|read|randwrite|randread [--bs 1M]\n"
+                   "       [--size 1G] [--threads N | --depth Q] [--seconds S] [--path P]\n"
+                   "       [--fsync N] [--json]\n");
+            return 0;
+        }
+        i++;
+        if (strcmp(k, "--namenode") == 0)
+            A.namenode = v;
+        else if (strcmp(k, "--path") == 0)
+            A.path = v;
+        else if (strcmp(k, "--rw") == 0)
+            A.rw = v;
+        else if (parse_size(v, &n)) {
+            fprintf(stderr, "keel-bench: bad value '%s' for %s\n", v, k);
+            return 2;
+        } else if (strcmp(k, "--bs") == 0)
+            A.bs = n;
+        else if (strcmp(k, "--size") == 0)
+            A.size = n;
+        else if (strcmp(k, "--seconds") == 0)
+            A.seconds = n;
+        else if (strcmp(k, "--threads") == 0)
+            A.threads = n;
+        else if (strcmp(k, "--depth") == 0)
+            A.depth = n;
+        else if (strcmp(k, "--fsync") == 0)
+            A.fsync_every = n;
+        else {
+            fprintf(stderr, "keel-bench: unknown flag %s (see --help)\n", k);
+            return 2;
+        }
+    }
+    if (A.bs == 0 || A.size < A.bs || A.threads == 0 || A.threads > 256 || A.depth > 4096) {
+        fprintf(stderr, "keel-bench: bad sizes (see --help)\n");
+        return 2;
+    }
+    if (is_random() && !A.seconds)
+        A.seconds = 10;
+    keel_options_init(&o);
+    o.client_name = "keel-bench";
+    r = keel_connect(A.namenode, &o, &c);
+    if (r) {
+        fprintf(stderr, "keel-bench: connect: %s\n", keel_strerror(r));
+        return 1;
+    }
+    r = keel_open(c, A.path, KEEL_O_RDWR | KEEL_O_CREATE, NULL, &file);
+    if (r) {
+        fprintf(stderr, "keel-bench: open %s: %s\n", A.path, keel_strerror(r));
+        keel_disconnect(c);
+        return 1;
+    }
+    lat_us = malloc(MAX_SAMPLES * sizeof(*lat_us));
+    t0 = mono_ms();
+    deadline_ms = A.seconds ? t0 + A.seconds * 1000 : 0;
+    if (A.depth) {
+        run_async();
+    } else {
+        pthread_t th[256];
+        for (uint64_t i = 0; i < A.threads; i++)
+            pthread_create(&th[i], NULL, sync_worker, (void *)(uintptr_t)i);
+        for (uint64_t i = 0; i < A.threads; i++)
+            pthread_join(th[i], NULL);
+    }
+    if (is_write() && keel_flush(file))
+        failures++;
+    ms = MAX(mono_ms() - t0, 1);
+    qsort(lat_us, nlat, sizeof(*lat_us), cmp_u32);
+    if (A.json)
+        printf("{\"rw\":\"%s\",\"bs\":%" PRIu64 ",\"threads\":%" PRIu64 ",\"depth\":%" PRIu64
+               ",\"mb_s\":%.1f,\"iops\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"errors\":%d}\n",
+               A.rw, A.bs, A.threads, A.depth, (double)bytes / 1048576.0 / ((double)ms / 1000),
+               (double)ops / ((double)ms / 1000), pct(0.5), pct(0.99), failures);
+    else
+        printf("%s bs=%" PRIu64 " %s=%" PRIu64 ": %.1f MB/s, %.0f IOPS, latency p50 %u us, p99 "
+               "%u us, %d errors\n",
+               A.rw, A.bs, A.depth ? "depth" : "threads", A.depth ? A.depth : A.threads,
+               (double)bytes / 1048576.0 / ((double)ms / 1000), (double)ops / ((double)ms / 1000),
+               pct(0.5), pct(0.99), failures);
+    free(lat_us);
+    keel_close(file);
+    keel_disconnect(c);
+    return failures ? 1 : 0;
+}
