@@ -1,0 +1,133 @@
+/*
+ * keel-datanode: parses flags and runs one datanode (datanode.h) until
+ * SIGTERM or SIGINT.
+ */
+#include "datanode.h"
+#include "flags.h"
+#include "log.h"
+#include "util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct signals {
+    uv_signal_t term, intr;
+    struct datanode *dn;
+};
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct signals *s = h->data;
+
+    log_info("datanode: %s received", strsignal(signum));
+    datanode_stop(s->dn);
+    uv_close((uv_handle_t *)&s->term, NULL);
+    uv_close((uv_handle_t *)&s->intr, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    const char *data = NULL, *namenode = getenv("KEEL_NAMENODE");
+    const char *listen = "127.0.0.1:0", *domain = "default";
+    uint64_t scrub_rate = 8u << 20, capacity = 0, peer_timeout = 5000, io_threads = 4;
+    enum log_level level = LOG_INFO;
+    const struct flag flags[] = {
+        {"data", FLAG_STRING, &data, "data directory: VERSION, chunks/ (required)"},
+        {"namenode", FLAG_ADDR, &namenode, "namenode address (env KEEL_NAMENODE)"},
+        {"listen", FLAG_ADDR, &listen,
+         "data service address for clients and peers; port 0 picks one, written to "
+         "DIR/listen.addr"},
+        {"domain", FLAG_STRING, &domain, "failure domain (rack, host, zone)"},
+        {"scrub-rate", FLAG_SIZE, &scrub_rate,
+         "bytes per second the background scrubber verifies; 0 disables it"},
+        {"capacity", FLAG_SIZE, &capacity,
+         "capacity to report instead of the filesystem's (0: the filesystem's)"},
+        {"peer-timeout", FLAG_DURATION, &peer_timeout,
+         "timeout of writes forwarded to, and copies sent to, other datanodes"},
+        {"io-threads", FLAG_UINT, &io_threads, "disk I/O threads (1..128)"},
+        {"log-level", FLAG_LOGLEVEL, &level, "error, warn, info or debug"},
+    };
+    const struct flags_spec spec = {
+        "keel-datanode",
+        "--data DIR [--namenode HOST:PORT] [options]",
+        "Keel storage server: keeps chunk replicas with per-4 KiB checksums in DIR, serves "
+        "reads and chained writes, reports to the namenode and scrubs its data.",
+        flags,
+        (int)ARRAY_SIZE(flags),
+        false,
+    };
+    struct datanode_config cfg = {0};
+    struct signals sig = {0};
+    char threads[16];
+    uv_loop_t loop;
+    int first, r, status;
+
+    if (!namenode)
+        namenode = "127.0.0.1:7420";
+    r = flags_parse(&spec, argc, argv, &first);
+    if (r == 1)
+        return 0;
+    if (r < 0)
+        return 2;
+    if (first < argc) {
+        fprintf(stderr, "keel-datanode: unexpected argument '%s'\n", argv[first]);
+        return 2;
+    }
+    if (!data || !*data) {
+        fprintf(stderr, "keel-datanode: --data DIR is required\n");
+        return 2;
+    }
+    if (io_threads < 1 || io_threads > 128) {
+        fprintf(stderr, "keel-datanode: --io-threads must be 1..128\n");
+        return 2;
+    }
+    if (peer_timeout < 10 || peer_timeout > 600000) {
+        fprintf(stderr, "keel-datanode: --peer-timeout must be 10ms..10m\n");
+        return 2;
+    }
+    log_init("datanode", level);
+    /* The pool is sized before the loop's first work item. */
+    snprintf(threads, sizeof(threads), "%u", (unsigned)io_threads);
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+    signal(SIGPIPE, SIG_IGN);
+
+    cfg.data_dir = data;
+    cfg.namenode = namenode;
+    cfg.listen = listen;
+    cfg.domain = domain;
+    cfg.scrub_rate = scrub_rate;
+    cfg.capacity = capacity;
+    cfg.peer_timeout_ms = peer_timeout;
+    if (uv_loop_init(&loop) < 0) {
+        fprintf(stderr, "keel-datanode: cannot create the event loop\n");
+        return 1;
+    }
+    r = datanode_start(&loop, &cfg, &sig.dn);
+    if (r) {
+        uv_loop_close(&loop);
+        return 1;
+    }
+    uv_signal_init(&loop, &sig.term);
+    uv_signal_init(&loop, &sig.intr);
+    sig.term.data = sig.intr.data = &sig;
+    uv_signal_start(&sig.term, on_signal, SIGTERM);
+    uv_signal_start(&sig.intr, on_signal, SIGINT);
+    /* The datanode's own handles decide when the loop ends. */
+    uv_unref((uv_handle_t *)&sig.term);
+    uv_unref((uv_handle_t *)&sig.intr);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    status = datanode_status(sig.dn);
+    if (!uv_is_closing((uv_handle_t *)&sig.term)) {
+        /* Stopped from inside (the namenode refused it): close the rest. */
+        uv_close((uv_handle_t *)&sig.term, NULL);
+        uv_close((uv_handle_t *)&sig.intr, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    datanode_free(sig.dn);
+    if (uv_loop_close(&loop) != 0)
+        log_warn("datanode: event loop closed with handles still open");
+    log_info("datanode: stopped");
+    return status ? 1 : 0;
+}
