@@ -227,11 +227,14 @@ static void forward_done(int status, rpc_msg *msg, void *arg)
         fw->nfailed = w->n_failed;
         fw->failed = xmalloc((w->n_failed ? w->n_failed : 1) * sizeof(*fw->failed));
         fw->failed_status = xmalloc((w->n_failed ? w->n_failed : 1) * sizeof(*fw->failed_status));
-        memcpy(fw->failed, w->failed, w->n_failed * sizeof(*fw->failed));
-        memcpy(fw->failed_status, w->failed_status, w->n_failed * sizeof(*fw->failed_status));
+        if (w->n_failed) {
+            memcpy(fw->failed, w->failed, w->n_failed * sizeof(*fw->failed));
+            memcpy(fw->failed_status, w->failed_status, w->n_failed * sizeof(*fw->failed_status));
+        }
         fw->nunreached = w->n_unreached;
         fw->unreached = xmalloc((w->n_unreached ? w->n_unreached : 1) * sizeof(*fw->unreached));
-        memcpy(fw->unreached, w->unreached, w->n_unreached * sizeof(*fw->unreached));
+        if (w->n_unreached)
+            memcpy(fw->unreached, w->unreached, w->n_unreached * sizeof(*fw->unreached));
     }
     fw->fwd_done = true;
     fwrite_reply(fw);
