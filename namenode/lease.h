@@ -42,8 +42,9 @@
 struct lease_table;
 
 /*
- * What the table asks of its owner. Both must answer later (never from
- * inside the call) through lease_recall_done / lease_fence_done.
+ * What the table asks of its owner. The answers come through
+ * lease_recall_done / lease_fence_done, later or from inside the call (a
+ * fence with nothing to do); the table copes with either.
  */
 struct lease_ops {
     /* Ask the holder to give ino up. Returns 0 when the request went out,
@@ -76,10 +77,11 @@ void lease_table_free(struct lease_table *t);
 
 /*
  * The write lease on ino for client. Returns 0 when client holds it now
- * (it is renewed), or -EINPROGRESS when w was queued: w->cb then runs later
- * with 0 (granted), -EBUSY (the holder is writing, or did not let go in
- * time), a fencing error, or the error given to lease_cancel_all. w->client
- * is set here. client must not be 0 (-EINVAL).
+ * (it is renewed), or -EINPROGRESS when w was queued: w->cb then runs once
+ * (possibly before lease_acquire returns, when a fence completes at once;
+ * so queueing must be the caller's last step) with 0 (granted), -EBUSY (the holder is writing, or
+ * did not let go in time), a fencing error, or the error given to lease_cancel_all. w->client is
+ * set here. client must not be 0 (-EINVAL).
  */
 int lease_acquire(struct lease_table *t, uint64_t ino, uint64_t client, uint64_t now_ms,
                   struct lease_waiter *w);

@@ -862,12 +862,13 @@ static bool has_store(const char *dir)
     return stat(p, &st) == 0;
 }
 
+/* A random id in the usual 8-4-4-4-12 hex form. */
 static void make_cluster_id(char *buf, size_t len)
 {
     uint64_t a = random_u64(), b = random_u64();
 
-    snprintf(buf, len, "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%012" PRIx64, a >> 32,
-             (a >> 16) & 0xffff, a & 0xffff, b & UINT64_C(0xffffffffffff));
+    snprintf(buf, len, "%08" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%04" PRIx64 "-%012" PRIx64,
+             a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & UINT64_C(0xffffffffffff));
 }
 
 static int write_settings(struct store *s, MDB_txn *txn)

@@ -1,0 +1,135 @@
+/*
+ * chunkmap: every chunk the store knows, with its version, wanted
+ * replication and the replicas datanodes reported (soft state, rebuilt from
+ * block reports after a restart, like HDFS's block map).
+ *
+ * A replica's standing is derived, not stored: it is current when its
+ * version equals the chunk's, stale when lower, ahead when higher (the
+ * namenode died between setting a version at the datanodes and committing
+ * it), and corrupt when reported so. Changing a chunk's version re-derives
+ * every replica at once.
+ *
+ * Full block reports are bracketed by chunkmap_full_begin/end: replicas of
+ * the node the report did not mention are dropped at the end. Replicas the
+ * namenode records itself (after creating or re-versioning them) count as
+ * seen by a report in progress.
+ *
+ * Health (for Status, fsck and a later replication queue) needs to know
+ * which nodes are live and in which domain: the caller supplies that view.
+ *
+ * Threads: the loop thread only. Chunks returned are borrowed until removed.
+ */
+#ifndef KEEL_NN_CHUNKMAP_H
+#define KEEL_NN_CHUNKMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cm_replica {
+    uint64_t node;
+    uint64_t version;
+    uint64_t gen; /* the node's report generation when last seen */
+    bool corrupt;
+};
+
+struct cm_chunk {
+    uint64_t id;
+    uint64_t version;
+    uint64_t ino, index;
+    uint32_t replication;
+    uint32_t nrep, cap;
+    struct cm_replica *reps;
+};
+
+/* How a block report saw one replica. */
+enum cm_report {
+    CM_ORPHAN,  /* no such chunk: the replica is garbage */
+    CM_CURRENT, /* at the chunk's version */
+    CM_STALE,   /* lower version: missed writes */
+    CM_AHEAD,   /* higher version: adopt it */
+    CM_CORRUPT, /* a checksum failed there */
+};
+
+struct chunkmap;
+
+struct chunkmap *chunkmap_new(void);
+void chunkmap_free(struct chunkmap *cm);
+
+/* A chunk the store has (loaded at start, or just committed). Replaces the
+ * version and replication of a chunk already present. */
+struct cm_chunk *chunkmap_add(struct chunkmap *cm, uint64_t id, uint64_t version,
+                              uint32_t replication, uint64_t ino, uint64_t index);
+
+struct cm_chunk *chunkmap_get(const struct chunkmap *cm, uint64_t id);
+
+/* The chunk was deleted from the store: forget it and its replicas. */
+void chunkmap_remove(struct chunkmap *cm, uint64_t id);
+
+/* The chunk's committed version changed. */
+void chunkmap_set_version(struct chunkmap *cm, struct cm_chunk *c, uint64_t version);
+
+/* Node holds the chunk at version (now, as the namenode itself arranged). */
+void chunkmap_set_replica(struct chunkmap *cm, struct cm_chunk *c, uint64_t node, uint64_t version);
+
+/* Node no longer holds the chunk (or must not be trusted to). */
+void chunkmap_drop_replica(struct chunkmap *cm, struct cm_chunk *c, uint64_t node);
+
+/* Node's replica failed a checksum. Returns false if node has no replica. */
+bool chunkmap_mark_corrupt(struct chunkmap *cm, struct cm_chunk *c, uint64_t node);
+
+/* A block report entry (full or incremental). */
+enum cm_report chunkmap_report(struct chunkmap *cm, uint64_t node, uint64_t chunk_id,
+                               uint64_t version, bool corrupt);
+
+/* An incremental report says node deleted its replica. */
+void chunkmap_report_deleted(struct chunkmap *cm, uint64_t node, uint64_t chunk_id);
+
+void chunkmap_full_begin(struct chunkmap *cm, uint64_t node);
+/* Ends a full report; returns how many replicas of node were dropped. */
+size_t chunkmap_full_end(struct chunkmap *cm, uint64_t node);
+
+static inline bool cm_replica_current(const struct cm_chunk *c, const struct cm_replica *r)
+{
+    return !r->corrupt && r->version == c->version;
+}
+
+/* Chunks known; chunks with at least one current replica reported. */
+size_t chunkmap_count(const struct chunkmap *cm);
+size_t chunkmap_reported(const struct chunkmap *cm);
+/* Replicas recorded on node. */
+size_t chunkmap_node_replicas(const struct chunkmap *cm, uint64_t node);
+
+/* Iterates: for (size_t i = 0; (c = chunkmap_next(cm, &i));) ... */
+struct cm_chunk *chunkmap_next(const struct chunkmap *cm, size_t *iter);
+
+/* The caller's view of nodes: live or not, and the failure domain (NULL
+ * when the node is unknown). */
+struct cm_view {
+    bool (*node)(void *ctx, uint64_t id, const char **domain);
+    void *ctx;
+};
+
+struct cm_chunk_health {
+    uint32_t live_current; /* current replicas on live nodes */
+    uint32_t stale;        /* stale replicas, live or not */
+    uint32_t corrupt;
+    bool misplaced; /* two current replicas share a failure domain */
+};
+
+void chunkmap_chunk_health(const struct cm_chunk *c, const struct cm_view *v,
+                           struct cm_chunk_health *h);
+
+struct cm_health {
+    uint64_t chunks;
+    uint64_t healthy;          /* enough live current replicas, well placed */
+    uint64_t under_replicated; /* some, but fewer than wanted */
+    uint64_t missing;          /* none */
+    uint64_t misplaced;
+    uint64_t stale;   /* stale replicas waiting for deletion */
+    uint64_t corrupt; /* corrupt replicas */
+};
+
+void chunkmap_health(const struct chunkmap *cm, const struct cm_view *v, struct cm_health *out);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * fileops: the client-facing data-path service: chunk locations
+ * (GetChunksReq, allocating on write), write pipeline recovery
+ * (RecoverChunkReq), file growth (ExtendReq), bad replica reports and the
+ * write lease calls (renew, release); and, for the lease table, the two
+ * actions it needs: recalling a lease from its holder over the holder's
+ * connection, and fencing the old holder's chunks at the datanodes.
+ *
+ * Every request that writes takes the file's write lease first (lease.h).
+ * Threads: the loop thread only.
+ */
+#ifndef KEEL_NN_FILEOPS_H
+#define KEEL_NN_FILEOPS_H
+
+#include "lease.h"
+#include "nncore.h"
+#include "rpc.h"
+
+#include <stddef.h>
+
+/* Handlers; the service context must be the struct nn_core. */
+extern const rpc_handler fileops_handlers[];
+extern const size_t fileops_nhandlers;
+
+/* The lease table's recall and fence actions, working on core. */
+struct lease_ops fileops_lease_ops(struct nn_core *core);
+
+/* Most chunks one GetChunksReq may span. */
+#define FILEOPS_MAX_CHUNKS 4096u
+
+#endif
