@@ -267,7 +267,7 @@ static struct placement_node *candidates(struct chunkctl *ctl, size_t *n, bool *
         p->domain = rn->domain;
         p->capacity = rn->capacity;
         p->used = rn->used;
-        p->alive = rn->state == REG_ALIVE && rn->conn && rpc_conn_is_open(rn->conn);
+        p->alive = rn->state == REG_ALIVE && rn->conn; /* detached when it closes */
         p->full = rn->full;
         p->decommissioning = rn->state == REG_DECOMMISSIONING;
         if (p->alive && !placement_usable(p, store_get_settings(ctl->cfg.store)->chunk_size))
@@ -676,7 +676,8 @@ int chunkctl_bump(struct chunkctl *ctl, uint64_t chunk_id, const uint64_t *drop,
     if (ndrop > MAX_REPS)
         return -EINVAL;
     v = vchange_new(ctl, V_BUMP, chunk_id);
-    memcpy(v->drop, drop, ndrop * sizeof(*drop));
+    if (ndrop)
+        memcpy(v->drop, drop, ndrop * sizeof(*drop));
     v->ndrop = ndrop;
     v->bump_cb = cb;
     v->arg = arg;

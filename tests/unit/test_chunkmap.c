@@ -1,0 +1,139 @@
+/*
+ * Unit tests for namenode/chunkmap: block report classification (current,
+ * stale, ahead, corrupt, orphan), full reports dropping what they did not
+ * mention but keeping replicas the namenode recorded meanwhile, the count
+ * of chunks with a reported replica (safe mode), version changes
+ * re-deriving every replica, and health counts.
+ */
+#include "chunkmap.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct chunkmap *cm;
+
+static void setup(void)
+{
+    cm = chunkmap_new();
+}
+
+static void teardown(void)
+{
+    chunkmap_free(cm);
+}
+
+/* Nodes 1..6; node n is in domain "d<n % 3>"; nodes >= 5 are dead. */
+static bool view(void *ctx, uint64_t id, const char **domain)
+{
+    static const char *names[] = {"d0", "d1", "d2"};
+
+    *domain = id ? names[id % 3] : NULL;
+    return id >= 1 && id <= 4;
+}
+
+static const struct cm_view v = {view, NULL};
+
+START_TEST(report_classification)
+{
+    struct cm_chunk *c = chunkmap_add(cm, 10, 3, 3, 100, 0);
+
+    ck_assert_int_eq(chunkmap_report(cm, 1, 10, 3, false), CM_CURRENT);
+    ck_assert_int_eq(chunkmap_report(cm, 2, 10, 2, false), CM_STALE);
+    ck_assert_int_eq(chunkmap_report(cm, 3, 10, 4, false), CM_AHEAD);
+    ck_assert_int_eq(chunkmap_report(cm, 4, 10, 3, true), CM_CORRUPT);
+    ck_assert_int_eq(chunkmap_report(cm, 1, 99, 1, false), CM_ORPHAN);
+    ck_assert_uint_eq(c->nrep, 4);
+    ck_assert_uint_eq(chunkmap_reported(cm), 1);
+    /* Adopting version 4 makes node 3 the only current one. */
+    chunkmap_set_version(cm, c, 4);
+    ck_assert(cm_replica_current(c, &c->reps[2]));
+    ck_assert(!cm_replica_current(c, &c->reps[0]));
+    ck_assert_uint_eq(chunkmap_reported(cm), 1);
+    chunkmap_report_deleted(cm, 3, 10);
+    ck_assert_uint_eq(chunkmap_reported(cm), 0);
+    ck_assert_uint_eq(chunkmap_node_replicas(cm, 3), 0);
+    ck_assert_uint_eq(chunkmap_node_replicas(cm, 1), 1);
+}
+END_TEST
+
+START_TEST(full_report_replaces_a_node_set)
+{
+    struct cm_chunk *a = chunkmap_add(cm, 1, 1, 3, 100, 0);
+    struct cm_chunk *b = chunkmap_add(cm, 2, 1, 3, 100, 1);
+    struct cm_chunk *c = chunkmap_add(cm, 3, 1, 3, 100, 2);
+
+    chunkmap_report(cm, 7, 1, 1, false);
+    chunkmap_report(cm, 7, 2, 1, false);
+    ck_assert_uint_eq(chunkmap_node_replicas(cm, 7), 2);
+    /* A new full report mentions only chunk 2; meanwhile the namenode
+     * itself put chunk 3 there. Chunk 1 goes, 2 and 3 stay. */
+    chunkmap_full_begin(cm, 7);
+    chunkmap_set_replica(cm, c, 7, 1);
+    chunkmap_report(cm, 7, 2, 1, false);
+    ck_assert_uint_eq(chunkmap_full_end(cm, 7), 1);
+    ck_assert_uint_eq(a->nrep, 0);
+    ck_assert_uint_eq(b->nrep, 1);
+    ck_assert_uint_eq(c->nrep, 1);
+    ck_assert_uint_eq(chunkmap_reported(cm), 2);
+    chunkmap_remove(cm, 2);
+    ck_assert_uint_eq(chunkmap_reported(cm), 1);
+    ck_assert_uint_eq(chunkmap_node_replicas(cm, 7), 1);
+    ck_assert_uint_eq(chunkmap_count(cm), 2);
+}
+END_TEST
+
+START_TEST(health_counts)
+{
+    struct cm_chunk *ok = chunkmap_add(cm, 1, 1, 3, 100, 0);
+    struct cm_chunk *under = chunkmap_add(cm, 2, 1, 3, 100, 1);
+    struct cm_chunk *mis = chunkmap_add(cm, 3, 1, 2, 100, 2);
+    struct cm_health h;
+
+    chunkmap_add(cm, 4, 1, 3, 100, 3); /* no replica at all: missing */
+    chunkmap_set_replica(cm, ok, 1, 1);
+    chunkmap_set_replica(cm, ok, 2, 1);
+    chunkmap_set_replica(cm, ok, 3, 1);
+    chunkmap_set_replica(cm, ok, 4, 0 + 1);
+    chunkmap_mark_corrupt(cm, ok, 4);
+    chunkmap_set_replica(cm, under, 1, 1);
+    chunkmap_set_replica(cm, under, 5, 1); /* on a dead node */
+    chunkmap_report(cm, 2, 2, 0 + 1, false);
+    chunkmap_set_version(cm, under, 2);    /* all three stale now */
+    chunkmap_set_replica(cm, under, 2, 2); /* node 2 took version 2 */
+    chunkmap_set_replica(cm, mis, 1, 1);
+    chunkmap_set_replica(cm, mis, 4, 1); /* 1 and 4 share domain d1 */
+    chunkmap_health(cm, &v, &h);
+    ck_assert_uint_eq(h.chunks, 4);
+    ck_assert_uint_eq(h.healthy, 1);
+    ck_assert_uint_eq(h.under_replicated, 1);
+    ck_assert_uint_eq(h.missing, 1);
+    ck_assert_uint_eq(h.misplaced, 1);
+    ck_assert_uint_eq(h.corrupt, 1);
+    ck_assert_uint_eq(h.stale, 2); /* under's replicas on nodes 1 and 5 */
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("chunkmap");
+    TCase *tc = tcase_create("chunkmap");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, report_classification);
+    tcase_add_test(tc, full_report_replaces_a_node_set);
+    tcase_add_test(tc, health_counts);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
