@@ -103,10 +103,14 @@ static void next_piece(struct scrubber *sc)
         sc->block = 0;
         if (sc->nids)
             continue;
-        if (sc->pass_chunks)
-            log_info("scrubber: pass done: %" PRIu64 " replicas, %" PRIu64
+        if (sc->pass_bad)
+            log_warn("scrubber: pass done: %" PRIu64 " replicas, %" PRIu64
                      " bytes verified, %" PRIu64 " bad, in %" PRIu64 " ms",
                      sc->pass_chunks, sc->pass_bytes, sc->pass_bad, mono_ms() - sc->pass_start_ms);
+        else if (sc->pass_chunks)
+            log_debug("scrubber: pass done: %" PRIu64 " replicas, %" PRIu64
+                      " bytes verified in %" PRIu64 " ms",
+                      sc->pass_chunks, sc->pass_bytes, mono_ms() - sc->pass_start_ms);
         sc->pass_chunks = sc->pass_bytes = sc->pass_bad = 0;
         sc->due_ms = MAX(sc->due_ms, mono_ms() + PASS_PAUSE_MS);
         sc->pass_start_ms = sc->due_ms;
