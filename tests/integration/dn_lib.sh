@@ -6,8 +6,11 @@
 #   chunk_file DIR CHUNK EXT    path of a replica file under a data directory
 #   flip_byte FILE OFFSET       inverts one byte in place
 #   dntool ...                  the test tool, output kept in $T/dntool.log too
+#   $CID                        one client id for every namenode call of a test,
+#                               so its write leases never need handing over
 
 DNTOOL="$KEEL_BIN/dntool"
+CID=$((RANDOM * 32768 + RANDOM + 1))
 
 kv() {
     grep -E "^$1=" <<<"$2" | head -n 1 | cut -d= -f2-

@@ -8,9 +8,9 @@ source "$KEEL_SRC/tests/integration/dn_lib.sh"
 
 SPAN=$((4 << 20))
 LEN=65536
-cluster_up --datanodes 3 --chunk-size 4M
+cluster_up --datanodes 3 --chunk-size 4M --namenode-args "--lease-timeout 10m"
 
-out=$(dntool alloc --nn "$NN" --path /chain --replication 3) || fail "alloc: $out"
+out=$(dntool alloc --nn "$NN" --client-id "$CID" --path /chain --replication 3) || fail "alloc: $out"
 chunk=$(kv chunk "$out")
 version=$(kv version "$out")
 IFS=, read -r r1 r2 r3 <<<"$(kv replicas "$out")"
