@@ -12,7 +12,7 @@
  *       RecoverChunk: prints version= replicas=
  *   dntool write --dn A --chunk C --version V --offset O --len N [--seed S]
  *                [--chain ID@ADDR,...] [--count K] [--span S] [--until-failure]
- *                [--interval MS] [--bad-checksum]
+ *                [--interval MS] [--bad-checksum] [--declare-len N]
  *       K writes of N bytes at O, O+N, ... (wrapping at --span), each byte
  *       the pattern of seed S at its chunk offset. Prints a line per write
  *       that failed somewhere, then writes= acked= status= failed=ID:ERR,...
@@ -59,7 +59,7 @@ static uv_loop_t loop;
 static struct {
     const char *dn, *nn, *path, *chain, *failed, *journal;
     uint64_t chunk, version, offset, len, seed, index, replication, client_id, ino;
-    uint64_t count, span, interval, seconds, flush_every, inflight;
+    uint64_t count, span, interval, seconds, flush_every, inflight, declare_len;
     bool until_failure, bad_checksum, zeros;
 } o = {.len = 4096,
        .seed = 1,
@@ -411,7 +411,7 @@ static int cmd_write(void)
         q.chunk_id = o.chunk;
         q.version = o.version;
         q.offset = off;
-        q.length = (uint32_t)o.len;
+        q.length = (uint32_t)(o.declare_len ? o.declare_len : o.len);
         q.checksum = csum_buf(data, o.len) ^ (o.bad_checksum ? 1 : 0);
         q.n_chain = ch.n;
         q.chain = ch.ptrs;
@@ -846,6 +846,7 @@ int main(int argc, char **argv)
         {"interval", FLAG_UINT, &o.interval, "write: milliseconds between writes"},
         {"until-failure", FLAG_BOOL, &o.until_failure, "write: stop at the first failure"},
         {"bad-checksum", FLAG_BOOL, &o.bad_checksum, "write: send a wrong payload checksum"},
+        {"declare-len", FLAG_SIZE, &o.declare_len, "write: length to declare (not --len)"},
         {"failed", FLAG_STRING, &o.failed, "recover: failed node ids"},
         {"journal", FLAG_STRING, &o.journal, "stream: journal file"},
         {"seconds", FLAG_UINT, &o.seconds, "stream: duration"},
