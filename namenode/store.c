@@ -180,6 +180,9 @@ int store_errno(int rc)
         return -ENOSPC;
     case MDB_READERS_FULL:
         return -EAGAIN;
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+        return -EPROTO; /* not an environment this LMDB can open */
     default:
         if (rc > 0 && rc < 4096)
             return -rc; /* a system errno */
@@ -1009,9 +1012,9 @@ int store_open(const char *dir, struct store **out, char *err, size_t errlen)
     r = env_create(dir, &s->env);
     if (r) {
         set_err(err, errlen, "%s: cannot open the metadata store: %s", dir,
-                r == -EIO ? "not an LMDB environment" : strerror(-r));
+                r == -EPROTO ? "not an LMDB environment" : strerror(-r));
         free(s);
-        return r == -EIO || r == -EINVAL ? -EPROTO : r;
+        return r;
     }
     mdb_reader_check(s->env, &dead);
     if (dead)
