@@ -2,7 +2,10 @@
  * lease: see lease.h for the model and the states.
  *
  * An entry exists per inode while it is held, has waiters, or still has an
- * old holder's chunks to fence; otherwise it is freed. Waiter callbacks and
+ * old holder's chunks to fence; otherwise it is freed. Fencing starts as
+ * soon as a holder is gone, waiter or not, so no obligation to fence waits
+ * in memory for a writer that may come only after a restart; a failed fence
+ * is retried at once for a new waiter, else after FENCE_RETRY_MS. Waiter callbacks and
  * owner callbacks may call back into the table, so an entry being advanced
  * is never freed underneath (`advancing`), and a nested advance just asks
  * the running one to go round again.
@@ -24,12 +27,12 @@ struct lease {
     enum lease_state state;
     uint64_t holder; /* HELD, RECALLING */
     uint64_t renewed_ms;
-    bool unreachable;    /* the last recall could not reach the holder */
-    bool holder_all;     /* the holder's chunks are unknown (regranted after a restart) */
-    struct u64map given; /* chunks the holder was given for writing */
-    uint64_t prev;       /* the last holder, whose writes `pending` fences */
-    struct u64map pending;
-    bool pending_all; /* fence every chunk of the file */
+    bool unreachable;      /* the last recall could not reach the holder */
+    bool holder_all;       /* the holder's chunks are unknown (regranted after a restart) */
+    struct u64map given;   /* chunks the holder was given for writing */
+    struct u64map pending; /* chunks of past holders still to fence */
+    bool pending_all;      /* fence every chunk of the file */
+    uint64_t retry_ms;     /* a failed fence is retried from then on */
     struct list waiters;
     bool advancing, again;
 };
@@ -42,7 +45,8 @@ struct lease_table {
     size_t held;
 };
 
-#define MARK ((void *)1)
+#define MARK           ((void *)1)
+#define FENCE_RETRY_MS 2000u
 
 static void advance(struct lease_table *t, struct lease *e, uint64_t now);
 static uint64_t *snapshot(const struct lease_table *t, size_t *n);
@@ -117,10 +121,14 @@ static struct lease *get_or_create(struct lease_table *t, uint64_t ino, uint64_t
     return e;
 }
 
+static bool needs_fence(const struct lease *e)
+{
+    return e->pending_all || e->pending.len;
+}
+
 static void maybe_free(struct lease_table *t, struct lease *e)
 {
-    if (e->advancing || e->state != L_FREE || !list_empty(&e->waiters) || e->pending.len ||
-        e->pending_all)
+    if (e->advancing || e->state != L_FREE || !list_empty(&e->waiters) || needs_fence(e))
         return;
     u64map_del(&t->leases, e->ino);
     lease_free(e);
@@ -138,39 +146,21 @@ static void lose_holder(struct lease_table *t, struct lease *e)
     size_t i = 0;
     uint64_t k;
 
-    if (e->prev != e->holder && e->pending.len)
-        log_debug("lease: inode %" PRIu64 " still has unfenced chunks of client %" PRIx64, e->ino,
-                  e->prev);
     while (u64map_next(&e->given, &i, &k, NULL))
         set_put(&e->pending, k);
     u64map_free(&e->given);
     u64map_init(&e->given);
     e->pending_all |= e->holder_all;
     e->holder_all = false;
-    e->prev = e->holder;
     e->holder = 0;
     e->unreachable = false;
+    e->retry_ms = 0;
     e->state = L_FREE;
     t->held--;
 }
 
-static bool needs_fence(const struct lease *e, uint64_t client)
-{
-    return e->pending_all || (e->pending.len && client != e->prev);
-}
-
 static void grant(struct lease_table *t, struct lease *e, uint64_t client, uint64_t now)
 {
-    if (client == e->prev && !e->pending_all) {
-        /* Its own earlier chunks: nothing to fence against itself. */
-        struct u64map tmp = e->given;
-
-        e->given = e->pending;
-        e->pending = tmp;
-    }
-    u64map_free(&e->pending);
-    u64map_init(&e->pending);
-    e->prev = 0;
     e->state = L_HELD;
     e->holder = client;
     e->renewed_ms = now;
@@ -232,7 +222,7 @@ static void advance_once(struct lease_table *t, struct lease *e, uint64_t now)
             }
             return;
         case L_FREE:
-            if (needs_fence(e, w->client)) {
+            if (needs_fence(e)) {
                 start_fence(t, e);
                 return;
             }
@@ -242,6 +232,8 @@ static void advance_once(struct lease_table *t, struct lease *e, uint64_t now)
             continue;
         }
     }
+    if (e->state == L_FREE && needs_fence(e) && now >= e->retry_ms)
+        start_fence(t, e);
 }
 
 static void advance(struct lease_table *t, struct lease *e, uint64_t now)
@@ -273,7 +265,7 @@ int lease_acquire(struct lease_table *t, uint64_t ino, uint64_t client, uint64_t
         e->renewed_ms = now_ms;
         return 0;
     }
-    if (e->state == L_FREE && list_empty(&e->waiters) && !needs_fence(e, client)) {
+    if (e->state == L_FREE && list_empty(&e->waiters) && !needs_fence(e)) {
         grant(t, e, client, now_ms);
         return 0;
     }
@@ -305,8 +297,7 @@ int lease_renew(struct lease_table *t, uint64_t client, uint64_t ino, uint64_t n
         e->renewed_ms = now_ms;
         return 0;
     }
-    if (now_ms < t->fence_until_ms &&
-        (!e || (e->state == L_FREE && list_empty(&e->waiters) && e->prev == 0))) {
+    if (now_ms < t->fence_until_ms && !e) {
         /* A holder of the previous run: give it back, chunks unknown. */
         e = get_or_create(t, ino, now_ms);
         e->pending_all = false;
@@ -368,9 +359,9 @@ void lease_fence_done(struct lease_table *t, uint64_t ino, int status, uint64_t 
         u64map_free(&e->pending);
         u64map_init(&e->pending);
         e->pending_all = false;
-        e->prev = 0;
     } else {
-        log_warn("lease: fencing inode %" PRIu64 " failed (%d)", ino, status);
+        log_warn("lease: fencing inode %" PRIu64 " failed (%d); will retry", ino, status);
+        e->retry_ms = now_ms + FENCE_RETRY_MS;
         w = pop_waiter(e);
         if (w)
             w->cb(w, status);

@@ -6,9 +6,10 @@
  * holder keeps writing, and lost by a holder that stops renewing.
  *
  * Fencing: the table remembers which chunks each holder was given for
- * writing. Before the lease passes to another client, those chunks get a
- * new version at the datanodes (ops->fence), so a late write of the old
- * holder is rejected. Leases live in memory only; after a restart
+ * writing. As soon as a holder loses the lease (released, handed over,
+ * expired), those chunks get a new version at the datanodes (ops->fence),
+ * and nobody is granted the lease until that is done, so a late write of
+ * the old holder is rejected. Leases live in memory only; after a restart
  * (`after_restart`) the holders of the previous run are unknown, so for one
  * lease period a new writer first has every chunk of the file fenced, and a
  * holder that renews in that period gets its lease back with a note that
@@ -16,12 +17,13 @@
  *
  * States of a lease (per inode):
  *
- *   FREE --acquire, nothing to fence--> HELD
- *   FREE --acquire, old holder's chunks unfenced--> FENCING --done--> FREE
- *   HELD --another client acquires--> RECALLING --released--> FREE
+ *   FREE --acquire--> HELD
+ *   HELD --another client acquires--> RECALLING --released--> FENCING
  *                                              \--refused: -EBUSY--> HELD
  *                                              \--unreachable--> HELD, wait
- *   HELD --release, or not renewed for lease_ms--> FREE (chunks to fence)
+ *   HELD --release, or not renewed for lease_ms--> FENCING
+ *   FENCING --done--> FREE (the first waiter, if any, gets the lease)
+ *   FENCING --failed--> FREE, fence retried (at once for a new waiter)
  *
  * A request that cannot be granted at once waits in the inode's queue (no
  * thread blocks) for at most lease_ms, then fails with -EBUSY.

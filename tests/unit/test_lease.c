@@ -211,7 +211,7 @@ START_TEST(a_renewing_but_silent_holder_times_the_waiter_out)
 }
 END_TEST
 
-START_TEST(expiry_then_a_new_writer_is_fenced)
+START_TEST(expiry_fences_at_once)
 {
     uint64_t given[] = {5, 6, 7};
     struct req r;
@@ -220,22 +220,26 @@ START_TEST(expiry_then_a_new_writer_is_fenced)
     lease_given(t, INO, A, given, 3);
     lease_tick(t, 10999);
     ck_assert_uint_eq(lease_holder(t, INO), A);
+    ck_assert_int_eq(fences, 0);
+    /* Expired: fenced right away, before anyone asks for the file. */
     lease_tick(t, 11000);
     ck_assert_uint_eq(lease_holder(t, INO), 0);
     ck_assert_uint_eq(lease_count(t), 0);
-    ck_assert_int_eq(lease_renew(t, A, INO, 11001), -ENOENT);
-
-    ck_assert_int_eq(acquire(C, 20000, &r), -EINPROGRESS);
-    ck_assert_int_eq(recalls, 0);
     ck_assert_int_eq(fences, 1);
     ck_assert_uint_eq(nfenced, 3);
-    lease_fence_done(t, INO, 0, 20001);
+    ck_assert_int_eq(lease_renew(t, A, INO, 11001), -ENOENT);
+
+    /* A newcomer during the fence waits for it. */
+    ck_assert_int_eq(acquire(C, 11002, &r), -EINPROGRESS);
+    ck_assert_int_eq(fences, 1);
+    ck_assert_int_eq(recalls, 0);
+    lease_fence_done(t, INO, 0, 11003);
     ck_assert_int_eq(r.status, 0);
     ck_assert_uint_eq(lease_holder(t, INO), C);
 }
 END_TEST
 
-START_TEST(release_and_reacquire)
+START_TEST(release_fences_even_for_the_same_client)
 {
     uint64_t given[] = {1};
     struct req r;
@@ -245,16 +249,17 @@ START_TEST(release_and_reacquire)
     ck_assert_int_eq(lease_release(t, B, INO, 1100), -ENOENT);
     ck_assert_int_eq(lease_release(t, A, INO, 1100), 0);
     ck_assert_uint_eq(lease_holder(t, INO), 0);
-    /* The same client comes back: nothing to fence against itself. */
-    ck_assert_int_eq(acquire(A, 1200, &r), 0);
-    ck_assert_int_eq(fences, 0);
-    /* ...and its chunks are still remembered for the next handover. */
-    ck_assert_int_eq(lease_release(t, A, INO, 1300), 0);
-    ck_assert_int_eq(acquire(B, 1400, &r), -EINPROGRESS);
     ck_assert_int_eq(fences, 1);
     ck_assert_uint_eq(fenced[0], 1);
-    lease_fence_done(t, INO, 0, 1500);
-    ck_assert_uint_eq(lease_holder(t, INO), B);
+    ck_assert_int_eq(acquire(A, 1200, &r), -EINPROGRESS);
+    lease_fence_done(t, INO, 0, 1300);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(lease_holder(t, INO), A);
+    /* Given nothing since: releasing needs no fence, the next writer gets
+     * it at once. */
+    ck_assert_int_eq(lease_release(t, A, INO, 1400), 0);
+    ck_assert_int_eq(acquire(B, 1500, &r), 0);
+    ck_assert_int_eq(fences, 1);
 }
 END_TEST
 
@@ -303,15 +308,30 @@ START_TEST(a_failed_fence_fails_the_waiter_and_is_retried)
     ck_assert_int_eq(acquire(A, 1000, &r), 0);
     lease_given(t, INO, A, given, 1);
     ck_assert_int_eq(lease_release(t, A, INO, 1100), 0);
+    ck_assert_int_eq(fences, 1);
     ck_assert_int_eq(acquire(B, 1200, &r), -EINPROGRESS);
     lease_fence_done(t, INO, -EIO, 1300);
     ck_assert_int_eq(r.status, -EIO);
     ck_assert_uint_eq(lease_holder(t, INO), 0);
+    /* A new waiter retries at once. */
     ck_assert_int_eq(acquire(B, 1400, &r), -EINPROGRESS);
     ck_assert_int_eq(fences, 2);
     ck_assert_uint_eq(fenced[0], 3);
     lease_fence_done(t, INO, 0, 1500);
     ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(lease_holder(t, INO), B);
+
+    /* Without waiters the retry comes after a pause. */
+    lease_given(t, INO, B, given, 1);
+    ck_assert_int_eq(lease_release(t, B, INO, 2000), 0);
+    ck_assert_int_eq(fences, 3);
+    lease_fence_done(t, INO, -EIO, 2100);
+    lease_tick(t, 3000);
+    ck_assert_int_eq(fences, 3);
+    lease_tick(t, 4100);
+    ck_assert_int_eq(fences, 4);
+    lease_fence_done(t, INO, 0, 4200);
+    ck_assert_int_eq(acquire(C, 4300, &r), 0);
 }
 END_TEST
 
@@ -352,8 +372,8 @@ static Suite *suite(void)
     tcase_add_test(tc, an_unreachable_holder_loses_the_lease_when_it_expires);
     tcase_add_test(tc, no_connection_waits_then_hands_over);
     tcase_add_test(tc, a_renewing_but_silent_holder_times_the_waiter_out);
-    tcase_add_test(tc, expiry_then_a_new_writer_is_fenced);
-    tcase_add_test(tc, release_and_reacquire);
+    tcase_add_test(tc, expiry_fences_at_once);
+    tcase_add_test(tc, release_fences_even_for_the_same_client);
     tcase_add_test(tc, after_a_restart_everything_is_fenced_once);
     tcase_add_test(tc, a_failed_fence_fails_the_waiter_and_is_retried);
     tcase_add_test(tc, waiters_queue_in_order_and_cancel);
