@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define MAX_READ_ROUNDS    4
+#define REFETCH_DELAY_MS   200
 #define MAX_RECOVER_ROUNDS 12
 #define MAX_FLUSH_ROUNDS   6
 
@@ -27,8 +28,10 @@ struct piece {
     uint8_t *buf;
     bool write;
     struct list link;
-    uint64_t tried;  /* replicas tried this round (reads) */
-    unsigned rounds; /* location refetches (reads) */
+    uint64_t tried;       /* replicas tried this round (reads) */
+    unsigned rounds;      /* rounds that met bad data (reads) */
+    bool bad_seen;        /* this round met bad data, not just silence */
+    uint64_t deadline_ms; /* give up waiting for reachable replicas */
     struct core_node *node;
     uint64_t sent_ns;
     uint64_t sent_version;
@@ -294,6 +297,17 @@ static void fetch_done(int status, const Keel__Envelope *rep, void *arg)
                 loc = r->chunks[k];
         if (ch->recovering)
             continue;
+        if (loc && loc->n_replicas == 0 && f->write) {
+            /* Allocated, but no replica known yet (block reports still
+             * coming in after a namenode restart): ask again shortly. */
+            if (++ch->attempts > ch->in->c->opts.retry_ms / REFETCH_DELAY_MS) {
+                ch->attempts = 0;
+                fail_waiting(ch, true, -EIO);
+            } else {
+                ch->retry_at_ms = mono_ms() + REFETCH_DELAY_MS;
+            }
+            continue;
+        }
         if (loc) {
             set_location(ch, loc, f->write);
         } else if (f->write) {
@@ -388,6 +402,32 @@ static void report_bad(struct kchunk *ch, uint64_t node_id, const char *why)
     free(env);
 }
 
+/*
+ * Every replica of this round failed. Bad data (checksum, a refused
+ * version) ends the read after MAX_READ_ROUNDS; replicas that were merely
+ * unreachable or unknown (a namenode that has just restarted knows none
+ * until the datanodes report) are asked for again until retry_ms passes.
+ */
+static void read_round_failed(struct piece *p)
+{
+    struct kchunk *ch = p->ch;
+    uint64_t now = mono_ms();
+
+    if (!p->deadline_ms)
+        p->deadline_ms = now + ch->in->c->opts.retry_ms;
+    if (p->bad_seen ? ++p->rounds > MAX_READ_ROUNDS : now >= p->deadline_ms) {
+        piece_done(p, -EIO);
+        return;
+    }
+    if (!p->bad_seen)
+        ch->retry_at_ms = now + REFETCH_DELAY_MS;
+    p->tried = 0;
+    p->bad_seen = false;
+    ch->known = false;
+    requeue(ch, p);
+    pump(ch);
+}
+
 static void read_done(int status, rpc_msg *m, void *arg)
 {
     struct piece *p = arg;
@@ -415,6 +455,8 @@ static void read_done(int status, rpc_msg *m, void *arg)
     }
     log_debug("read chunk %llu from %s: %s", (unsigned long long)ch->id, p->node->addr,
               err_str(status));
+    if (status == -EIO || status == -EBADMSG || status == -EPROTO || status == -ESTALE)
+        p->bad_seen = true;
     if ((status == -EIO || status == -EBADMSG) && idx >= 0)
         report_bad(ch, ch->reps[idx].node_id, status == -EIO ? "checksum" : "bad data on wire");
     if (status == -ESTALE && p->sent_version == ch->version && !ch->recovering) {
@@ -425,13 +467,7 @@ static void read_done(int status, rpc_msg *m, void *arg)
         send_read(p); /* next replica */
         return;
     }
-    p->tried = 0;
-    if (++p->rounds > MAX_READ_ROUNDS) {
-        piece_done(p, -EIO);
-        return;
-    }
-    requeue(ch, p);
-    pump(ch);
+    read_round_failed(p);
 }
 
 static void send_read(struct piece *p)
@@ -456,15 +492,7 @@ static void send_read(struct piece *p)
     }
     pick = replica_pick(v, ch->nreps, p->tried);
     if (pick < 0) {
-        /* Every replica failed: refetch the locations, a bounded number of times. */
-        p->tried = 0;
-        if (++p->rounds > MAX_READ_ROUNDS || ch->nreps == 0) {
-            piece_done(p, -EIO);
-            return;
-        }
-        ch->known = false;
-        requeue(ch, p);
-        pump(ch);
+        read_round_failed(p);
         return;
     }
     p->tried |= 1ull << pick;

@@ -61,7 +61,6 @@ static void *kfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     cfg->hard_remove = 0;
     /* Large requests: sequential I/O is not cut into 128 KiB pieces. */
     conn->max_write = KEELFS_MAX_IO;
-    conn->max_read = KEELFS_MAX_IO;
     conn->max_readahead = KEELFS_MAX_IO;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;

@@ -339,7 +339,7 @@ static int cmd_stat(struct cli *cli, int argc, char **argv)
     struct keel_chunk_info *chunks = NULL;
     size_t n = 0;
     struct keel_stat st;
-    char mode[11], when[32], sz[32];
+    char mode[11], when[32], sz[32], alloc[32];
     int r;
 
     if (argc != 1)
@@ -386,7 +386,7 @@ static int cmd_stat(struct cli *cli, int argc, char **argv)
         printf("  size: %" PRIu64 " (%s)  allocated: %s  replication: %u\n  inode: %" PRIu64
                "  modified: %s\n",
                st.size, human_size(st.size, sz, sizeof(sz)),
-               human_size(st.allocated, when, sizeof(when)), st.replication, st.ino,
+               human_size(st.allocated, alloc, sizeof(alloc)), st.replication, st.ino,
                human_time(st.mtime_ns, when, sizeof(when)));
         if (n)
             printf("  chunks:\n  %6s %10s %7s  %s\n", "INDEX", "ID", "VERSION", "REPLICAS");

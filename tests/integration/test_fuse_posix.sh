@@ -42,6 +42,8 @@ sleep 1.2
 
 # hard and symbolic links, directories
 ln "$M/b" "$M/b2"
+[[ $(stat -c %h "$M/b2") -eq 2 ]] || fail "link count of the new name"
+sleep 1.2 # the other name's attributes are cached for up to a second
 [[ $(stat -c %h "$M/b") -eq 2 ]] || fail "link count"
 ln -s b "$M/lnk"
 [[ "$(readlink "$M/lnk")" == b && "$(cat "$M/lnk")" == "$(cat "$M/b")" ]] || fail "symlink"

@@ -75,8 +75,11 @@ static int busy_add(struct fake_dn *d, int c, uint64_t off, uint64_t len)
         if (off < d->busy[c][k].off + d->busy[c][k].len && d->busy[c][k].off < off + len)
             d->overlap_violations++;
     }
-    if (slot >= 0)
-        d->busy[c][slot] = (typeof(d->busy[c][slot])){off, len, true};
+    if (slot >= 0) {
+        d->busy[c][slot].off = off;
+        d->busy[c][slot].len = len;
+        d->busy[c][slot].used = true;
+    }
     return slot;
 }
 
