@@ -37,6 +37,7 @@ struct datanode {
     struct replicate_hooks phooks;
     char addr[64];
     int status;
+    bool started;
     bool stopping;
 };
 
@@ -178,6 +179,7 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
         scrubber_start(loop, dn->reps, cfg->scrub_rate, &dn->scrub);
     log_info("datanode: serving %s on %s (domain %s), namenode %s", cfg->data_dir, dn->addr,
              cfg->domain, cfg->namenode);
+    dn->started = true;
     *out = dn;
     return 0;
 fail:
@@ -194,7 +196,8 @@ void datanode_stop(struct datanode *dn)
     if (dn->stopping)
         return;
     dn->stopping = true;
-    log_info("datanode: shutting down");
+    if (dn->started)
+        log_info("datanode: shutting down");
     if (dn->scrub)
         scrubber_stop(dn->scrub);
     if (dn->ds)

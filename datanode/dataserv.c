@@ -1,7 +1,7 @@
 /*
  * dataserv: see dataserv.h.
  *
- * A chained write (struct fwrite) holds the request's payload with a
+ * A chained write (struct chain_write) holds the request's payload with a
  * reference count: one for the handler until it replies, one for the local
  * write until its callback, one for the forwarded call until rpc releases
  * the payload (which may be after the call's callback, when the socket
@@ -57,14 +57,14 @@ static void served(struct dataserv *ds)
 
 /* ------------------------------------------------------------------ read */
 
-struct fread {
+struct read_call {
     struct dataserv *ds;
     rpc_req *req;
 };
 
 static void read_done(int status, struct replicas_result *res, void *arg)
 {
-    struct fread *fr = arg;
+    struct read_call *fr = arg;
     Keel__Envelope rep = KEEL__ENVELOPE__INIT;
     Keel__ReadRep body = KEEL__READ_REP__INIT;
     const Keel__ReadReq *q = fr->req->env->read_req;
@@ -89,7 +89,7 @@ static void h_read(rpc_req *req, void *ctx)
 {
     struct dataserv *ds = ctx;
     const Keel__ReadReq *q = req->env->read_req;
-    struct fread *fr;
+    struct read_call *fr;
     int r = check_range(ds, q->offset, q->length);
 
     if (r) {
@@ -111,7 +111,7 @@ static void h_read(rpc_req *req, void *ctx)
 
 /* ----------------------------------------------------------------- write */
 
-struct fwrite {
+struct chain_write {
     struct dataserv *ds;
     rpc_req *req;
     uint8_t *payload;
@@ -127,7 +127,7 @@ struct fwrite {
     size_t nunreached;
 };
 
-static void fwrite_unref(struct fwrite *fw)
+static void chain_write_unref(struct chain_write *fw)
 {
     if (--fw->refs)
         return;
@@ -140,10 +140,10 @@ static void fwrite_unref(struct fwrite *fw)
 
 static void release_payload(void *arg)
 {
-    fwrite_unref(arg);
+    chain_write_unref(arg);
 }
 
-static void fwrite_reply(struct fwrite *fw)
+static void chain_write_reply(struct chain_write *fw)
 {
     Keel__Envelope rep = KEEL__ENVELOPE__INIT;
     Keel__WriteRep body = KEEL__WRITE_REP__INIT;
@@ -177,24 +177,24 @@ static void fwrite_reply(struct fwrite *fw)
     fw->req = NULL;
     free(failed);
     free(status);
-    fwrite_unref(fw);
+    chain_write_unref(fw);
 }
 
 static void local_done(int status, struct replicas_result *res, void *arg)
 {
-    struct fwrite *fw = arg;
+    struct chain_write *fw = arg;
 
     fw->local_done = true;
     fw->local_status = status;
     if (status)
         log_debug("dataserv: local write of chunk %016" PRIx64 ": %s",
                   fw->req->env->write_req->chunk_id, err_str(status));
-    fwrite_reply(fw);
-    fwrite_unref(fw);
+    chain_write_reply(fw);
+    chain_write_unref(fw);
 }
 
 /* The next node failed (err): it is failed, the ones after it unreached. */
-static void chain_failed(struct fwrite *fw, int err)
+static void chain_failed(struct chain_write *fw, int err)
 {
     const Keel__WriteReq *q = fw->req->env->write_req;
 
@@ -213,7 +213,7 @@ static void chain_failed(struct fwrite *fw, int err)
 
 static void forward_done(int status, rpc_msg *msg, void *arg)
 {
-    struct fwrite *fw = arg;
+    struct chain_write *fw = arg;
     const Keel__WriteRep *w = NULL;
 
     if (status == 0) {
@@ -237,11 +237,11 @@ static void forward_done(int status, rpc_msg *msg, void *arg)
             memcpy(fw->unreached, w->unreached, w->n_unreached * sizeof(*fw->unreached));
     }
     fw->fwd_done = true;
-    fwrite_reply(fw);
+    chain_write_reply(fw);
 }
 
 /* Sends the write on to chain[0] with chain[1..]. */
-static void forward(struct fwrite *fw)
+static void forward(struct chain_write *fw)
 {
     const Keel__WriteReq *q = fw->req->env->write_req;
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
@@ -288,7 +288,7 @@ static void h_write(rpc_req *req, void *ctx)
     struct dataserv *ds = ctx;
     const Keel__WriteReq *q = req->env->write_req;
     struct chunkstore_identity id;
-    struct fwrite *fw;
+    struct chain_write *fw;
     int r;
 
     if (!chunkstore_identity(ds->cs, &id)) {
@@ -335,20 +335,20 @@ static void h_write(rpc_req *req, void *ctx)
         fw->refs--;
         fw->local_done = true;
         fw->local_status = r;
-        fwrite_reply(fw);
+        chain_write_reply(fw);
     }
 }
 
 /* ----------------------------------------------------------------- flush */
 
-struct fflush {
+struct flush_call {
     struct dataserv *ds;
     rpc_req *req;
     int32_t *status;
     size_t left;
 };
 
-static void flush_reply(struct fflush *ff)
+static void flush_reply(struct flush_call *ff)
 {
     Keel__Envelope rep = KEEL__ENVELOPE__INIT;
     Keel__FlushRep body = KEEL__FLUSH_REP__INIT;
@@ -364,14 +364,14 @@ static void flush_reply(struct fflush *ff)
 }
 
 struct flush_one {
-    struct fflush *ff;
+    struct flush_call *ff;
     size_t i;
 };
 
 static void flush_done(int status, struct replicas_result *res, void *arg)
 {
     struct flush_one *one = arg;
-    struct fflush *ff = one->ff;
+    struct flush_call *ff = one->ff;
 
     ff->status[one->i] = err_to_wire(status);
     free(one);
@@ -383,7 +383,7 @@ static void h_flush(rpc_req *req, void *ctx)
 {
     struct dataserv *ds = ctx;
     const Keel__FlushReq *q = req->env->flush_req;
-    struct fflush *ff;
+    struct flush_call *ff;
 
     if (q->n_chunk_ids != q->n_versions || q->n_chunk_ids > MAX_FLUSH_CHUNKS) {
         rpc_reply_error(req, -EINVAL, "flush names %zu chunks and %zu versions (at most %d)",
@@ -418,7 +418,7 @@ static void h_flush(rpc_req *req, void *ctx)
 
 static void checksums_done(int status, struct replicas_result *res, void *arg)
 {
-    struct fread *fr = arg;
+    struct read_call *fr = arg;
     Keel__Envelope rep = KEEL__ENVELOPE__INIT;
     Keel__ChecksumsRep body = KEEL__CHECKSUMS_REP__INIT;
 
@@ -443,7 +443,7 @@ static void h_checksums(rpc_req *req, void *ctx)
 {
     struct dataserv *ds = ctx;
     const Keel__ChecksumsReq *q = req->env->checksums_req;
-    struct fread *fr = xmalloc(sizeof(*fr));
+    struct read_call *fr = xmalloc(sizeof(*fr));
     int r;
 
     fr->ds = ds;
