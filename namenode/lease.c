@@ -2,13 +2,18 @@
  * lease: see lease.h for the model and the states.
  *
  * An entry exists per inode while it is held, has waiters, or still has an
- * old holder's chunks to fence; otherwise it is freed. Fencing starts as
- * soon as a holder is gone, waiter or not, so no obligation to fence waits
- * in memory for a writer that may come only after a restart; a failed fence
- * is retried at once for a new waiter, else after FENCE_RETRY_MS. Waiter callbacks and
- * owner callbacks may call back into the table, so an entry being advanced
- * is never freed underneath (`advancing`), and a nested advance just asks
- * the running one to go round again.
+ * old holder's chunks to fence; otherwise it is freed. When fencing runs:
+ *   - before the lease goes to another client (always);
+ *   - at once when a holder stopped renewing (it may be a zombie);
+ *   - FENCE_IDLE_LEASES lease periods after a voluntary release, if nobody
+ *     wrote meanwhile, so the obligation does not wait in memory for ever;
+ *     the releaser itself may come back before that without a fence (it
+ *     keeps reading and writing with the versions it has);
+ *   - a failed fence is retried at once for a new waiter, else after
+ *     FENCE_RETRY_MS.
+ * Waiter callbacks and owner callbacks may call back into the table, so an
+ * entry being advanced is never freed underneath (`advancing`), and a
+ * nested advance just asks the running one to go round again.
  */
 #include "lease.h"
 
@@ -32,7 +37,8 @@ struct lease {
     struct u64map given;   /* chunks the holder was given for writing */
     struct u64map pending; /* chunks of past holders still to fence */
     bool pending_all;      /* fence every chunk of the file */
-    uint64_t retry_ms;     /* a failed fence is retried from then on */
+    uint64_t prev;         /* the holder `pending` came from (0: unknown) */
+    uint64_t fence_ms;     /* fence `pending` from then on, waiter or not */
     struct list waiters;
     bool advancing, again;
 };
@@ -45,8 +51,9 @@ struct lease_table {
     size_t held;
 };
 
-#define MARK           ((void *)1)
-#define FENCE_RETRY_MS 2000u
+#define MARK              ((void *)1)
+#define FENCE_RETRY_MS    2000u
+#define FENCE_IDLE_LEASES 10u
 
 static void advance(struct lease_table *t, struct lease *e, uint64_t now);
 static uint64_t *snapshot(const struct lease_table *t, size_t *n);
@@ -126,6 +133,12 @@ static bool needs_fence(const struct lease *e)
     return e->pending_all || e->pending.len;
 }
 
+/* Before client may write: its own earlier chunks need no fence. */
+static bool needs_fence_for(const struct lease *e, uint64_t client)
+{
+    return e->pending_all || (e->pending.len && client != e->prev);
+}
+
 static void maybe_free(struct lease_table *t, struct lease *e)
 {
     if (e->advancing || e->state != L_FREE || !list_empty(&e->waiters) || needs_fence(e))
@@ -139,13 +152,19 @@ static bool holder_expired(const struct lease_table *t, const struct lease *e, u
     return now >= e->renewed_ms + t->lease_ms;
 }
 
-/* The holder is gone (released, expired, handed over): its chunks must be
- * fenced before anyone else writes. */
-static void lose_holder(struct lease_table *t, struct lease *e)
+/*
+ * The holder is gone (released, expired, handed over): its chunks must be
+ * fenced before anyone else writes, and no later than fence_ms.
+ */
+static void lose_holder(struct lease_table *t, struct lease *e, uint64_t fence_ms)
 {
     size_t i = 0;
     uint64_t k;
 
+    if (e->pending.len && e->prev != e->holder)
+        e->prev = 0; /* chunks of two holders: fence whoever comes next */
+    else
+        e->prev = e->holder;
     while (u64map_next(&e->given, &i, &k, NULL))
         set_put(&e->pending, k);
     u64map_free(&e->given);
@@ -154,13 +173,21 @@ static void lose_holder(struct lease_table *t, struct lease *e)
     e->holder_all = false;
     e->holder = 0;
     e->unreachable = false;
-    e->retry_ms = 0;
+    e->fence_ms = fence_ms;
     e->state = L_FREE;
     t->held--;
 }
 
 static void grant(struct lease_table *t, struct lease *e, uint64_t client, uint64_t now)
 {
+    if (!needs_fence(e) || !needs_fence_for(e, client)) {
+        /* Its own chunks of before (or none): keep them as given. */
+        struct u64map tmp = e->given;
+
+        e->given = e->pending;
+        e->pending = tmp;
+        e->prev = 0;
+    }
     e->state = L_HELD;
     e->holder = client;
     e->renewed_ms = now;
@@ -209,7 +236,7 @@ static void advance_once(struct lease_table *t, struct lease *e, uint64_t now)
             if (holder_expired(t, e, now)) {
                 log_info("lease: client %" PRIx64 " lost inode %" PRIu64 " (not renewed)",
                          e->holder, e->ino);
-                lose_holder(t, e);
+                lose_holder(t, e, now);
                 continue;
             }
             if (e->unreachable)
@@ -222,7 +249,7 @@ static void advance_once(struct lease_table *t, struct lease *e, uint64_t now)
             }
             return;
         case L_FREE:
-            if (needs_fence(e)) {
+            if (needs_fence_for(e, w->client)) {
                 start_fence(t, e);
                 return;
             }
@@ -232,7 +259,7 @@ static void advance_once(struct lease_table *t, struct lease *e, uint64_t now)
             continue;
         }
     }
-    if (e->state == L_FREE && needs_fence(e) && now >= e->retry_ms)
+    if (e->state == L_FREE && needs_fence(e) && now >= e->fence_ms)
         start_fence(t, e);
 }
 
@@ -260,12 +287,12 @@ int lease_acquire(struct lease_table *t, uint64_t ino, uint64_t client, uint64_t
         return -EINVAL;
     e = get_or_create(t, ino, now_ms);
     if (e->state == L_HELD && e->holder != client && holder_expired(t, e, now_ms))
-        lose_holder(t, e);
+        lose_holder(t, e, now_ms);
     if ((e->state == L_HELD || e->state == L_RECALLING) && e->holder == client) {
         e->renewed_ms = now_ms;
         return 0;
     }
-    if (e->state == L_FREE && list_empty(&e->waiters) && !needs_fence(e)) {
+    if (e->state == L_FREE && list_empty(&e->waiters) && !needs_fence_for(e, client)) {
         grant(t, e, client, now_ms);
         return 0;
     }
@@ -316,7 +343,7 @@ int lease_release(struct lease_table *t, uint64_t client, uint64_t ino, uint64_t
 
     if (!e || client == 0 || e->holder != client || (e->state != L_HELD && e->state != L_RECALLING))
         return -ENOENT;
-    lose_holder(t, e);
+    lose_holder(t, e, now_ms + (uint64_t)FENCE_IDLE_LEASES * t->lease_ms);
     advance(t, e, now_ms);
     return 0;
 }
@@ -331,7 +358,7 @@ void lease_recall_done(struct lease_table *t, uint64_t ino, int status, bool rel
         return; /* released or expired meanwhile */
     if (status == 0 && released) {
         log_info("lease: client %" PRIx64 " handed inode %" PRIu64 " over", e->holder, ino);
-        lose_holder(t, e);
+        lose_holder(t, e, now_ms);
     } else if (status == 0) {
         e->state = L_HELD;
         w = pop_waiter(e);
@@ -359,9 +386,10 @@ void lease_fence_done(struct lease_table *t, uint64_t ino, int status, uint64_t 
         u64map_free(&e->pending);
         u64map_init(&e->pending);
         e->pending_all = false;
+        e->prev = 0;
     } else {
         log_warn("lease: fencing inode %" PRIu64 " failed (%d); will retry", ino, status);
-        e->retry_ms = now_ms + FENCE_RETRY_MS;
+        e->fence_ms = now_ms + FENCE_RETRY_MS;
         w = pop_waiter(e);
         if (w)
             w->cb(w, status);
@@ -384,7 +412,7 @@ void lease_tick(struct lease_table *t, uint64_t now_ms)
         if (e->state == L_HELD && holder_expired(t, e, now_ms)) {
             log_info("lease: client %" PRIx64 " lost inode %" PRIu64 " (not renewed)", e->holder,
                      e->ino);
-            lose_holder(t, e);
+            lose_holder(t, e, now_ms);
         }
         if (e->state == L_HELD) {
             list_for_each_safe(pos, tmp, &e->waiters)

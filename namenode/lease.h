@@ -6,10 +6,12 @@
  * holder keeps writing, and lost by a holder that stops renewing.
  *
  * Fencing: the table remembers which chunks each holder was given for
- * writing. As soon as a holder loses the lease (released, handed over,
- * expired), those chunks get a new version at the datanodes (ops->fence),
- * and nobody is granted the lease until that is done, so a late write of
- * the old holder is rejected. Leases live in memory only; after a restart
+ * writing. Before another client is granted the lease, those chunks get a
+ * new version at the datanodes (ops->fence), so a late write of the old
+ * holder is rejected. A holder that stopped renewing is fenced at once; a
+ * released lease at the next handover, or after ten lease periods if
+ * nobody wrote meanwhile (the releaser may take it back without a fence,
+ * keeping its versions). Leases live in memory only; after a restart
  * (`after_restart`) the holders of the previous run are unknown, so for one
  * lease period a new writer first has every chunk of the file fenced, and a
  * holder that renews in that period gets its lease back with a note that
@@ -17,11 +19,13 @@
  *
  * States of a lease (per inode):
  *
- *   FREE --acquire--> HELD
+ *   FREE --acquire, nothing to fence--> HELD
+ *   FREE --acquire, another holder's chunks to fence--> FENCING
  *   HELD --another client acquires--> RECALLING --released--> FENCING
  *                                              \--refused: -EBUSY--> HELD
  *                                              \--unreachable--> HELD, wait
- *   HELD --release, or not renewed for lease_ms--> FENCING
+ *   HELD --not renewed for lease_ms--> FENCING
+ *   HELD --released--> FREE (chunks to fence, see above)
  *   FENCING --done--> FREE (the first waiter, if any, gets the lease)
  *   FENCING --failed--> FREE, fence retried (at once for a new waiter)
  *

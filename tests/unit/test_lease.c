@@ -239,7 +239,7 @@ START_TEST(expiry_fences_at_once)
 }
 END_TEST
 
-START_TEST(release_fences_even_for_the_same_client)
+START_TEST(release_fences_at_the_next_handover_or_later)
 {
     uint64_t given[] = {1};
     struct req r;
@@ -249,17 +249,28 @@ START_TEST(release_fences_even_for_the_same_client)
     ck_assert_int_eq(lease_release(t, B, INO, 1100), -ENOENT);
     ck_assert_int_eq(lease_release(t, A, INO, 1100), 0);
     ck_assert_uint_eq(lease_holder(t, INO), 0);
+    ck_assert_int_eq(fences, 0);
+    /* The same client comes back: its versions stay good, no fence. */
+    ck_assert_int_eq(acquire(A, 1200, &r), 0);
+    ck_assert_int_eq(fences, 0);
+    /* ...and its chunks are still remembered for the next handover. */
+    ck_assert_int_eq(lease_release(t, A, INO, 1300), 0);
+    ck_assert_int_eq(acquire(B, 1400, &r), -EINPROGRESS);
     ck_assert_int_eq(fences, 1);
     ck_assert_uint_eq(fenced[0], 1);
-    ck_assert_int_eq(acquire(A, 1200, &r), -EINPROGRESS);
-    lease_fence_done(t, INO, 0, 1300);
+    lease_fence_done(t, INO, 0, 1500);
     ck_assert_int_eq(r.status, 0);
-    ck_assert_uint_eq(lease_holder(t, INO), A);
-    /* Given nothing since: releasing needs no fence, the next writer gets
-     * it at once. */
-    ck_assert_int_eq(lease_release(t, A, INO, 1400), 0);
-    ck_assert_int_eq(acquire(B, 1500, &r), 0);
+    ck_assert_uint_eq(lease_holder(t, INO), B);
+
+    /* Released and left alone: fenced after ten lease periods anyway. */
+    lease_given(t, INO, B, given, 1);
+    ck_assert_int_eq(lease_release(t, B, INO, 2000), 0);
+    lease_tick(t, 2000 + 10 * LEASE_MS - 1);
     ck_assert_int_eq(fences, 1);
+    lease_tick(t, 2000 + 10 * LEASE_MS);
+    ck_assert_int_eq(fences, 2);
+    lease_fence_done(t, INO, 0, 2000 + 10 * LEASE_MS + 1);
+    ck_assert_int_eq(acquire(C, 2000 + 10 * LEASE_MS + 2, &r), 0);
 }
 END_TEST
 
@@ -308,8 +319,8 @@ START_TEST(a_failed_fence_fails_the_waiter_and_is_retried)
     ck_assert_int_eq(acquire(A, 1000, &r), 0);
     lease_given(t, INO, A, given, 1);
     ck_assert_int_eq(lease_release(t, A, INO, 1100), 0);
-    ck_assert_int_eq(fences, 1);
     ck_assert_int_eq(acquire(B, 1200, &r), -EINPROGRESS);
+    ck_assert_int_eq(fences, 1);
     lease_fence_done(t, INO, -EIO, 1300);
     ck_assert_int_eq(r.status, -EIO);
     ck_assert_uint_eq(lease_holder(t, INO), 0);
@@ -321,17 +332,17 @@ START_TEST(a_failed_fence_fails_the_waiter_and_is_retried)
     ck_assert_int_eq(r.status, 0);
     ck_assert_uint_eq(lease_holder(t, INO), B);
 
-    /* Without waiters the retry comes after a pause. */
+    /* Without waiters (B expired) the retry comes after a pause. */
     lease_given(t, INO, B, given, 1);
-    ck_assert_int_eq(lease_release(t, B, INO, 2000), 0);
+    lease_tick(t, 1500 + LEASE_MS);
     ck_assert_int_eq(fences, 3);
-    lease_fence_done(t, INO, -EIO, 2100);
-    lease_tick(t, 3000);
+    lease_fence_done(t, INO, -EIO, 1500 + LEASE_MS);
+    lease_tick(t, 1500 + LEASE_MS + 1000);
     ck_assert_int_eq(fences, 3);
-    lease_tick(t, 4100);
+    lease_tick(t, 1500 + LEASE_MS + 2000);
     ck_assert_int_eq(fences, 4);
-    lease_fence_done(t, INO, 0, 4200);
-    ck_assert_int_eq(acquire(C, 4300, &r), 0);
+    lease_fence_done(t, INO, 0, 1500 + LEASE_MS + 2001);
+    ck_assert_int_eq(acquire(C, 1500 + LEASE_MS + 2002, &r), 0);
 }
 END_TEST
 
@@ -373,7 +384,7 @@ static Suite *suite(void)
     tcase_add_test(tc, no_connection_waits_then_hands_over);
     tcase_add_test(tc, a_renewing_but_silent_holder_times_the_waiter_out);
     tcase_add_test(tc, expiry_fences_at_once);
-    tcase_add_test(tc, release_fences_even_for_the_same_client);
+    tcase_add_test(tc, release_fences_at_the_next_handover_or_later);
     tcase_add_test(tc, after_a_restart_everything_is_fenced_once);
     tcase_add_test(tc, a_failed_fence_fails_the_waiter_and_is_retried);
     tcase_add_test(tc, waiters_queue_in_order_and_cancel);
