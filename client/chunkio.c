@@ -16,6 +16,8 @@
 
 #define MAX_READ_ROUNDS    4
 #define REFETCH_DELAY_MS   200
+#define STALE_DELAY_MS     20
+#define MAX_STALE_ROUNDS   12
 #define MAX_RECOVER_ROUNDS 12
 #define MAX_FLUSH_ROUNDS   6
 
@@ -28,10 +30,11 @@ struct piece {
     uint8_t *buf;
     bool write;
     struct list link;
-    uint64_t tried;       /* replicas tried this round (reads) */
-    unsigned rounds;      /* rounds that met bad data (reads) */
-    bool bad_seen;        /* this round met bad data, not just silence */
-    uint64_t deadline_ms; /* give up waiting for reachable replicas */
+    uint64_t tried;        /* replicas tried this round (reads) */
+    unsigned rounds;       /* rounds that met bad data (reads) */
+    bool bad_seen;         /* this round met bad data, not just silence */
+    unsigned quiet_rounds; /* rounds of silence or moving versions */
+    uint64_t deadline_ms;  /* give up waiting for reachable replicas */
     struct core_node *node;
     uint64_t sent_ns;
     uint64_t sent_version;
@@ -403,10 +406,11 @@ static void report_bad(struct kchunk *ch, uint64_t node_id, const char *why)
 }
 
 /*
- * Every replica of this round failed. Bad data (checksum, a refused
- * version) ends the read after MAX_READ_ROUNDS; replicas that were merely
- * unreachable or unknown (a namenode that has just restarted knows none
- * until the datanodes report) are asked for again until retry_ms passes.
+ * Every replica of this round failed. Bad data (a checksum) ends the read
+ * after MAX_READ_ROUNDS; replicas that were unreachable, unknown (a namenode
+ * that has just restarted knows none until the datanodes report) or at a
+ * version that is moving (-ESTALE while a bump is under way) are asked for
+ * again, after a short and growing pause, until retry_ms passes.
  */
 static void read_round_failed(struct piece *p)
 {
@@ -420,7 +424,7 @@ static void read_round_failed(struct piece *p)
         return;
     }
     if (!p->bad_seen)
-        ch->retry_at_ms = now + REFETCH_DELAY_MS;
+        ch->retry_at_ms = now + MIN(STALE_DELAY_MS << MIN(p->quiet_rounds++, 4), REFETCH_DELAY_MS);
     p->tried = 0;
     p->bad_seen = false;
     ch->known = false;
@@ -455,7 +459,7 @@ static void read_done(int status, rpc_msg *m, void *arg)
     }
     log_debug("read chunk %llu from %s: %s", (unsigned long long)ch->id, p->node->addr,
               err_str(status));
-    if (status == -EIO || status == -EBADMSG || status == -EPROTO || status == -ESTALE)
+    if (status == -EIO || status == -EBADMSG || status == -EPROTO)
         p->bad_seen = true;
     if ((status == -EIO || status == -EBADMSG) && idx >= 0)
         report_bad(ch, ch->reps[idx].node_id, status == -EIO ? "checksum" : "bad data on wire");
@@ -567,6 +571,7 @@ static void write_done(int status, rpc_msg *m, void *arg)
     if (!failed) {
         ch->dirty = true;
         ch->attempts = 0;
+        ch->stale_rounds = 0;
         ch->error = 0;
         piece_done(p, 0);
         goto next;
@@ -705,12 +710,19 @@ static void recover(struct kchunk *ch)
         pump(ch);
         return;
     }
-    if (only_stale && ch->attempts == 1) {
-        /* Someone moved the version on (lease handover, repair): refetch. */
+    if (only_stale && ch->stale_rounds < MAX_STALE_ROUNDS) {
+        /* The version moved on (lease handover, repair), or is moving: the
+         * datanodes may have the new one before the namenode has committed
+         * it. Ask again after a short, growing pause; a replica that is
+         * still refused after that is dropped like any failed one. */
+        ch->attempts--;
         ch->recovering = false;
         ch->nfailed = 0;
         ch->known = false;
         ch->writable = false;
+        ch->retry_at_ms =
+            mono_ms() + MIN(STALE_DELAY_MS << MIN(ch->stale_rounds, 4), REFETCH_DELAY_MS);
+        ch->stale_rounds++;
         pump(ch);
         return;
     }

@@ -52,9 +52,10 @@ struct kchunk {
     bool recovering;
     bool dirty; /* written since the last flush */
     uint64_t fetched_ms;
-    uint64_t retry_at_ms; /* waiting out -EAGAIN */
-    unsigned attempts;    /* recovery rounds without a successful write */
-    int error;            /* why the last recovery failed; reported by flush */
+    uint64_t retry_at_ms;  /* waiting out -EAGAIN */
+    unsigned attempts;     /* recovery rounds without a successful write */
+    unsigned stale_rounds; /* refetches after -ESTALE without a successful write */
+    int error;             /* why the last recovery failed; reported by flush */
     uint64_t failed[KC_MAX_REPLICAS];
     int failed_status[KC_MAX_REPLICAS];
     unsigned nfailed;

@@ -687,6 +687,52 @@ START_TEST(version_moved_on_means_refetch_not_recovery)
 }
 END_TEST
 
+static void *commit_later(void *arg)
+{
+    usleep(150000);
+    pthread_mutex_lock(&F.lock);
+    F.version[0] = 5;
+    pthread_mutex_unlock(&F.lock);
+    return NULL;
+}
+
+/* The datanodes have the new version before the namenode committed it (a
+ * bump under way): reads and writes wait for it, nothing is dropped. */
+START_TEST(version_bump_in_flight_is_waited_out)
+{
+    uint8_t buf[4096], back[4096];
+    pthread_t th;
+
+    pattern(buf, sizeof(buf), 0, 11);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    pthread_mutex_lock(&F.lock);
+    for (int d = 0; d < NDN; d++)
+        F.dn[d].version[0] = 5;
+    pthread_mutex_unlock(&F.lock);
+    pthread_create(&th, NULL, commit_later, NULL);
+    pattern(buf, sizeof(buf), 0, 12);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    pthread_join(th, NULL);
+    ck_assert_int_eq(F.recovers, 0);
+    ck_assert_int_eq(F.nreps[0], NDN);
+    for (int d = 0; d < NDN; d++)
+        ck_assert(replica_has(d, 0, sizeof(buf), 12));
+    /* The same for a read with a stale idea of the version. */
+    pthread_mutex_lock(&F.lock);
+    for (int d = 0; d < NDN; d++)
+        F.dn[d].version[0] = 6;
+    pthread_mutex_unlock(&F.lock);
+    keel_file *other;
+    ck_assert_int_eq(keel_open(client, "/disk", KEEL_O_READ, NULL, &other), 0);
+    pthread_mutex_lock(&F.lock);
+    F.version[0] = 6;
+    pthread_mutex_unlock(&F.lock);
+    ck_assert_int_eq(keel_pread(other, back, sizeof(back), 0), (ssize_t)sizeof(back));
+    ck_assert_mem_eq(buf, back, sizeof(buf));
+    keel_close(other);
+}
+END_TEST
+
 START_TEST(reads_fail_over_and_report_bad_replicas)
 {
     uint8_t buf[65536], back[65536];
@@ -835,6 +881,7 @@ int main(void)
     tcase_add_test(tc, head_failure_is_recovered);
     tcase_add_test(tc, below_min_replicas_is_an_error);
     tcase_add_test(tc, version_moved_on_means_refetch_not_recovery);
+    tcase_add_test(tc, version_bump_in_flight_is_waited_out);
     tcase_add_test(tc, reads_fail_over_and_report_bad_replicas);
     tcase_add_test(tc, overlapping_writes_leave_identical_replicas);
     tcase_add_test(tc, async_with_64_in_flight);
