@@ -106,6 +106,30 @@ grep -q "trim $chunk1 to 524288" "$T"/dn*.log || fail "no trim to 512 KiB"
 out=$(op chunks /vm/a.img 0 3M)
 [[ $(grep -c '^chunk ' <<<"$out") -eq 2 ]] || fail "after the shrink: $out"
 
+# A failed write pipeline: the failed replica is dropped, the survivors get
+# a new version at the datanodes before the reply; with fewer than
+# min-replicas survivors the recovery fails with EIO.
+op create /rc >/dev/null
+out=$(op --client-id 77 chunks /rc 0 1M write)
+read -r _ _ rcid rcver rcreps _ < <(grep '^chunk ' <<<"$out")
+rcreps=${rcreps#replicas=}
+failed=${rcreps%%,*}
+out=$(op --client-id 77 recover /rc "$rcid" "${rcver#v}" "$failed")
+[[ "$out" == "chunk 0 $rcid v2 "* ]] || fail "recovery: $out"
+awk '{ print $5 }' <<<"$out" | sed 's/replicas=//' | tr ',' '\n' | grep -qx "$failed" &&
+    fail "the failed replica is still listed: $out"
+[[ $(all_replicas | awk -v c="$rcid" '$1 == c && $2 == 2' | wc -l) -eq 2 ]] ||
+    fail "survivors not at version 2: $(all_replicas)"
+[[ $(all_replicas | awk -v c="$rcid" '$1 == c && $2 == 1' | wc -l) -eq 1 ]] ||
+    fail "the failed replica changed: $(all_replicas)"
+out=$(op --client-id 77 chunks /rc 0 1M detail)
+grep -q "stale=1" <<<"$out" || fail "the failed replica is not shown stale: $out"
+rest=$(awk '{ print $5 }' <<<"$(op chunks /rc 0 1M | grep '^chunk ')" | sed 's/replicas=//' | tr ',' ' ')
+expect_err EIO --client-id 77 recover /rc "$rcid" 2 $rest
+expect_err ESTALE --client-id 77 recover /rc "$rcid" 99 "$failed"
+expect_err ENOENT --client-id 77 recover /rc ffffffff 1
+op rm /rc >/dev/null
+
 # The last name goes: every replica is deleted.
 op rm /c.img >/dev/null
 [[ $(replicas_of "$chunk1") -eq 3 ]] || fail "unlinking one of two names deleted data"
