@@ -859,11 +859,6 @@ int nnlink_start(const struct nnlink_config *cfg, struct nnlink **out)
     return 0;
 }
 
-bool nnlink_up(const struct nnlink *nn)
-{
-    return nn->state == NN_UP;
-}
-
 void nnlink_stop(struct nnlink *nn)
 {
     if (nn->stopped)

@@ -63,8 +63,6 @@ void nnlink_report(struct nnlink *nn, const struct replica_info *ri, bool delete
 void nnlink_disk_error(struct nnlink *nn, int err);
 /* Tells the namenode how a replication copy ended. */
 void nnlink_replicate_done(struct nnlink *nn, const struct replicate_outcome *o);
-/* True once registered and reported (state UP). */
-bool nnlink_up(const struct nnlink *nn);
 
 /* Closes the connection and stops every timer; later calls are ignored. */
 void nnlink_stop(struct nnlink *nn);

@@ -17,6 +17,7 @@
 #include "util.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -866,6 +867,118 @@ START_TEST(replicate_command_copies_a_replica)
 }
 END_TEST
 
+/* Sends one CopyChunkReq piece to datanode i. */
+static int copy_piece(rpc_conn *c, uint64_t chunk, uint64_t session, bool first, bool last,
+                      uint64_t off, const uint8_t *data, size_t len, const uint64_t *sums,
+                      const uint64_t *all, size_t nall)
+{
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    Keel__CopyChunkReq q = KEEL__COPY_CHUNK_REQ__INIT;
+    uint8_t *copy = malloc(len ? len : 1);
+    struct result r = {0};
+    int st;
+
+    if (len)
+        memcpy(copy, data, len);
+    q.chunk_id = chunk;
+    q.version = 2;
+    q.length = 8192;
+    q.first = first;
+    q.last = last;
+    q.offset = off;
+    q.n_block_checksums = len / KEEL_BLOCK_SIZE;
+    q.block_checksums = (uint64_t *)sums;
+    q.n_all_checksums = nall;
+    q.all_checksums = (uint64_t *)all;
+    q.session = session;
+    env.body_case = KEEL__ENVELOPE__BODY_COPY_CHUNK_REQ;
+    env.copy_chunk_req = &q;
+    ck_assert_int_eq(rpc_call(c, &env, rpc_payload_malloced(copy, len), NULL, call_done, &r), 0);
+    wait_result(&r);
+    st = r.status;
+    result_free(&r);
+    return st;
+}
+
+static bool tmp_empty(int i)
+{
+    char path[160];
+    struct dirent *de;
+    DIR *d;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "%s/tmp", dirs[i]);
+    d = opendir(path);
+    while ((de = readdir(d)))
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n == 0;
+}
+
+static bool tmp_is_empty(void *arg)
+{
+    return tmp_empty(*(int *)arg);
+}
+
+START_TEST(copies_are_verified_on_arrival)
+{
+    static uint8_t data[8192];
+    uint64_t sums[2], *all = malloc((CHUNK / KEEL_BLOCK_SIZE) * sizeof(*all));
+    rpc_conn *c;
+    struct result r;
+    int one = 1;
+
+    dn_up(1);
+    c = client_of(1);
+    fill(data, sizeof(data), 8);
+    csum_blocks(data, 2, sums);
+    for (size_t b = 0; b < CHUNK / KEEL_BLOCK_SIZE; b++)
+        all[b] = csum_zero_block();
+    all[0] = sums[0];
+    all[1] = sums[1];
+
+    /* A block damaged on the way: refused, nothing left behind. */
+    data[5000] ^= 1;
+    ck_assert_int_eq(copy_piece(c, 50, 1, true, false, 0, data, sizeof(data), sums, NULL, 0),
+                     -EBADMSG);
+    data[5000] ^= 1;
+    ck_assert(run_until(tmp_is_empty, &one, 5000));
+    ck_assert_int_eq(
+        copy_piece(c, 50, 1, false, true, 8192, NULL, 0, NULL, all, CHUNK / KEEL_BLOCK_SIZE),
+        -ENOENT); /* the session is gone */
+    /* Final checksums that disagree with what arrived: refused. */
+    ck_assert_int_eq(copy_piece(c, 51, 2, true, false, 0, data, sizeof(data), sums, NULL, 0), 0);
+    all[1] ^= 1;
+    ck_assert_int_eq(
+        copy_piece(c, 51, 2, false, true, 8192, NULL, 0, NULL, all, CHUNK / KEEL_BLOCK_SIZE),
+        -EBADMSG);
+    all[1] ^= 1;
+    ck_assert(run_until(tmp_is_empty, &one, 5000));
+    /* Out of order: refused and the session dropped. */
+    ck_assert_int_eq(copy_piece(c, 52, 3, true, false, 0, data, 4096, sums, NULL, 0), 0);
+    ck_assert_int_eq(copy_piece(c, 52, 3, false, false, 8192, data, 4096, sums, NULL, 0), -EINVAL);
+    ck_assert(run_until(tmp_is_empty, &one, 5000));
+    /* Nothing was installed. */
+    do_read(c, 50, 2, 0, 10, &r);
+    ck_assert_int_eq(r.status, -ENOENT);
+    result_free(&r);
+    do_read(c, 51, 2, 0, 10, &r);
+    ck_assert_int_eq(r.status, -ENOENT);
+    result_free(&r);
+    /* The same pieces, right: installed and readable. */
+    ck_assert_int_eq(copy_piece(c, 53, 4, true, false, 0, data, sizeof(data), sums, NULL, 0), 0);
+    ck_assert_int_eq(
+        copy_piece(c, 53, 4, false, true, 8192, NULL, 0, NULL, all, CHUNK / KEEL_BLOCK_SIZE), 0);
+    ck_assert(tmp_empty(1));
+    do_read(c, 53, 2, 0, sizeof(data), &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_int_eq(memcmp(r.payload, data, sizeof(data)), 0);
+    result_free(&r);
+    free(all);
+    rpc_conn_close(c);
+}
+END_TEST
+
 static bool reregistered(void *arg)
 {
     return nn.nodes[1].registrations >= *(int *)arg && nn.nodes[1].full_reports_done >= *(int *)arg;
@@ -931,6 +1044,7 @@ static Suite *suite(void)
     tcase_add_test(tc, scrubber_finds_damage_without_reads);
     tcase_add_test(tc, commands_delete_and_set_version);
     tcase_add_test(tc, replicate_command_copies_a_replica);
+    tcase_add_test(tc, copies_are_verified_on_arrival);
     tcase_add_test(tc, reregisters_on_request_and_after_namenode_restart);
     tcase_add_test(tc, refused_identity_stops_the_datanode);
     suite_add_tcase(s, tc);
