@@ -167,7 +167,7 @@ static int load_version(struct chunkstore *cs)
 {
     char text[VERSION_MAX + 1];
     size_t got;
-    int fd, r;
+    int fd = -1, r;
 
     r = open_file(cs->dir_fd, "VERSION", O_RDONLY, &fd);
     if (r == -ENOENT)
@@ -296,7 +296,7 @@ void chunkstore_close(struct chunkstore *cs)
 
 int chunkstore_open_replica(struct chunkstore *cs, uint64_t chunk_id, struct replicafile **out)
 {
-    int dirfd, data_fd, meta_fd, r;
+    int dirfd, data_fd = -1, meta_fd = -1, r;
     char name[NAME_LEN];
 
     if (!cs->have_id)
@@ -383,7 +383,7 @@ int chunkstore_tmp_create(struct chunkstore *cs, uint64_t chunk_id, uint64_t ses
                           int *meta_fd)
 {
     char name[NAME_LEN];
-    int dfd, mfd, r;
+    int dfd = -1, mfd = -1, r;
 
     if (chunk_id == 0)
         return -EINVAL;
@@ -483,7 +483,7 @@ static int scan_replica(struct chunkstore *cs, uint64_t id, chunkstore_scan_fn f
     r = chunkstore_open_replica(cs, id, &rf);
     if (r == -EBADMSG || r == -ELOOP || r == -EINVAL || r == -EIO) {
         struct sidecar_header h;
-        int fd;
+        int fd = -1;
 
         /* Keep the version when only the rest is wrong, so it can be
          * reported corrupt at the version it has. */

@@ -58,7 +58,7 @@ int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t block
                      struct replicafile **out)
 {
     struct replicafile *rf = calloc(1, sizeof(*rf));
-    uint64_t size;
+    uint64_t size = 0;
     struct stat st;
     int r;
 
@@ -320,7 +320,7 @@ int replicafile_trim(struct replicafile *rf, uint64_t length, uint64_t version, 
 {
     struct sidecar_header h;
     uint8_t block[KEEL_BLOCK_SIZE];
-    uint64_t size, keep, end, cut, zero[64];
+    uint64_t size = 0, keep, end, cut, zero[64];
     int r;
 
     *mismatch = false;
@@ -394,7 +394,7 @@ int replicafile_mark_corrupt(struct replicafile *rf)
 int replicafile_recover(struct replicafile *rf, uint64_t *changed)
 {
     size_t piece = RECOVER_BLOCKS * KEEL_BLOCK_SIZE;
-    uint64_t *sums = NULL, *old = NULL, size, diff = 0;
+    uint64_t *sums = NULL, *old = NULL, size = 0, diff = 0;
     struct sidecar_header h;
     uint8_t *buf = NULL;
     int r;

@@ -57,7 +57,7 @@ static void reopen(void)
 
 static void abs_path(uint64_t id, const char *ext, char *buf, size_t len)
 {
-    char rel[128];
+    char rel[48];
 
     ck_assert_int_eq(chunkstore_path(id, ext, rel, sizeof(rel)), 0);
     snprintf(buf, len, "%s/%s", dir, rel);
@@ -155,7 +155,7 @@ END_TEST
 
 START_TEST(bad_version_files_stop_the_open)
 {
-    char path[128];
+    char path[256];
 
     chunkstore_close(cs);
     cs = NULL;
@@ -188,7 +188,7 @@ END_TEST
 START_TEST(create_open_remove)
 {
     struct replicafile *rf;
-    char data[128], meta[128];
+    char data[256], meta[256];
 
     with_identity();
     ck_assert_int_eq(chunkstore_open_replica(cs, 77, &rf), -ENOENT);
@@ -212,7 +212,7 @@ END_TEST
 START_TEST(symlinked_files_are_refused)
 {
     struct replicafile *rf;
-    char data[128], target[128];
+    char data[256], target[256];
     struct found f = {0};
 
     with_identity();
@@ -237,7 +237,7 @@ END_TEST
 
 START_TEST(symlinked_subdirectory_is_refused_at_open)
 {
-    char sub[128], moved[128];
+    char sub[256], moved[256];
 
     snprintf(sub, sizeof(sub), "%s/chunks/3f", dir);
     snprintf(moved, sizeof(moved), "%s/other", dir);
@@ -252,7 +252,7 @@ END_TEST
 START_TEST(fifo_in_place_of_data_is_refused)
 {
     struct replicafile *rf;
-    char data[128];
+    char data[256];
 
     with_identity();
     ck_assert_int_eq(chunkstore_create(cs, 10, 1, &rf), 0);
@@ -270,7 +270,7 @@ START_TEST(scan_lists_replicas_and_cleans_leftovers)
 {
     struct replicafile *rf;
     struct found f = {0};
-    char orphan[128], tmpmeta[128], stray[128];
+    char orphan[256], tmpmeta[256], stray[256];
     int dfd, mfd;
 
     with_identity();
@@ -306,7 +306,7 @@ START_TEST(scan_reports_damaged_sidecars_corrupt)
 {
     struct replicafile *rf;
     struct found f = {0};
-    char meta[128];
+    char meta[256];
     uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     int fd;
 
@@ -340,7 +340,7 @@ START_TEST(replicas_without_identity_stop_the_scan)
 {
     struct replicafile *rf;
     struct found f = {0};
-    char path[128];
+    char path[256];
 
     with_identity();
     ck_assert_int_eq(chunkstore_create(cs, 0x21, 1, &rf), 0);

@@ -543,7 +543,7 @@ static void expect_bytes(int i, uint64_t chunk, uint64_t version, uint64_t off, 
 
 START_TEST(registration_writes_version_and_reports)
 {
-    char path[160], line[80], *text = NULL;
+    char path[512], line[80], *text = NULL;
 
     dn_up(1);
     snprintf(path, sizeof(path), "%s/VERSION", dirs[1]);
@@ -729,7 +729,7 @@ START_TEST(corrupt_replica_is_reported_at_once)
 {
     static uint8_t data[10000];
     uint64_t chunk = 12;
-    char path[200];
+    char path[512];
     rpc_conn *c;
     struct result r;
     int fd;
@@ -758,7 +758,7 @@ END_TEST
 START_TEST(scrubber_finds_damage_without_reads)
 {
     uint64_t chunk = 13;
-    char path[200];
+    char path[512];
     int fd;
 
     dn_start_opts(1, 64u << 20);
@@ -791,7 +791,7 @@ START_TEST(commands_delete_and_set_version)
 {
     struct fake_report del = {1, 20, 1, 0, KEEL__REPLICA_STATE__REPLICA_DELETED};
     struct fake_report sv = {1, 21, 5, 0, KEEL__REPLICA_STATE__REPLICA_OK};
-    char path[200];
+    char path[512];
 
     dn_up(1);
     ck_assert_int_eq(nn_create(1, 20, 1), 0);
@@ -902,7 +902,7 @@ static int copy_piece(rpc_conn *c, uint64_t chunk, uint64_t session, bool first,
 
 static bool tmp_empty(int i)
 {
-    char path[160];
+    char path[512];
     struct dirent *de;
     DIR *d;
     int n = 0;
