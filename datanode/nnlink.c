@@ -586,86 +586,101 @@ static struct cmd_ctx *cmd_ctx(struct nnlink *nn, const char *name, uint64_t chu
     return cc;
 }
 
-static int cmd_delete(struct nnlink *nn, const Keel__Command *cmd, struct cmd_ctx *cc)
+static int cmd_delete(struct nnlink *nn, const Keel__Command *cmd, const char *name)
 {
+    struct cmd_ctx *cc = cmd_ctx(nn, name, cmd->chunk_id);
     int r = replicas_delete(nn->cfg.reps, cmd->chunk_id, cmd->version, REPLICAS_REPORT,
                             command_done, cc);
 
+    if (r)
+        free(cc);
     if (r == -ENOENT) {
         /* Already gone: make sure the namenode knows. */
         struct replica_info ri = {cmd->chunk_id, cmd->version, 0, false};
 
         nnlink_report(nn, &ri, true);
+        r = 0;
     }
     return r;
 }
 
-static int cmd_set_version(struct nnlink *nn, const Keel__Command *cmd, struct cmd_ctx *cc)
+static int cmd_set_version(struct nnlink *nn, const Keel__Command *cmd, const char *name)
 {
-    return replicas_set_version(nn->cfg.reps, cmd->chunk_id, 0, cmd->version, REPLICAS_REPORT,
-                                command_done, cc);
+    struct cmd_ctx *cc = cmd_ctx(nn, name, cmd->chunk_id);
+    int r = replicas_set_version(nn->cfg.reps, cmd->chunk_id, 0, cmd->version, REPLICAS_REPORT,
+                                 command_done, cc);
+
+    if (r)
+        free(cc);
+    return r;
 }
 
-static int cmd_trim(struct nnlink *nn, const Keel__Command *cmd, struct cmd_ctx *cc)
+static int cmd_trim(struct nnlink *nn, const Keel__Command *cmd, const char *name)
 {
-    return replicas_trim(nn->cfg.reps, cmd->chunk_id, cmd->version, cmd->version, cmd->length,
-                         REPLICAS_REPORT, command_done, cc);
+    struct cmd_ctx *cc = cmd_ctx(nn, name, cmd->chunk_id);
+    int r = replicas_trim(nn->cfg.reps, cmd->chunk_id, cmd->version, cmd->version, cmd->length,
+                          REPLICAS_REPORT, command_done, cc);
+
+    if (r)
+        free(cc);
+    return r;
 }
 
-static int cmd_replicate(struct nnlink *nn, const Keel__Command *cmd, struct cmd_ctx *cc)
+/* The copy reports through nnlink_replicate_done, also when it cannot start.
+ * A delta copy is sent whole: correct, only less frugal. */
+static int cmd_replicate(struct nnlink *nn, const Keel__Command *cmd, const char *name)
 {
     const Keel__Replica *t = cmd->target;
-    int r;
+    struct replicate_outcome o = {cmd->chunk_id, cmd->version, t ? t->node_id : 0, 0, 0};
 
-    free(cc); /* the copy reports through nnlink_replicate_done */
-    /* A delta copy is sent whole: correct, only less frugal. */
-    r = replicate_start(nn->cfg.repl, cmd->chunk_id, cmd->version, t ? t->node_id : 0,
-                        t ? t->addr : NULL);
-    if (r && r != -EALREADY) {
-        struct replicate_outcome o = {cmd->chunk_id, cmd->version, t ? t->node_id : 0, r, 0};
-
-        log_warn("nnlink: cannot copy chunk %016" PRIx64 ": %s", cmd->chunk_id, err_str(r));
+    o.status =
+        replicate_start(nn->cfg.repl, cmd->chunk_id, cmd->version, o.target, t ? t->addr : NULL);
+    if (o.status == -EALREADY)
+        return 0; /* the same copy is running */
+    if (o.status)
         nnlink_replicate_done(nn, &o);
-    }
-    return 0;
+    return o.status;
 }
 
-static const struct {
+struct command {
     Keel__CommandKind kind;
     const char *name;
-    int (*fn)(struct nnlink *nn, const Keel__Command *cmd, struct cmd_ctx *cc);
-} commands[] = {
+    int (*fn)(struct nnlink *nn, const Keel__Command *cmd, const char *name);
+};
+
+static const struct command commands[] = {
     {KEEL__COMMAND_KIND__CMD_DELETE, "delete", cmd_delete},
     {KEEL__COMMAND_KIND__CMD_SET_VERSION, "set-version", cmd_set_version},
     {KEEL__COMMAND_KIND__CMD_TRIM, "trim", cmd_trim},
     {KEEL__COMMAND_KIND__CMD_REPLICATE, "replicate", cmd_replicate},
 };
 
+static const struct command *find_command(Keel__CommandKind kind)
+{
+    for (size_t k = 0; k < ARRAY_SIZE(commands); k++)
+        if (commands[k].kind == kind)
+            return &commands[k];
+    return NULL;
+}
+
 static void execute(struct nnlink *nn, Keel__Command **cmds, size_t n)
 {
     for (size_t i = 0; i < n && !nn->stopped; i++) {
         const Keel__Command *cmd = cmds[i];
-        size_t k;
+        const struct command *c = find_command(cmd->kind);
+        int r;
 
-        for (k = 0; k < ARRAY_SIZE(commands); k++)
-            if (commands[k].kind == cmd->kind)
-                break;
-        if (k == ARRAY_SIZE(commands)) {
+        if (!c) {
             if (cmd->kind != KEEL__COMMAND_KIND__CMD_NONE)
                 log_warn("nnlink: unknown command kind %d ignored", (int)cmd->kind);
             continue;
         }
-        log_debug("nnlink: command %s chunk %016" PRIx64 " version %" PRIu64, commands[k].name,
+        log_debug("nnlink: command %s chunk %016" PRIx64 " version %" PRIu64, c->name,
                   cmd->chunk_id, cmd->version);
-        struct cmd_ctx *cc = cmd_ctx(nn, commands[k].name, cmd->chunk_id);
-        int r = commands[k].fn(nn, cmd, cc);
-
-        if (r) {
-            if (r != -ENOENT)
-                log_warn("nnlink: command %s on chunk %016" PRIx64 ": %s", commands[k].name,
-                         cmd->chunk_id, err_str(r));
-            free(cc);
-        }
+        r = c->fn(nn, cmd, c->name);
+        if (r)
+            log_warn("nnlink: command %s on chunk %016" PRIx64 ": %s", c->name, cmd->chunk_id,
+                     err_str(r));
     }
 }
 

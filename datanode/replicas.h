@@ -17,8 +17,12 @@
  *                                       \--write/flush disk error--> FAILED
  *
  * CORRUPT replicas refuse reads and writes with -EIO (the flag is persisted
- * and the namenode told at once); FAILED ones refuse writes, flushes and
- * version changes with their sticky error but still serve verified reads.
+ * and the namenode told at once). FAILED ones (a write, flush or trim hit a
+ * disk error) refuse writes, flushes and version changes with that sticky
+ * error but still serve verified reads; an error other than -ENOSPC leaves
+ * the files in an unknown state, so it also makes the replica CORRUPT and
+ * the namenode replaces it.
+ *
  * Writes mark a replica dirty until a flush succeeds; the files of clean,
  * idle replicas are kept open in a bounded LRU, dirty ones until flushed
  * (a writeback error must reach the fsync of the descriptor that wrote).
