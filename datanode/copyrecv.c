@@ -305,10 +305,10 @@ static struct session *admit(struct copyrecv *cr, rpc_req *req)
         why = "piece out of order or unlike its session";
         session_abort(s, why);
         s = NULL;
-    } else if (q->first && replicas_get(cr->reps, q->chunk_id, &have) &&
+    } else if (q->first && replicas_get(cr->reps, q->chunk_id, &have) && !have.corrupt &&
                have.version >= q->version) {
         err = -EEXIST;
-        why = "a replica at this version or newer is here";
+        why = "a sound replica at this version or newer is here";
     } else {
         why = NULL;
     }

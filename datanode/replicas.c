@@ -675,7 +675,8 @@ static int check_install(struct op *op)
 {
     struct replica *rep = op->rep;
 
-    return rep->present && rep->version >= op->to ? -EEXIST : 0;
+    /* A corrupt replica is replaced whatever its version. */
+    return rep->present && !rep->corrupt && rep->version >= op->to ? -EEXIST : 0;
 }
 
 static void run_install(struct op *op)

@@ -155,7 +155,8 @@ int replicas_delete(struct replicas *r, uint64_t chunk_id, uint64_t max_version,
 /*
  * install: the complete, synced temporary files of copy `session`
  * (chunkstore_tmp_create) replace the chunk's replica, which becomes ri.
- * -EEXIST (at run time) if a replica at ri->version or newer is present.
+ * -EEXIST (at run time) if a sound replica at ri->version or newer is
+ * present (a corrupt one is replaced whatever its version).
  * Always reported.
  */
 int replicas_install(struct replicas *r, const struct replica_info *ri, uint64_t session,

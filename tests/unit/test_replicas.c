@@ -527,6 +527,25 @@ START_TEST(install_replaces_and_reports)
     ck_assert_int_eq(rd.status, 0);
     ck_assert_uint_eq(rd.data[4095], 0x5a);
     free(rd.data);
+
+    /* Found corrupt, it is replaced by a copy at the very same version. */
+    flip(14, "data", 100);
+    rd = read_sync(14, 5, 0, 4096);
+    ck_assert_int_eq(rd.status, -EIO);
+    ck_assert_int_eq(chunkstore_tmp_create(cs, 14, 79, &dfd, &mfd), 0);
+    ck_assert_int_eq(pwrite(dfd, block, sizeof(block), 0), 4096);
+    ck_assert_int_eq(sidecar_write_new(mfd, &h, sums), 0);
+    close(dfd);
+    close(mfd);
+    memset(&in, 0, sizeof(in));
+    ck_assert_int_eq(replicas_install(reps, &ri, 79, done, &in), 0);
+    wait_all(&in, 1);
+    ck_assert_int_eq(in.status, 0);
+    ck_assert(!in.info.corrupt);
+    rd = read_sync(14, 5, 0, 4096);
+    ck_assert_int_eq(rd.status, 0);
+    ck_assert_uint_eq(rd.data[100], 0x5a);
+    free(rd.data);
     free(sums);
 }
 END_TEST
