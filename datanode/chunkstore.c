@@ -549,10 +549,13 @@ static int scan_subdir(struct chunkstore *cs, int sub, chunkstore_scan_fn fn, vo
             file_name(id, "meta", other);
             if (fstatat(cs->sub_fd[sub], other, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
                 log_info("chunkstore: removing orphan chunks/%02x/%s", sub, n);
-                unlinkat(cs->sub_fd[sub], n, 0);
+                if (unlinkat(cs->sub_fd[sub], n, 0) < 0)
+                    log_warn("chunkstore: cannot remove chunks/%02x/%s: %s", sub, n,
+                             strerror(errno));
             }
         } else if ((id = parse_name(n, "meta.tmp")) != 0 && sub_of(id) == sub) {
-            unlinkat(cs->sub_fd[sub], n, 0);
+            if (unlinkat(cs->sub_fd[sub], n, 0) < 0)
+                log_warn("chunkstore: cannot remove chunks/%02x/%s: %s", sub, n, strerror(errno));
         } else {
             log_warn("chunkstore: ignoring unexpected file chunks/%02x/%s", sub, n);
         }

@@ -266,7 +266,10 @@ static void register_done(int status, rpc_msg *msg, void *arg)
     nn->new_id.chunk_size = rep->chunk_size;
     nn->id_busy = true;
     nn->id_work.data = nn;
-    uv_queue_work(nn->cfg.loop, &nn->id_work, write_id_work, write_id_done);
+    if (uv_queue_work(nn->cfg.loop, &nn->id_work, write_id_work, write_id_done) < 0) {
+        nn->id_busy = false;
+        fatal(nn, -EIO, "cannot queue the VERSION write");
+    }
 out:
     free(c);
 }
