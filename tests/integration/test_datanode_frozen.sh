@@ -7,7 +7,7 @@ source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/dn_lib.sh"
 
 cluster_up --datanodes 3 --chunk-size 1M --namenode-args "--lease-timeout 10m" \
-    --datanode-args "--peer-timeout 1s"
+    --datanode-args "--peer-timeout 2s"
 out=$(dntool alloc --nn "$NN" --client-id "$CID" --path /frozen --replication 3) ||
     fail "alloc: $out"
 chunk=$(kv chunk "$out")
@@ -29,7 +29,7 @@ local_cluster cont-datanode "$third"
 log "$(tr '\n' ' ' <<<"$out") in ${took} ms"
 [[ "$(kv failed "$out")" == "${r3%%@*}:ETIMEDOUT" ]] ||
     fail "the frozen node ${r3%%@*} alone must be named: $out"
-[[ $took -ge 900 && $took -lt 1900 ]] || fail "the answer took $took ms (timeout 1 s)"
+[[ $took -ge 1900 ]] || fail "the answer came after $took ms, before the 2 s peer timeout"
 for r in "$r1" "$r2"; do
     out=$(dntool read --dn "${r#*@}" --chunk "$chunk" --version "$v" --len 128K --seed 5) ||
         fail "read: $out"
