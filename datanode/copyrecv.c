@@ -22,7 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SWEEP_MS 1000
+#define SWEEP_MS     1000
+#define MAX_SESSIONS 64 /* copies received at once; more wait for the source's retry */
 
 struct session {
     struct copyrecv *cr;
@@ -297,6 +298,9 @@ static struct session *admit(struct copyrecv *cr, rpc_req *req)
         err = -EEXIST;
         why = "session exists";
         s = NULL; /* leave the existing session alone */
+    } else if (q->first && cr->sessions.len >= MAX_SESSIONS) {
+        err = -EBUSY;
+        why = "too many copies in progress";
     } else if (!q->first && !s) {
         err = -ENOENT;
         why = "unknown session";
