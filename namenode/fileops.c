@@ -218,6 +218,11 @@ static void gc_reply(struct gcreq *g)
     mdb_txn_abort(txn);
     if (r)
         goto out;
+    if (rq->for_write && lease_holder(core->leases, g->ino) != g->client) {
+        /* Lost while allocating: the next holder was fenced without these. */
+        r = -EBUSY;
+        goto out;
+    }
     if (rq->for_write)
         lease_given(core->leases, g->ino, g->client, f.id, f.n);
     rep.chunk_size = core->settings->chunk_size;
@@ -401,6 +406,8 @@ static void rc_bumped(void *arg, int status, const struct chunkctl_bump_result *
         reply_err(rc->req, status);
     } else if (!c) {
         reply_err(rc->req, -ENOENT);
+    } else if (lease_holder(rc->core->leases, rc->ino) != rc->client) {
+        rpc_reply_error(rc->req, -EBUSY, "the write lease was lost during the recovery");
     } else {
         need = MIN(rc->core->cfg->min_replicas, c->replication);
         if (res->ok < need)

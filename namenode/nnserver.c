@@ -71,20 +71,14 @@ static void on_close(rpc_conn *c, int err, void *ctx)
 
 /* ------------------------------------------------------------ periodic */
 
-static void on_dead(struct reg_node *n, void *arg)
-{
-    /* Replicas on dead nodes stop counting as live (chunk health, replica
-     * lists); the replication queue of a later issue starts here. */
-    (void)n;
-    (void)arg;
-}
-
 static void on_tick(uv_timer_t *t)
 {
     struct nnserver *s = t->data;
     uint64_t now = mono_ms();
 
-    registry_tick(s->core.reg, now, on_dead, s);
+    /* Replicas on nodes that die stop counting as live (chunk health,
+     * replica lists); a replication queue would be fed from here. */
+    registry_tick(s->core.reg, now, NULL, NULL);
     lease_tick(s->core.leases, now);
     dnops_check_safe_mode(&s->core);
 }
@@ -207,7 +201,7 @@ int nnserver_start(uv_loop_t *loop, const struct nn_config *cfg, struct nnserver
         r = -EINVAL;
         goto fail;
     }
-    s->core.reg = registry_new(cfg->dead_timeout_ms, mono_ms());
+    s->core.reg = registry_new(cfg->dead_timeout_ms);
     s->core.cm = chunkmap_new();
     r = load_state(s);
     if (r) {

@@ -16,13 +16,12 @@ struct registry {
     uint64_t dead_timeout_ms;
 };
 
-struct registry *registry_new(uint64_t dead_timeout_ms, uint64_t now_ms)
+struct registry *registry_new(uint64_t dead_timeout_ms)
 {
     struct registry *r = xcalloc(1, sizeof(*r));
 
     u64map_init(&r->nodes);
     r->dead_timeout_ms = dead_timeout_ms;
-    (void)now_ms;
     return r;
 }
 

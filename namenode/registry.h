@@ -63,7 +63,7 @@ struct reg_node {
 
 struct registry;
 
-struct registry *registry_new(uint64_t dead_timeout_ms, uint64_t now_ms);
+struct registry *registry_new(uint64_t dead_timeout_ms);
 /* Frees every node and drops the connection references. */
 void registry_free(struct registry *r);
 

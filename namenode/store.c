@@ -962,38 +962,59 @@ out:
     return r;
 }
 
+/* -ENOENT (the key is missing: not our store) or an I/O error. */
+static int get_raw_setting(struct store *s, MDB_txn *txn, const char *name, MDB_val *v)
+{
+    MDB_val k = {strlen(name), (void *)name};
+
+    return store_errno(mdb_get(txn, s->settings, &k, v));
+}
+
 static int read_settings(struct store *s, MDB_txn *txn, char *err, size_t errlen, const char *dir)
 {
-    MDB_val k = {strlen(K_MAGIC), (void *)K_MAGIC}, v;
     uint64_t layout, cs, repl;
+    MDB_val v;
     int r;
 
-    if (mdb_get(txn, s->settings, &k, &v) != 0 || v.mv_size != strlen(MAGIC_VALUE) ||
-        memcmp(v.mv_data, MAGIC_VALUE, v.mv_size) != 0)
-        goto foreign;
+    r = get_raw_setting(s, txn, K_MAGIC, &v);
+    if (r == 0 && (v.mv_size != strlen(MAGIC_VALUE) || memcmp(v.mv_data, MAGIC_VALUE, v.mv_size)))
+        r = -ENOENT;
+    if (r)
+        goto bad;
     r = get_u64_setting(s, txn, K_LAYOUT, &layout);
-    if (r || layout != LAYOUT) {
+    if (r)
+        goto bad;
+    if (layout != LAYOUT) {
         set_err(err, errlen, "%s: metadata layout %s is not supported", dir,
-                r ? "unknown" : "newer or older");
+                layout > LAYOUT ? "newer" : "older");
         return -EPROTO;
     }
-    k = (MDB_val){strlen(K_CLUSTER), (void *)K_CLUSTER};
-    if (mdb_get(txn, s->settings, &k, &v) != 0 || v.mv_size == 0 ||
-        v.mv_size > STORE_CLUSTER_ID_MAX)
-        goto foreign;
+    r = get_raw_setting(s, txn, K_CLUSTER, &v);
+    if (r == 0 && (v.mv_size == 0 || v.mv_size > STORE_CLUSTER_ID_MAX))
+        r = -ENOENT;
+    if (r)
+        goto bad;
     memcpy(s->cfg.cluster_id, v.mv_data, v.mv_size);
     s->cfg.cluster_id[v.mv_size] = '\0';
-    if (get_u64_setting(s, txn, K_CHUNK_SIZE, &cs) || get_u64_setting(s, txn, K_REPLICATION, &repl))
-        goto foreign;
-    if (cs < MIN_CHUNK_SIZE || cs > MAX_CHUNK_SIZE || cs % 4096 || repl < 1 ||
-        repl > STORE_MAX_REPLICATION)
-        goto foreign;
+    r = get_u64_setting(s, txn, K_CHUNK_SIZE, &cs);
+    if (r == 0)
+        r = get_u64_setting(s, txn, K_REPLICATION, &repl);
+    if (r == 0 && (cs < MIN_CHUNK_SIZE || cs > MAX_CHUNK_SIZE || cs % 4096 || repl < 1 ||
+                   repl > STORE_MAX_REPLICATION))
+        r = -ENOENT;
+    if (r)
+        goto bad;
     s->cfg.chunk_size = cs;
     s->cfg.replication = (uint32_t)repl;
     return 0;
-foreign:
-    set_err(err, errlen, "%s: not a Keel namenode metadata store%s", dir, "");
-    return -EPROTO;
+bad:
+    if (r == -ENOENT || r == -EIO) {
+        /* Missing or malformed settings: someone else's environment. */
+        set_err(err, errlen, "%s: not a Keel namenode metadata store%s", dir, "");
+        return -EPROTO;
+    }
+    set_err(err, errlen, "%s: cannot read the settings: %s", dir, strerror(-r));
+    return r;
 }
 
 int store_open(const char *dir, struct store **out, char *err, size_t errlen)
@@ -1016,8 +1037,11 @@ int store_open(const char *dir, struct store **out, char *err, size_t errlen)
         free(s);
         return r;
     }
-    mdb_reader_check(s->env, &dead);
-    if (dead)
+    /* Reader slots of a namenode killed with -9 would pin old pages. */
+    r = store_errno(mdb_reader_check(s->env, &dead));
+    if (r)
+        log_warn("store: cannot check for stale readers: %s", strerror(-r));
+    else if (dead)
         log_info("store: cleared %d stale reader slots", dead);
     r = store_errno(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
     if (r)

@@ -99,7 +99,7 @@ expect_err EISDIR chunks /vm 0 1M
 
 # Shrink to 1.5 chunks: chunk 2 goes, chunk 1 is cut at a new version.
 op truncate /vm/a.img 1536K >/dev/null
-wait_for 10 "chunk $chunk2 deleted at the datanodes" no_replicas_of "$chunk2"
+wait_for 20 "chunk $chunk2 deleted at the datanodes" no_replicas_of "$chunk2"
 [[ $(all_replicas | awk -v c="$chunk1" '$1 == c && $2 >= 2' | wc -l) -eq 3 ]] ||
     fail "chunk $chunk1 not trimmed to a new version: $(all_replicas)"
 grep -q "trim $chunk1 to 524288" "$T"/dn*.log || fail "no trim to 512 KiB"
@@ -134,7 +134,7 @@ op rm /rc >/dev/null
 op rm /c.img >/dev/null
 [[ $(replicas_of "$chunk1") -eq 3 ]] || fail "unlinking one of two names deleted data"
 op rm /vm/a.img >/dev/null
-wait_for 10 "every replica deleted" no_replicas_at_all
+wait_for 20 "every replica deleted" no_replicas_at_all
 out=$(op statfs)
 [[ "$out" == *"live_nodes=4"* && "$out" == *"chunk_size=1048576"* ]] || fail "statfs: $out"
 
@@ -142,7 +142,7 @@ out=$(op statfs)
 victim=$(dn_id 2)
 kill -STOP "${DN_PID[2]}"
 t0=$SECONDS
-wait_for 10 "datanode $victim declared dead" node_is "$victim" dead
+wait_for 20 "datanode $victim declared dead" node_is "$victim" dead
 ((SECONDS - t0 >= 1)) || fail "declared dead too early"
 out=$(op status)
 grep -q "^node $victim dead" <<<"$out" || fail "status: $out"
@@ -154,7 +154,7 @@ placed=$(grep '^chunk ' <<<"$out" | awk '{ print $5 }' | sed 's/replicas=//')
 tr ',' '\n' <<<"$placed" | grep -qx "$victim" && fail "placed on a dead node: $out"
 grep -q "misplaced=1" <<<"$out" || fail "two live domains for three replicas, not misplaced: $out"
 kill -CONT "${DN_PID[2]}"
-wait_for 10 "datanode $victim alive again" node_is "$victim" alive
+wait_for 20 "datanode $victim alive again" node_is "$victim" alive
 
 # ----------------------------------------------- a datanode of another cluster
 rc=0

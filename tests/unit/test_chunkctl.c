@@ -124,7 +124,7 @@ static void open_all(void)
 
     ck_assert_int_eq(store_open(dir, &st, err, sizeof(err)), 0);
     ck_assert_int_eq(commit_new(&loop, store_env(st), 0, &cm), 0);
-    reg = registry_new(30000, 0);
+    reg = registry_new(30000);
     map = chunkmap_new();
     cc.loop = &loop;
     cc.store = st;

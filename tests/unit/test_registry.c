@@ -21,7 +21,7 @@ static void setup(void)
     /* Connections never used for I/O: only their identity matters here. */
     ck_assert_int_eq(rpc_connect(&loop, "127.0.0.1:9", NULL, NULL, &c1), 0);
     ck_assert_int_eq(rpc_connect(&loop, "127.0.0.1:9", NULL, NULL, &c2), 0);
-    reg = registry_new(1000, 0);
+    reg = registry_new(1000);
 }
 
 static void teardown(void)
