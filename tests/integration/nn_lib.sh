@@ -1,4 +1,4 @@
-# Helpers for the namenode integration tests (sourced after tests/lib.sh):
+# Shared functions for the namenode integration tests (sourced after tests/lib.sh):
 # a real keel-namenode in $META, fake datanodes and clients from
 # tests/tools/nnprobe.c speaking the real RPC. Logs go to $T/*.log, where
 # lib.sh looks for sanitizer reports.

@@ -204,7 +204,7 @@ static void run_until(int *flag)
     ck_assert(*flag);
 }
 
-/* ------------------------------------------------------------- helpers */
+/* ---------------------------------------------------------- utilities */
 
 struct result {
     int done;
