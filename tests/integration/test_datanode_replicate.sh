@@ -1,67 +1,84 @@
 #!/usr/bin/env bash
-# Re-replication between datanodes. After a pipeline recovery leaves a chunk
-# with two current replicas, the namenode has one of them copy it to
-# another datanode (CMD_REPLICATE); the copy is verified block by block on
-# arrival, installed atomically and reported. It must arrive intact: the
-# same bytes and the same block checksums as its source.
+# Replication between datanode processes (CMD_REPLICATE). The namenode of
+# this part does not schedule re-replication yet, so a scripted namenode
+# (tests/tools/fakenn) sends the commands. A copy must arrive intact: same
+# bytes, same block checksums and length as its source, sparse holes
+# included, installed atomically and reported by the target; ReplicateDone
+# tells the namenode. A copy from a damaged source fails and installs
+# nothing; the source is reported corrupt.
 source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/dn_lib.sh"
 
-cluster_up --datanodes 4 --chunk-size 4M \
-    --namenode-args "--lease-timeout 10m --heartbeat-interval 200ms"
+mkdir -p "$T/nn"
+: >"$T/control"
+"$KEEL_BIN/fakenn" --dir "$T/nn" --control "$T/control" --chunk-size 4M --heartbeat 100 \
+    >"$T/fakenn.out" 2>"$T/fakenn.log" &
+fakenn=$!
+track_pid $fakenn
+wait_for 10 "the fake namenode" test -s "$T/nn/listen.addr"
+FNN=$(cat "$T/nn/listen.addr")
 
-out=$(dntool alloc --nn "$NN" --client-id "$CID" --path /copy --replication 3) ||
-    fail "alloc: $out"
-ino=$(kv ino "$out")
-chunk=$(kv chunk "$out")
-v1=$(kv version "$out")
-IFS=, read -r r1 r2 r3 <<<"$(kv replicas "$out")"
-[[ -n "$r3" ]] || fail "expected three replicas: $out"
-# A sparse replica: data, a hole, data.
-out=$(dntool write --dn "${r1#*@}" --chain "$r2,$r3" --chunk "$chunk" --version "$v1" \
-    --len 512K --count 3 --seed 21) || fail "write: $out"
-out=$(dntool write --dn "${r1#*@}" --chain "$r2,$r3" --chunk "$chunk" --version "$v1" \
-    --offset 3000001 --len 300000 --seed 21) || fail "write: $out"
-[[ "$(kv acked "$out")" == 1 ]] || fail "writes: $out"
-for r in "$r1" "$r2" "$r3"; do
-    dntool flush --dn "${r#*@}" --chunk "$chunk" --version "$v1" >/dev/null || fail "flush"
+pids=()
+for i in 1 2 3; do
+    "$KEEL_BIN/keel-datanode" --data "$T/dn$i" --namenode "$FNN" --domain "d$i" \
+        --scrub-rate 0 --peer-timeout 2s >"$T/dn$i.log" 2>&1 &
+    pids+=($!)
+    track_pid $!
+    wait_for 20 "datanode $i to register" grep -q "^registered $i " "$T/fakenn.out"
 done
+addr() { tr -d '\n' <"$T/dn$1/listen.addr"; }
+control() { echo "$*" >>"$T/control"; }
+event() { grep -q -x -e "$1" "$T/fakenn.out"; }
 
-out=$(dntool recover --nn "$NN" --client-id "$CID" --ino "$ino" --chunk "$chunk" --version "$v1" \
-    --failed "${r3%%@*}") || fail "recover: $out"
-v2=$(kv version "$out")
-log "chunk $chunk now v$v2 on $(kv replicas "$out"); waiting for a third copy"
+# A sparse replica on datanode 1: data, a hole, data.
+control create 1 77 3
+wait_for 10 "the replica to be created" event "create-done 1 77 0"
+out=$(dntool write --dn "$(addr 1)" --chunk 77 --version 3 --len 512K --count 3 --span 4M \
+    --seed 21) || fail "write: $out"
+[[ "$(kv acked "$out")" == 3 ]] || fail "write: $out"
+out=$(dntool write --dn "$(addr 1)" --chunk 77 --version 3 --offset 3000001 --len 300000 \
+    --span 4M --seed 21) || fail "write: $out"
+[[ "$(kv acked "$out")" == 1 ]] || fail "write: $out"
 
-three_current() {
-    local out
-    out=$("$DNTOOL" locate --nn "$NN" --client-id "$CID" --path /copy) || return 1
-    [[ "$(kv version "$out")" == "$v2" ]] || return 1
-    [[ $(tr ',' '\n' <<<"$(kv replicas "$out")" | grep -c @) -eq 3 ]] || return 1
-    echo "$out" >"$T/located"
-}
-wait_for 60 "the namenode to re-replicate chunk $chunk" three_current
-replicas=$(kv replicas "$(cat "$T/located")")
-new=$(tr ',' '\n' <<<"$replicas" | grep -v -x -e "$r1" -e "$r2")
-[[ -n "$new" ]] || fail "no new replica in $replicas"
-log "copied to ${new%%@*}"
+control replicate 1 77 3 2
+wait_for 20 "the copy to datanode 2" event "replicate-done 1 77 3 2 0 [0-9]*"
+wait_for 10 "datanode 2 to report its new replica" event "report 2 77 3 3300001 ok"
+bytes=$(grep "^replicate-done 1 77 3 2 0 " "$T/fakenn.out" | awk '{print $7}')
+[[ "$bytes" -ge 3300001 ]] || fail "only $bytes bytes were sent"
 
-want=$(kv digest "$(dntool checksums --dn "${r1#*@}" --chunk "$chunk" --version "$v2")")
-for r in ${replicas//,/ }; do
-    out=$(dntool checksums --dn "${r#*@}" --chunk "$chunk" --version "$v2") ||
-        fail "checksums on ${r%%@*}: $out"
-    [[ "$(kv digest "$out")" == "$want" ]] || fail "replica ${r%%@*} has other checksums: $out"
-    [[ "$(kv length "$out")" == 3300001 ]] || fail "replica ${r%%@*} length: $out"
-    out=$(dntool read --dn "${r#*@}" --chunk "$chunk" --version "$v2" --offset 0 --len 1536K \
-        --seed 21) || fail "read on ${r%%@*}: $out"
-    [[ "$(kv match "$out")" == yes ]] || fail "replica ${r%%@*}: $out"
-    out=$(dntool read --dn "${r#*@}" --chunk "$chunk" --version "$v2" --offset 1536K \
-        --len $((3000001 - 1572864)) --zeros) || fail "read on ${r%%@*}: $out"
-    [[ "$(kv match "$out")" == yes ]] || fail "the hole on ${r%%@*}: $out"
-    out=$(dntool read --dn "${r#*@}" --chunk "$chunk" --version "$v2" --offset 3000001 \
-        --len 300000 --seed 21) || fail "read on ${r%%@*}: $out"
-    [[ "$(kv match "$out")" == yes ]] || fail "replica ${r%%@*}: $out"
-done
-new_dn=$(dn_index "${new#*@}")
-grep -q "received (3300001 bytes)" "$CLUSTER/dn$new_dn.log" ||
-    fail "datanode $new_dn did not log the copy it received"
+src=$(dntool checksums --dn "$(addr 1)" --chunk 77 --version 3) || fail "checksums: $src"
+dst=$(dntool checksums --dn "$(addr 2)" --chunk 77 --version 3) || fail "checksums: $dst"
+[[ "$(kv digest "$src")" == "$(kv digest "$dst")" ]] || fail "checksums differ: $src / $dst"
+[[ "$(kv length "$dst")" == 3300001 ]] || fail "length: $dst"
+out=$(dntool read --dn "$(addr 2)" --chunk 77 --version 3 --len 1536K --seed 21) || fail "$out"
+[[ "$(kv match "$out")" == yes ]] || fail "copied data: $out"
+out=$(dntool read --dn "$(addr 2)" --chunk 77 --version 3 --offset 1536K \
+    --len $((3000001 - 1572864)) --zeros) || fail "$out"
+[[ "$(kv match "$out")" == yes ]] || fail "copied hole: $out"
+out=$(dntool read --dn "$(addr 2)" --chunk 77 --version 3 --offset 3000001 --len 300000 \
+    --seed 21) || fail "$out"
+[[ "$(kv match "$out")" == yes ]] || fail "copied tail: $out"
+[[ -z "$(ls -A "$T/dn2/tmp")" ]] || fail "temporary files left on datanode 2"
+# The copy is a replica like any other: it takes writes at its version.
+out=$(dntool write --dn "$(addr 2)" --chunk 77 --version 3 --offset 0 --len 4K --seed 21) ||
+    fail "$out"
+[[ "$(kv acked "$out")" == 1 ]] || fail "write to the copy: $out"
+
+# A copy to a node that has the chunk at this version is refused there.
+control replicate 1 77 3 2
+wait_for 20 "the refused copy" event "replicate-done 1 77 3 2 -17 [0-9]*"
+
+# A damaged source: the copy fails, nothing is installed, the source is reported.
+flip_byte "$(chunk_file "$T/dn1" 77 data)" 3100000 # in the last piece
+control replicate 1 77 3 3
+wait_for 20 "the failed copy" event "replicate-done 1 77 3 3 -5 [0-9]*"
+wait_for 10 "the source to be reported corrupt" event "report 1 77 3 3300001 corrupt"
+out=$(dntool read --dn "$(addr 3)" --chunk 77 --version 3 --len 4K) && fail "installed: $out"
+[[ "$(kv status "$out")" == ENOENT ]] || fail "datanode 3: $out"
+grep -q "receiving chunk 000000000000004d" "$T/dn3.log" || fail "datanode 3 got no piece"
+half_copy_gone() { [[ -z "$(ls -A "$T/dn3/tmp")" ]]; }
+wait_for 40 "datanode 3 to drop the half copy" half_copy_gone
+
+for pid in "${pids[@]}" $fakenn; do kill -TERM "$pid"; done
+for pid in "${pids[@]}" $fakenn; do wait "$pid" || fail "process $pid did not exit cleanly"; done
 pass
