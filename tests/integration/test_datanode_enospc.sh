@@ -1,64 +1,72 @@
 #!/usr/bin/env bash
-# A datanode whose data directory fills up (a 3 MiB tmpfs): the write that
-# does not fit is reported to the writer as ENOSPC for that node, is never
-# acknowledged, and neither is a later flush of that replica; what was
-# written before still reads back; the datanode keeps running, says so in
-# its log and tells the namenode (heartbeat "full"), and shuts down cleanly.
+# A datanode whose data directory fills up (an 8 MiB tmpfs): the write that
+# does not fit is reported to the writer as ENOSPC for that node and never
+# acknowledged, nor is a later flush of that replica; what was written
+# before still reads back; the namenode hears it in the next heartbeat
+# ("full"); the datanode keeps running and shuts down cleanly. A scripted
+# namenode (tests/tools/fakenn) shows what the heartbeats say.
 source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/dn_lib.sh"
 
 FULL="$T/full"
-mkdir -p "$FULL"
-if ! mount -t tmpfs -o size=3m keel-test-full "$FULL" 2>"$T/mount.err"; then
+mkdir -p "$FULL" "$T/nn"
+if ! mount -t tmpfs -o size=8m keel-test-full "$FULL" 2>"$T/mount.err"; then
     log "cannot mount a tmpfs here ($(cat "$T/mount.err")): this test needs root; skipped"
     pass
 fi
 MOUNTS+=("$FULL")
 
-# Only this datanode is in the cluster. It claims a large capacity so the
-# namenode places chunks on it; the filesystem knows better.
-cluster_up --datanodes 0 --replication 1 --chunk-size 4M \
-    --namenode-args "--min-replicas 1 --lease-timeout 10m --heartbeat-interval 200ms"
-"$KEEL_BIN/keel-datanode" --data "$FULL/dn" --namenode "$NN" --domain small --capacity 1G \
+: >"$T/control"
+"$KEEL_BIN/fakenn" --dir "$T/nn" --control "$T/control" --chunk-size 1M --heartbeat 100 \
+    >"$T/fakenn.out" 2>"$T/fakenn.log" &
+fakenn=$!
+track_pid $fakenn
+wait_for 10 "the fake namenode" test -s "$T/nn/listen.addr"
+"$KEEL_BIN/keel-datanode" --data "$FULL/dn" --namenode "$(cat "$T/nn/listen.addr")" \
     --scrub-rate 0 >"$T/dnfull.log" 2>&1 &
 dn=$!
 track_pid $dn
-wait_for 20 "the datanode to register" test -s "$FULL/dn/VERSION"
-wait_for 20 "the datanode's report" grep -q "block report of" "$T/dnfull.log"
+wait_for 20 "the datanode to register" grep -q "^registered 1 " "$T/fakenn.out"
 ADDR=$(tr -d '\n' <"$FULL/dn/listen.addr")
-ID=$(sed -n 's/^node_id=//p' "$FULL/dn/VERSION")
+sleep 0.5
+grep -q "^full 1" "$T/fakenn.out" && fail "full before anything was written"
 
-out=$(dntool alloc --nn "$NN" --client-id "$CID" --path /big --replication 1) ||
-    fail "alloc: $out"
-chunk=$(kv chunk "$out")
-version=$(kv version "$out")
-[[ "$(kv replicas "$out")" == "$ID@$ADDR" ]] || fail "unexpected placement: $out"
-
-# 256 KiB at a time until the filesystem refuses (the chunk is larger).
-out=$(dntool write --dn "$ADDR" --chunk "$chunk" --version "$version" --len 256K --count 16 --span 4M \
-    --seed 8 --until-failure) || fail "write: $out"
-log "$(tr '\n' ' ' <<<"$out")"
+# Whole chunks, 256 KiB at a time, until the filesystem refuses.
+for ((c = 100; c < 120; c++)); do
+    echo "create 1 $c 1" >>"$T/control"
+    wait_for 10 "replica $c to be created" grep -q -x "create-done 1 $c 0" "$T/fakenn.out"
+    out=$(dntool write --dn "$ADDR" --chunk $c --version 1 --len 256K --count 4 --span 1M \
+        --seed $c --until-failure) || fail "write: $out"
+    [[ -n "$(kv failed "$out")" ]] && break
+done
+log "chunk $c: $(tr '\n' ' ' <<<"$out")"
 acked=$(kv acked "$out")
-[[ "$(kv failed "$out")" == "$ID:ENOSPC" ]] || fail "expected ENOSPC from node $ID: $out"
-[[ "$acked" -ge 4 && "$acked" -lt 16 ]] || fail "the disk filled at an odd place: $out"
+[[ "$(kv failed "$out")" == "1:ENOSPC" ]] || fail "expected ENOSPC from node 1: $out"
+[[ $c -gt 103 ]] || fail "the disk filled too early (chunk $c)"
+wait_for 10 "a heartbeat saying the disk is full" grep -q -x "full 1" "$T/fakenn.out"
 
 # Never acknowledged afterwards: not the flush, not another write.
-out=$(dntool flush --dn "$ADDR" --chunk "$chunk" --version "$version") &&
-    fail "a flush after ENOSPC succeeded: $out"
+out=$(dntool flush --dn "$ADDR" --chunk $c --version 1) && fail "a flush after ENOSPC: $out"
 [[ "$(kv status "$out")" == ENOSPC ]] || fail "flush after ENOSPC: $out"
-out=$(dntool write --dn "$ADDR" --chunk "$chunk" --version "$version" --offset 0 --len 4096 \
-    --seed 8) || fail "write: $out"
-[[ "$(kv failed "$out")" == "$ID:ENOSPC" ]] || fail "a later write must fail the same way: $out"
+out=$(dntool write --dn "$ADDR" --chunk $c --version 1 --offset 0 --len 4096 --seed $c) ||
+    fail "write: $out"
+[[ "$(kv failed "$out")" == "1:ENOSPC" ]] || fail "a later write must fail the same way: $out"
 
-# What was acknowledged is intact and verified.
-out=$(dntool read --dn "$ADDR" --chunk "$chunk" --version "$version" --offset 0 \
-    --len $((acked * 262144)) --seed 8) || fail "read: $out"
-[[ "$(kv match "$out")" == yes ]] || fail "acknowledged data damaged: $out"
+# What was acknowledged is intact and verified; the datanode still serves.
+if ((acked > 0)); then
+    out=$(dntool read --dn "$ADDR" --chunk $c --version 1 --len $((acked * 262144)) \
+        --seed $c) || fail "read: $out"
+    [[ "$(kv match "$out")" == yes ]] || fail "acknowledged data damaged: $out"
+fi
+for ((k = 100; k < c; k++)); do
+    out=$(dntool read --dn "$ADDR" --chunk $k --version 1 --len 1M --seed $k) ||
+        fail "read of chunk $k: $out"
+    [[ "$(kv match "$out")" == yes ]] || fail "chunk $k damaged: $out"
+    dntool flush --dn "$ADDR" --chunk $k --version 1 >/dev/null || fail "flush of chunk $k"
+done
 grep -q "failed on disk: No space left on device" "$T/dnfull.log" || fail "no log of the failure"
-grep -q "disk full; telling the namenode" "$T/dnfull.log" || fail "the namenode was not told"
 
-kill -0 $dn || fail "the datanode died"
-kill -TERM $dn
-for ((i = 0; i < 100; i++)); do kill -0 $dn 2>/dev/null || break; sleep 0.1; done
+kill -TERM $dn $fakenn
 wait $dn || fail "the datanode did not exit cleanly"
+wait $fakenn || fail "the fake namenode did not exit cleanly"
 pass
