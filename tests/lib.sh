@@ -126,3 +126,50 @@ random_file() {
     local seed=${3:-1}
     head -c "$2" <(openssl enc -aes-128-ctr -pass "pass:$seed" -nosalt -pbkdf2 </dev/zero 2>/dev/null) >"$1"
 }
+
+# Short timeouts for the fault tests: a datanode is dead after 3 s, copies
+# and forwarded writes time out after 2 s, the scrubber is quick.
+FAST_NN="--dead-timeout 3s --heartbeat-interval 500ms --lease-timeout 4s --safe-mode-timeout 5s"
+FAST_DN="--peer-timeout 2s --scrub-rate 256M"
+
+# fsck_counts: "missing under misplaced stale corrupt" from keel --json fsck.
+fsck_counts() {
+    keel --json fsck 2>/dev/null |
+        jq -r '"\(.missing) \(.under_replicated) \(.misplaced) \(.stale) \(.corrupt)"'
+}
+
+# cluster_healthy: every chunk at full, well-placed replication, nothing
+# stale or corrupt left.
+cluster_healthy() {
+    [[ "$(fsck_counts)" == "0 0 0 0 0" ]]
+}
+
+# wait_healthy SECONDS: waits for cluster_healthy; prints how long it took.
+wait_healthy() {
+    local t0=$SECONDS
+    wait_for "$1" "every chunk back to full replication" cluster_healthy
+    echo $((SECONDS - t0))
+}
+
+# writer MODE ARGS...: the model-keeping test writer against this cluster.
+writer() {
+    local mode=$1
+    shift
+    "$KEEL_BIN/keel_writer" "$mode" --namenode "$NN" "$@"
+}
+
+# chunk_files I: the .data files of datanode I.
+chunk_files() { find "$CLUSTER/dn$1/chunks" -name '*.data' -type f 2>/dev/null | sort; }
+
+# flip_byte FILE OFFSET: inverts one byte in place.
+flip_byte() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+path, off = sys.argv[1], int(sys.argv[2])
+with open(path, "r+b") as f:
+    f.seek(off)
+    b = f.read(1)
+    f.seek(off)
+    f.write(bytes([b[0] ^ 0xFF]) if b else b"\xff")
+PY
+}

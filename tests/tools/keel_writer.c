@@ -16,9 +16,21 @@
  *       back and verifies every acknowledged block. Exit 0 only if no write
  *       failed and everything verifies. Prints "acked N failed M".
  *
- *   keel_writer verify --namenode A --path P --size BYTES [--io BYTES] [--seed S] [--random]
- *       Verifies a file written by `stream` with the same arguments
- *       (sequential mode only: the whole range).
+ *   keel_writer verify --namenode A --path P --size BYTES [--io BYTES] [--seed S]
+ *                      [--model FILE]
+ *       Verifies a file written by `stream` with the same arguments: the
+ *       blocks the model file (written by stream --model) says were
+ *       acknowledged, or without one every block at its first generation.
+ *
+ *   keel_writer crash --namenode A --path P --size BYTES [--io BYTES] [--seed S]
+ *                     [--unflushed N]
+ *       Writes every block (generation 1) and flushes, then overwrites N
+ *       random blocks with generation 2 without flushing, prints "ready",
+ *       and waits to be killed along with the cluster.
+ *
+ *   keel_writer crashcheck --namenode A --path P --size BYTES [--io BYTES] [--seed S]
+ *       After a crash of everything: every block reads without error and
+ *       holds whole generation 1 or whole generation 2 data.
  *
  *   keel_writer lease --namenode A --path P
  *       Promise 5: a second client writing while the first is active gets
@@ -27,6 +39,8 @@
  *       datanode (-ESTALE).
  *
  *   keel_writer aio --namenode A --path P [--depth 64]
+ *
+ * Common: --timeout MS, the timeout of one request to a node (default 5000).
  *       The async API with DEPTH requests in flight, each completing once.
  *
  * Every loop is bounded; any unexpected result prints a line and exits 1.
@@ -60,7 +74,10 @@ static struct {
     bool random;
     uint64_t flush_every;
     int depth;
-} A = {NULL, NULL, 8, 200, 8u << 20, 1, 64u << 20, 1u << 20, 0, false, 0, 64};
+    uint64_t timeout_ms;
+    const char *model;
+    uint64_t unflushed;
+} A = {NULL, NULL, 8, 200, 8u << 20, 1, 64u << 20, 1u << 20, 0, false, 0, 64, 5000, NULL, 16};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -91,7 +108,7 @@ static keel_client *connect_or_die(uint32_t idle_ms)
     int r;
 
     keel_options_init(&o);
-    o.call_timeout_ms = 5000;
+    o.call_timeout_ms = (uint32_t)A.timeout_ms;
     o.retry_ms = 60000;
     o.lease_idle_ms = idle_ms;
     o.client_name = "keel_writer";
@@ -292,6 +309,11 @@ static int run_stream(void)
     }
     printf("acked %" PRIu64 " failed %" PRIu64 "\n", acked, failed);
     fflush(stdout);
+    if (A.model) {
+        FILE *m = fopen(A.model, "wb");
+        if (!m || fwrite(gen, 1, nblocks, m) != nblocks || fclose(m) != 0)
+            die("cannot save the model to %s", A.model);
+    }
     rc = verify_blocks(f, gen, nblocks);
     keel_close(f);
     keel_disconnect(c);
@@ -304,11 +326,83 @@ static int run_verify(void)
 {
     keel_client *c = connect_or_die(1000);
     keel_file *f = open_or_die(c, KEEL_O_READ);
-    int rc = verify_blocks(f, NULL, A.size / A.io);
+    uint64_t nblocks = A.size / A.io;
+    uint8_t *gen = NULL;
+    int rc;
 
+    if (A.model) {
+        FILE *m = fopen(A.model, "rb");
+        gen = calloc(nblocks, 1);
+        if (!m || fread(gen, 1, nblocks, m) != nblocks)
+            die("cannot load the model from %s", A.model);
+        fclose(m);
+    }
+    rc = verify_blocks(f, gen, nblocks);
     keel_close(f);
     keel_disconnect(c);
+    free(gen);
     return rc;
+}
+
+static int run_crash(void)
+{
+    keel_client *c = connect_or_die(1000);
+    keel_file *f = open_or_die(c, KEEL_O_RDWR | KEEL_O_CREATE | KEEL_O_TRUNC);
+    uint64_t nblocks = A.size / A.io, st = A.seed;
+    uint8_t *buf = malloc(A.io);
+
+    for (uint64_t b = 0; b < nblocks; b++) {
+        fill_block(buf, A.io, b, A.seed);
+        if (keel_pwrite(f, buf, A.io, b * A.io) != (ssize_t)A.io)
+            die("write of block %" PRIu64 " failed", b);
+    }
+    if (keel_flush(f))
+        die("flush failed");
+    for (uint64_t i = 0; i < A.unflushed; i++) {
+        uint64_t b = rng(&st) % nblocks;
+
+        fill_block(buf, A.io, b, A.seed + 1);
+        if (keel_pwrite(f, buf, A.io, b * A.io) != (ssize_t)A.io)
+            die("unflushed write of block %" PRIu64 " failed", b);
+    }
+    printf("ready\n");
+    fflush(stdout);
+    for (int i = 0; i < 600; i++)
+        sleep(1); /* killed by the test long before */
+    return 1;
+}
+
+static int run_crashcheck(void)
+{
+    keel_client *c = connect_or_die(1000);
+    keel_file *f = open_or_die(c, KEEL_O_READ);
+    uint64_t nblocks = A.size / A.io, bad = 0, newer = 0;
+    uint8_t *g1 = malloc(A.io), *g2 = malloc(A.io), *got = malloc(A.io);
+
+    for (uint64_t b = 0; b < nblocks; b++) {
+        ssize_t r = keel_pread(f, got, A.io, b * A.io);
+
+        fill_block(g1, A.io, b, A.seed);
+        fill_block(g2, A.io, b, A.seed + 1);
+        if (r != (ssize_t)A.io) {
+            fprintf(stderr, "keel_writer: block %" PRIu64 ": %s\n", b,
+                    r < 0 ? keel_strerror((int)r) : "short read");
+            bad++;
+        } else if (memcmp(got, g2, A.io) == 0) {
+            newer++;
+        } else if (memcmp(got, g1, A.io) != 0) {
+            fprintf(stderr, "keel_writer: block %" PRIu64 " is neither old nor new\n", b);
+            bad++;
+        }
+    }
+    printf("crashcheck: %" PRIu64 " blocks, %" PRIu64 " with unflushed data, %" PRIu64 " bad\n",
+           nblocks, newer, bad);
+    keel_close(f);
+    keel_disconnect(c);
+    free(g1);
+    free(g2);
+    free(got);
+    return bad ? 1 : 0;
 }
 
 /* -------------------------------------------------------------- lease */
@@ -509,6 +603,8 @@ int main(int argc, char **argv)
             A.namenode = v;
         else if (strcmp(k, "--path") == 0)
             A.path = v;
+        else if (strcmp(k, "--model") == 0)
+            A.model = v;
         else if (parse_size(v, &n))
             die("bad value for %s: %s", k, v);
         else if (strcmp(k, "--threads") == 0)
@@ -529,6 +625,10 @@ int main(int argc, char **argv)
             A.flush_every = n;
         else if (strcmp(k, "--depth") == 0)
             A.depth = (int)n;
+        else if (strcmp(k, "--timeout") == 0)
+            A.timeout_ms = n;
+        else if (strcmp(k, "--unflushed") == 0)
+            A.unflushed = n;
         else
             die("unknown flag %s", k);
     }
@@ -544,5 +644,9 @@ int main(int argc, char **argv)
         return run_lease();
     if (strcmp(argv[1], "aio") == 0)
         return run_aio();
+    if (strcmp(argv[1], "crash") == 0)
+        return run_crash();
+    if (strcmp(argv[1], "crashcheck") == 0)
+        return run_crashcheck();
     die("unknown mode %s", argv[1]);
 }

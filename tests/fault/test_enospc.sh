@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A datanode whose disk fills (ENOSPC on a small tmpfs): writers move on to
+# the other replicas, nothing half-written is acknowledged, and the node is
+# reported full.
+source "$KEEL_SRC/tests/lib.sh"
+
+# Every node claims 8 GiB, so placement keeps choosing datanode 4 even after
+# its real filesystem (12 MiB) is full: the writes themselves must hit ENOSPC.
+cluster_up --datanodes 4 --domains 4 --chunk-size 1M --namenode-args "$FAST_NN" \
+    --datanode-args "$FAST_DN --capacity 8G"
+# Datanode 4 moves onto a 12 MiB filesystem, keeping its identity.
+local_cluster kill-datanode 4
+cp -a "$CLUSTER/dn4" "$T/dn4.saved"
+mount -t tmpfs -o size=12m tmpfs "$CLUSTER/dn4"
+MOUNTS+=("$CLUSTER/dn4")
+cp -a "$T/dn4.saved/." "$CLUSTER/dn4/"
+local_cluster start-datanode 4
+
+writer stream --path /big --size 64M --io 1M --flush-every 8 --seed 8 >"$T/seq.log" 2>&1 ||
+    { cat "$T/seq.log"; fail "sequential writer failed when a disk filled"; }
+writer stream --path /rnd --size 16M --io 64K --seconds 6 --random --flush-every 16 --seed 9 \
+    --model "$T/model" >"$T/rnd.log" 2>&1 || { cat "$T/rnd.log"; fail "random writer failed"; }
+grep -q -i "no space\|ENOSPC\|full" "$CLUSTER/dn4.log" || fail "datanode 4 never hit ENOSPC"
+writer verify --path /big --size 64M --io 1M --seed 8 >/dev/null || fail "data"
+writer verify --path /rnd --size 16M --io 64K --seed 9 --model "$T/model" >/dev/null || fail "data"
+keel fsck --verify >"$T/fsck.txt" || { cat "$T/fsck.txt"; fail "replicas differ"; }
+pass
