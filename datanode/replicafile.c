@@ -203,6 +203,19 @@ out:
     return r;
 }
 
+int replicafile_check(struct replicafile *rf)
+{
+    struct stat data, meta;
+
+    if (fstat(rf->data_fd, &data) < 0 || fstat(rf->meta_fd, &meta) < 0)
+        return -errno;
+    if (data.st_nlink == 0 || meta.st_nlink == 0)
+        return -ENOENT;
+    if (!(rf->hdr.flags & SIDECAR_DIRTY) && (uint64_t)data.st_size != rf->hdr.length)
+        return -EBADMSG;
+    return 0;
+}
+
 int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t *sums)
 {
     if (first >= rf->hdr.blocks || n > rf->hdr.blocks - first)

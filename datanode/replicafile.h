@@ -77,6 +77,14 @@ struct replicafile_readout {
 int replicafile_read_blocks(struct replicafile *rf, uint64_t first, size_t n, void *buf,
                             struct replicafile_readout *out);
 
+/*
+ * Checks that the files are still the replica's: both still linked in the
+ * directory (-ENOENT if one was removed behind the datanode's back) and, for
+ * a clean replica, the data as long as the sidecar says (-EBADMSG). May run
+ * alongside reads.
+ */
+int replicafile_check(struct replicafile *rf);
+
 /* Copies the checksums of blocks [first, first + n) into sums. */
 int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t *sums);
 

@@ -89,6 +89,7 @@ struct op {
     struct replicafile *file;
     bool file_changed; /* run opened, replaced or closed the files */
     bool open_failed;  /* the files could not be opened; run was skipped */
+    bool damaged;      /* scrub: the files are not the replica's any more */
     int status;
     struct replicafile_readout ro;
     struct replicas_result res;
@@ -554,8 +555,16 @@ static void run_checksums(struct op *op)
 
 static void run_scrub(struct op *op)
 {
-    void *buf = malloc(op->len * KEEL_BLOCK_SIZE);
+    void *buf;
 
+    /* Files removed or cut behind the datanode's back may still read fine
+     * through descriptors opened before: look at the files themselves. */
+    op->status = replicafile_check(op->file);
+    if (op->status == -ENOENT || op->status == -EBADMSG) {
+        op->damaged = true;
+        return;
+    }
+    buf = malloc(op->len * KEEL_BLOCK_SIZE);
     if (!buf) {
         op->status = -ENOMEM;
         return;
@@ -569,6 +578,10 @@ static void done_scrub(struct op *op)
 {
     if (op->ro.mismatch)
         set_corrupt(op->rep, op->ro.bad, "scrub");
+    else if (op->damaged)
+        set_corrupt(op->rep, UINT64_MAX,
+                    op->status == -ENOENT ? "scrub: its files were removed"
+                                          : "scrub: its data file changed size");
 }
 
 static int check_create(struct op *op)

@@ -354,6 +354,47 @@ START_TEST(scrub_finds_a_bad_checksum)
 }
 END_TEST
 
+/* Files removed or cut while their descriptors are open still read "fine"
+ * through them; the scrubber looks at the files and finds out. */
+START_TEST(scrub_finds_files_removed_or_cut_behind_its_back)
+{
+    char rel[64], path[160];
+    struct res s = {0}, rd;
+    uint8_t data[100] = {7};
+
+    ck_assert_int_eq(create(15, 1), 0);
+    ck_assert_int_eq(create(16, 1), 0);
+    {
+        struct res w = {0};
+
+        ck_assert_int_eq(replicas_write(reps, 16, 1, 0, data, sizeof(data), done, &w), 0);
+        wait_all(&w, 1);
+        ck_assert_int_eq(flush(16, 1), 0);
+    }
+    rd = read_sync(15, 1, 0, 10); /* both are open now */
+    ck_assert_int_eq(rd.status, 0);
+    free(rd.data);
+    chunkstore_path(15, "data", rel, sizeof(rel));
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    ck_assert_int_eq(unlink(path), 0);
+    chunkstore_path(16, "data", rel, sizeof(rel));
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    ck_assert_int_eq(truncate(path, 50), 0);
+
+    ck_assert_int_eq(replicas_scrub(reps, 15, 0, 16, done, &s), 0);
+    wait_all(&s, 1);
+    ck_assert_int_eq(s.status, -ENOENT);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(replicas_scrub(reps, 16, 0, 16, done, &s), 0);
+    wait_all(&s, 1);
+    ck_assert_int_eq(s.status, -EBADMSG);
+    ck_assert_int_eq(nreported, 2);
+    ck_assert(reported[0].corrupt && reported[1].corrupt);
+    rd = read_sync(15, 1, 0, 10);
+    ck_assert_int_eq(rd.status, -EIO);
+}
+END_TEST
+
 START_TEST(delete_orders_with_earlier_ops_and_fails_later_ones)
 {
     uint8_t data[100] = {1};
@@ -562,6 +603,7 @@ static Suite *suite(void)
     tcase_add_test(tc, set_version_rules);
     tcase_add_test(tc, corruption_found_by_a_read_is_persisted_and_reported);
     tcase_add_test(tc, scrub_finds_a_bad_checksum);
+    tcase_add_test(tc, scrub_finds_files_removed_or_cut_behind_its_back);
     tcase_add_test(tc, delete_orders_with_earlier_ops_and_fails_later_ones);
     tcase_add_test(tc, synchronous_errors_never_call_back);
     tcase_add_test(tc, flush_makes_the_replica_clean);
