@@ -18,8 +18,10 @@
  * One piece of a session is processed at a time; a piece that arrives while
  * another is in progress, out of order, or for an unknown session is
  * refused and aborts the session. Delta copies (start from an existing
- * replica) are refused with -EOPNOTSUPP for now; a session keeps the base
- * replica's identity so they can be added.
+ * replica, receive only the blocks that differ) are refused with
+ * -EOPNOTSUPP for now; a session already records which blocks arrived and
+ * their checksums, so a delta session only has to start from a copy of the
+ * base replica's files and checksums instead of empty ones.
  *
  * Threads: loop thread; file work on the pool.
  */

@@ -10,8 +10,9 @@
  *     ^                     |                     |                      |
  *     +--- failure, lost connection, reregister, retry after a delay ----+
  *
- * A datanode without a VERSION file registers with node id 0 and writes the
- * identity it is given before anything else. After every registration the
+ * A datanode without a VERSION file registers with node id 0, writes the
+ * identity it is given, then registers again as that node. After every
+ * registration the
  * whole replica table goes out in BlockReportReq batches; only then do
  * heartbeats and incremental reports (new, deleted, corrupt and
  * re-versioned replicas, queued meanwhile) flow. Commands in heartbeat and
