@@ -7,8 +7,10 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,19 @@ struct signals {
     uv_signal_t term, intr;
     struct datanode *dn;
 };
+
+/* Replicas written since their last flush keep their files open (and 257
+ * directories stay open): take every descriptor the system allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            log_warn("datanode: cannot raise the open file limit: %s", strerror(errno));
+    }
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -92,6 +107,7 @@ int main(int argc, char **argv)
     snprintf(threads, sizeof(threads), "%u", (unsigned)io_threads);
     setenv("UV_THREADPOOL_SIZE", threads, 1);
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
 
     cfg.data_dir = data;
     cfg.namenode = namenode;
