@@ -73,6 +73,7 @@ struct kinode *chunkio_inode(keel_client *c, uint64_t ino, uint64_t size)
     in->ino = ino;
     in->size = size;
     in->ext_done = size;
+    in->ext_durable = size;
     u64map_init(&in->chunks);
     list_init(&in->ext_waiters);
     list_init(&in->deferred);
@@ -159,6 +160,7 @@ void chunkio_truncated(struct kinode *in, uint64_t size)
     }
     in->size = size;
     in->ext_done = size;
+    in->ext_durable = size;
 }
 
 bool chunkio_dirty(const struct kinode *in)
@@ -166,6 +168,8 @@ bool chunkio_dirty(const struct kinode *in)
     size_t i = 0;
     void *val;
 
+    if (in->ext_done > in->ext_durable)
+        return true;
     while (u64map_next(&in->chunks, &i, NULL, &val))
         if (((struct kchunk *)val)->dirty)
             return true;
@@ -804,6 +808,7 @@ struct ext_waiter {
     struct list link;
     struct fop *op;
     uint64_t size;
+    bool durable;
 };
 
 struct extend {
@@ -814,6 +819,11 @@ struct extend {
 
 static void send_extend(struct kinode *in);
 
+static bool ext_satisfied(const struct kinode *in, const struct ext_waiter *w)
+{
+    return w->size <= (w->durable ? in->ext_durable : in->ext_done);
+}
+
 static void extended(int status, const Keel__Envelope *rep, void *arg)
 {
     struct extend *e = arg;
@@ -823,13 +833,16 @@ static void extended(int status, const Keel__Envelope *rep, void *arg)
     if (status == 0 && rep->body_case != KEEL__ENVELOPE__BODY_EXTEND_REP)
         status = -EPROTO;
     in->ext_inflight = false;
-    if (status == 0)
+    if (status == 0) {
         in->ext_done = MAX(in->ext_done, MAX(rep->extend_rep->size, e->req.size));
+        if (e->req.durable)
+            in->ext_durable = MAX(in->ext_durable, e->req.size);
+    }
     list_for_each_safe(pos, tmp, &in->ext_waiters)
     {
         struct ext_waiter *w = list_entry(pos, struct ext_waiter, link);
 
-        if (status == 0 && w->size > in->ext_done)
+        if (status == 0 && !ext_satisfied(in, w))
             continue;
         list_del(&w->link);
         op_step_done(w->op, status);
@@ -853,9 +866,11 @@ static void send_extend(struct kinode *in)
         keel__extend_req__init(&e->req);
         e->req.ino = in->ino;
         e->req.size = in->ext_want;
+        e->req.durable = in->ext_want_durable;
         e->req.client_id = in->c->client_id;
         e->env.body_case = KEEL__ENVELOPE__BODY_EXTEND_REQ;
         e->env.extend_req = &e->req;
+        in->ext_want_durable = false;
         in->ext_inflight = true;
         in->ops++;
         if (core_nn_call(in->c, &e->env, extended, e) == 0)
@@ -873,28 +888,53 @@ static void send_extend(struct kinode *in)
     }
 }
 
-/* op writes up to size: make sure the namenode's file size covers it. */
-static void extend(struct fop *op, uint64_t size)
+/* op needs the namenode to show (durable: to have committed) a size of at
+ * least size before it completes. */
+static void wait_extend(struct fop *op, uint64_t size, bool durable)
 {
     struct kinode *in = op->in;
-    struct ext_waiter *w;
+    struct ext_waiter *w = calloc(1, sizeof(*w));
 
-    if (size > in->size)
-        in->size = size;
-    if (size <= in->ext_done)
-        return;
-    w = calloc(1, sizeof(*w));
     if (!w) {
         op->err = -ENOMEM;
         return;
     }
     w->op = op;
     w->size = size;
+    w->durable = durable;
     op->pending++;
     list_add_tail(&in->ext_waiters, &w->link);
     in->ext_want = MAX(in->ext_want, size);
+    in->ext_want_durable |= durable;
     if (!in->ext_inflight)
         send_extend(in);
+}
+
+/* op writes up to size: the namenode's file size must cover it. */
+static void extend(struct fop *op, uint64_t size)
+{
+    struct kinode *in = op->in;
+
+    if (size > in->size)
+        in->size = size;
+    if (size > in->ext_done)
+        wait_extend(op, size, false);
+}
+
+void chunkio_resend_sizes(keel_client *c)
+{
+    size_t i = 0;
+    void *val;
+
+    while (u64map_next(&c->inodes, &i, NULL, &val)) {
+        struct kinode *in = val;
+
+        if (!in->lease || in->ext_done == 0)
+            continue;
+        in->ext_want = MAX(in->ext_want, in->ext_done);
+        if (!in->ext_inflight)
+            send_extend(in);
+    }
 }
 
 /* ----------------------------------------------------------------- flush */
@@ -1031,6 +1071,9 @@ static void flush_round(struct fop *op)
     }
     op->nflush = n;
     if (n == 0) {
+        /* The data is durable; now the size that covers it. */
+        if (!op->err && in->ext_done > in->ext_durable)
+            wait_extend(op, in->ext_done, true);
         op_step_done(op, 0);
         return;
     }

@@ -77,8 +77,10 @@ struct kinode {
     unsigned writes;      /* write fops in progress */
     struct u64map chunks; /* index + 1 -> kchunk */
     /* Growing the size at the namenode (ExtendReq), shared by writes. */
-    uint64_t ext_done; /* size the namenode has */
+    uint64_t ext_done;    /* size the namenode shows every client */
+    uint64_t ext_durable; /* size the namenode has committed */
     uint64_t ext_want;
+    bool ext_want_durable;
     bool ext_inflight;
     struct list ext_waiters;
     struct list deferred; /* flushes waiting for chunks to settle */
@@ -125,8 +127,13 @@ void chunkio_drop_lease(struct kinode *in);
 /* The file was truncated to size: forget chunks at or past it. */
 void chunkio_truncated(struct kinode *in, uint64_t size);
 
-/* True when a chunk of in was written since its last flush. */
+/* True when a chunk of in was written since its last flush, or its size
+ * grew without being committed. */
 bool chunkio_dirty(const struct kinode *in);
+
+/* The namenode connection is new (it may have restarted): re-send the sizes
+ * of the files we hold the lease of, which it may have lost. */
+void chunkio_resend_sizes(keel_client *c);
 
 /* Periodic: retries after -EAGAIN, deferred flushes. */
 void chunkio_tick(keel_client *c, uint64_t now_ms);

@@ -272,6 +272,7 @@ static void hello_done(int status, rpc_msg *m, void *arg)
     c->min_replicas = m->env->hello_rep->min_replicas;
     snprintf(c->cluster_id, sizeof(c->cluster_id), "%s", m->env->hello_rep->cluster_id);
     c->hello_done = true;
+    io_reconnected(c);
 }
 
 static void nn_open(rpc_conn *conn, void *ctx)

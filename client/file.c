@@ -677,6 +677,11 @@ size_t io_lease_inos(keel_client *c, uint64_t *out, size_t max)
     return out ? MIN(n, max) : n;
 }
 
+void io_reconnected(keel_client *c)
+{
+    chunkio_resend_sizes(c);
+}
+
 void io_tick(keel_client *c, uint64_t now_ms)
 {
     struct list waiting, *pos;

@@ -27,6 +27,9 @@ size_t io_lease_inos(keel_client *c, uint64_t *out, size_t max);
 
 void io_tick(keel_client *c, uint64_t now_ms);
 
+/* A new connection to the namenode said hello. */
+void io_reconnected(keel_client *c);
+
 /* From the disconnecting thread: closes every file still open. */
 void io_close_all(keel_client *c);
 
