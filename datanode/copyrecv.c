@@ -16,6 +16,7 @@
 #include "u64map.h"
 #include "util.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -30,11 +31,15 @@ struct session {
     uint64_t id;
     uint64_t chunk_id, version, length;
     uint32_t blocks;
+    bool delta;
     int data_fd, meta_fd;
     bool files; /* the temporary files exist */
-    uint64_t next_off;
-    uint64_t *sums; /* checksums of the blocks received */
-    uint8_t *have;  /* 1 for each block received */
+    bool based; /* delta: the older replica has been copied in */
+    uint64_t base_version;
+    uint64_t next_off;   /* whole: later pieces start here or after */
+    uint64_t next_block; /* delta: later pieces name blocks from here on */
+    uint64_t *sums;      /* what each block holds now (zeros, older replica, received) */
+    uint64_t received;   /* blocks received */
     bool busy;
     bool aborting;
     uint64_t last_ms;
@@ -53,7 +58,8 @@ struct copyrecv {
 struct piece {
     uv_work_t work;
     struct session *s;
-    rpc_req *req; /* NULL for the removal of an aborted session's files */
+    rpc_req *req;   /* NULL for the removal of an aborted session's files */
+    bool need_base; /* stopped before its blocks: the older replica comes first */
     int status;
 };
 
@@ -64,63 +70,77 @@ static void session_free(struct session *s)
     if (s->meta_fd >= 0)
         close(s->meta_fd);
     free(s->sums);
-    free(s->have);
     free(s);
 }
 
 /* ------------------------------------------------------------ pool work */
 
+/* Writes blocks [first, first + n) from data, one pwrite. */
+static int write_run(struct session *s, uint64_t first, const uint8_t *data, size_t n)
+{
+    return diskio_pwrite(s->data_fd, data, n * KEEL_BLOCK_SIZE, first * KEEL_BLOCK_SIZE);
+}
+
+/* Verifies a piece's blocks against the checksums sent with them, then
+ * writes them (runs of consecutive blocks at once). */
 static int write_piece(struct session *s, const Keel__CopyChunkReq *q, const uint8_t *data,
                        size_t len)
 {
     uint64_t first = q->offset / KEEL_BLOCK_SIZE;
-    size_t n = len / KEEL_BLOCK_SIZE;
-    int r;
+    size_t n = len / KEEL_BLOCK_SIZE, run = 0;
+    int r = 0;
 
     for (size_t i = 0; i < n; i++) {
         uint64_t sum = csum_buf(data + i * KEEL_BLOCK_SIZE, KEEL_BLOCK_SIZE);
+        uint64_t b = q->delta ? q->blocks[i] : first + i;
 
         if (sum != q->block_checksums[i]) {
             log_warn("copyrecv: chunk %016" PRIx64 " block %" PRIu64
                      " arrived damaged (session %016" PRIx64 ")",
-                     s->chunk_id, first + i, s->id);
-            return -EBADMSG;
-        }
-    }
-    if (len) {
-        r = diskio_pwrite(s->data_fd, data, len, q->offset);
-        if (r)
-            return r;
-    }
-    for (size_t i = 0; i < n; i++) {
-        s->sums[first + i] = q->block_checksums[i];
-        s->have[first + i] = 1;
-    }
-    return 0;
-}
-
-/* Checks the final checksums against what arrived, then writes the sidecar
- * and syncs both files. */
-static int finish_files(struct session *s, const Keel__CopyChunkReq *q)
-{
-    struct sidecar_header h = {s->chunk_id, s->version, s->length, 0, s->blocks};
-    uint64_t zero = csum_zero_block();
-    int r;
-
-    for (uint32_t b = 0; b < s->blocks; b++) {
-        uint64_t want = q->all_checksums[b];
-
-        if (s->have[b] ? s->sums[b] != want : want != zero) {
-            log_warn("copyrecv: chunk %016" PRIx64 " block %u: final checksum disagrees with "
-                     "what arrived (session %016" PRIx64 ")",
                      s->chunk_id, b, s->id);
             return -EBADMSG;
         }
     }
-    /* Blocks past the length were sent zero-padded: cut to the length. */
+    if (!q->delta && n)
+        r = write_run(s, first, data, n);
+    for (size_t i = 0; q->delta && r == 0 && i < n; i += run) {
+        for (run = 1; i + run < n && q->blocks[i + run] == q->blocks[i] + run; run++)
+            ;
+        r = write_run(s, q->blocks[i], data + i * KEEL_BLOCK_SIZE, run);
+    }
+    if (r)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        s->sums[q->delta ? q->blocks[i] : first + i] = q->block_checksums[i];
+    s->received += n;
+    return 0;
+}
+
+/* Checks the final checksums against what every block holds, then writes
+ * the sidecar and syncs both files. */
+static int finish_files(struct session *s, const Keel__CopyChunkReq *q, uint8_t *payload)
+{
+    struct sidecar_header h = {s->chunk_id, s->version, s->length, 0, s->blocks};
+    uint64_t *all = q->all_checksums;
+    int r;
+
+    if (q->checksums_in_payload) {
+        all = (uint64_t *)payload; /* malloc'd: aligned for u64 */
+        for (uint32_t b = 0; b < s->blocks; b++)
+            all[b] = le64toh(all[b]);
+    }
+    for (uint32_t b = 0; b < s->blocks; b++) {
+        if (s->sums[b] != all[b]) {
+            log_warn("copyrecv: chunk %016" PRIx64 " block %u: final checksum disagrees with "
+                     "what %s (session %016" PRIx64 ")",
+                     s->chunk_id, b, s->delta ? "the block holds" : "arrived", s->id);
+            return -EBADMSG;
+        }
+    }
+    /* Whole blocks were written: cut to the length (the rest reads as zeros). */
     if (ftruncate(s->data_fd, (off_t)s->length) < 0)
         return -errno;
-    r = sidecar_write_new(s->meta_fd, &h, q->all_checksums);
+    r = sidecar_write_new(s->meta_fd, &h, all);
     if (r == 0)
         r = diskio_datasync(s->data_fd);
     if (r == 0)
@@ -145,22 +165,24 @@ static void piece_work(uv_work_t *w)
             return;
         s->files = true;
     }
-    p->status = write_piece(s, q, p->req->payload, p->req->payload_len);
+    if (s->delta && !s->based) {
+        p->need_base = true;
+        return;
+    }
+    if (!q->checksums_in_payload)
+        p->status = write_piece(s, q, p->req->payload, p->req->payload_len);
     if (p->status == 0 && q->last)
-        p->status = finish_files(s, q);
+        p->status = finish_files(s, q, p->req->payload);
 }
 
 /* ------------------------------------------------------------- sessions */
 
 static void piece_done(uv_work_t *w, int status);
 
-static void queue_piece(struct session *s, rpc_req *req)
+static void queue_piece(struct session *s, struct piece *p)
 {
-    struct piece *p = xcalloc(1, sizeof(*p));
     int r;
 
-    p->s = s;
-    p->req = req;
     s->busy = true;
     r = uv_queue_work(s->cr->loop, &p->work, piece_work, piece_done);
     if (r < 0) {
@@ -168,6 +190,15 @@ static void queue_piece(struct session *s, rpc_req *req)
         log_error("copyrecv: cannot queue work: %s", uv_strerror(r));
         abort();
     }
+}
+
+static struct piece *piece_new(struct session *s, rpc_req *req)
+{
+    struct piece *p = xcalloc(1, sizeof(*p));
+
+    p->s = s;
+    p->req = req;
+    return p;
 }
 
 /* Drops the session; its files are removed on the pool. */
@@ -183,13 +214,24 @@ static void session_abort(struct session *s, const char *why)
             u64map_del(&cr->sessions, s->id);
     }
     if (s->busy)
-        return; /* piece_done comes back here */
+        return; /* piece_done or base_done comes back here */
     if (s->files) {
         s->files = false;
-        queue_piece(s, NULL);
+        queue_piece(s, piece_new(s, NULL));
         return;
     }
     session_free(s);
+}
+
+/* Answers a piece that failed (err) and aborts its session. */
+static void piece_failed(struct piece *p, int err)
+{
+    struct session *s = p->s;
+
+    s->busy = false;
+    rpc_reply_error(p->req, err, "copy of chunk %016" PRIx64 ": %s", s->chunk_id, err_str(err));
+    free(p);
+    session_abort(s, err_str(err));
 }
 
 static void install_done(int status, struct replicas_result *res, void *arg)
@@ -199,21 +241,44 @@ static void install_done(int status, struct replicas_result *res, void *arg)
     struct copyrecv *cr = s->cr;
 
     if (status) {
-        rpc_reply_error(p->req, status, "installing chunk %016" PRIx64 ": %s", s->chunk_id,
-                        err_str(status));
-        s->busy = false;
-        free(p);
-        session_abort(s, err_str(status));
+        piece_failed(p, status);
         return;
     }
-    log_info("copyrecv: chunk %016" PRIx64 " version %" PRIu64 " received (%" PRIu64 " bytes)",
-             s->chunk_id, s->version, s->length);
+    if (s->delta)
+        log_info("copyrecv: chunk %016" PRIx64 " version %" PRIu64 " received (%" PRIu64
+                 " bytes): %" PRIu64 " blocks sent, the rest kept from version %" PRIu64,
+                 s->chunk_id, s->version, s->length, s->received, s->base_version);
+    else
+        log_info("copyrecv: chunk %016" PRIx64 " version %" PRIu64 " received (%" PRIu64
+                 " bytes, %" PRIu64 " blocks sent)",
+                 s->chunk_id, s->version, s->length, s->received);
     rpc_reply(p->req, NULL, RPC_NO_PAYLOAD);
     free(p);
     if (u64map_get(&cr->sessions, s->id) == s)
         u64map_del(&cr->sessions, s->id);
     s->files = false; /* installed: they are the replica's now */
     session_free(s);
+}
+
+/* The older replica is in the temporary files: now the piece's blocks. */
+static void base_done(int status, struct replicas_result *res, void *arg)
+{
+    struct piece *p = arg;
+    struct session *s = p->s;
+
+    if (status == 0 && s->aborting)
+        status = -ECANCELED;
+    if (status) {
+        piece_failed(p, status);
+        return;
+    }
+    s->based = true;
+    s->base_version = res->info.version;
+    log_info("copyrecv: chunk %016" PRIx64 " (session %016" PRIx64
+             ") starts from its version %" PRIu64 " replica",
+             s->chunk_id, s->id, s->base_version);
+    p->need_base = false;
+    queue_piece(s, p);
 }
 
 static void piece_done(uv_work_t *w, int status)
@@ -235,11 +300,14 @@ static void piece_done(uv_work_t *w, int status)
     }
     s->last_ms = mono_ms();
     if (r || s->aborting) {
-        if (!r)
-            r = -ECANCELED;
-        rpc_reply_error(p->req, r, "copy of chunk %016" PRIx64 ": %s", s->chunk_id, err_str(r));
-        free(p);
-        session_abort(s, err_str(r));
+        piece_failed(p, r ? r : -ECANCELED);
+        return;
+    }
+    if (p->need_base) {
+        s->busy = true;
+        r = replicas_clone(cr->reps, s->chunk_id, s->version, s->data_fd, s->sums, base_done, p);
+        if (r)
+            piece_failed(p, r);
         return;
     }
     if (!p->req->env->copy_chunk_req->last) {
@@ -257,12 +325,52 @@ static void piece_done(uv_work_t *w, int status)
     ri.corrupt = false;
     s->busy = true;
     r = replicas_install(cr->reps, &ri, s->id, install_done, p);
-    if (r) {
-        s->busy = false;
-        rpc_reply_error(p->req, r, "installing chunk %016" PRIx64 ": %s", s->chunk_id, err_str(r));
-        free(p);
-        session_abort(s, err_str(r));
+    if (r)
+        piece_failed(p, r);
+}
+
+/* Checks the shape of a piece on its own: NULL if fine, else why not. */
+static const char *bad_piece(const Keel__CopyChunkReq *q, const rpc_req *req, uint32_t blocks)
+{
+    uint64_t size = (uint64_t)blocks * KEEL_BLOCK_SIZE;
+    size_t n = req->payload_len / KEEL_BLOCK_SIZE;
+
+    if (q->session == 0 || q->chunk_id == 0 || q->version == 0 || q->length > size)
+        return "bad session, chunk, version or length";
+    if (req->payload_len && !req->payload)
+        return "payload missing";
+    if (q->checksums_in_payload) {
+        if (!q->last || q->n_block_checksums || q->n_blocks || q->n_all_checksums ||
+            req->payload_len != (uint64_t)blocks * sizeof(uint64_t))
+            return "a checksum payload must be the last piece, one checksum per block, no blocks";
+        return NULL;
     }
+    if (q->last && q->n_all_checksums != blocks)
+        return "last piece lacks the checksum of every block";
+    if (req->payload_len % KEEL_BLOCK_SIZE || q->n_block_checksums != n)
+        return "piece is not whole blocks with one checksum each";
+    if (!q->delta) {
+        if (q->n_blocks || q->offset % KEEL_BLOCK_SIZE || q->offset > size ||
+            req->payload_len > size - q->offset)
+            return "piece is not whole blocks inside the chunk";
+        return NULL;
+    }
+    if (q->n_blocks != n)
+        return "delta piece must name each of its blocks";
+    for (size_t i = 0; i < n; i++)
+        if (q->blocks[i] >= blocks || (i && q->blocks[i] <= q->blocks[i - 1]))
+            return "delta blocks must be inside the chunk, in increasing order";
+    return NULL;
+}
+
+/* Where the piece starts, to keep pieces in order: bytes or block numbers. */
+static uint64_t piece_start(const Keel__CopyChunkReq *q)
+{
+    if (q->checksums_in_payload)
+        return UINT64_MAX;
+    if (q->delta)
+        return q->n_blocks ? q->blocks[0] : UINT64_MAX;
+    return q->offset;
 }
 
 /* Validates a piece against its session (or opens one). NULL: answered. */
@@ -270,30 +378,22 @@ static struct session *admit(struct copyrecv *cr, rpc_req *req)
 {
     const Keel__CopyChunkReq *q = req->env->copy_chunk_req;
     uint32_t blocks = chunkstore_blocks(cr->cs);
-    uint64_t size = (uint64_t)blocks * KEEL_BLOCK_SIZE;
     struct session *s = u64map_get(&cr->sessions, q->session);
     struct replica_info have;
-    size_t n = req->payload_len / KEEL_BLOCK_SIZE;
+    bool has = false;
     const char *why = NULL;
     int err = -EINVAL;
 
+    if (q->first)
+        has = replicas_get(cr->reps, q->chunk_id, &have);
     if (cr->stopping) {
         err = -ECANCELED;
         why = "shutting down";
     } else if (!blocks) {
         err = -EAGAIN;
         why = "not registered yet";
-    } else if (q->delta) {
-        err = -EOPNOTSUPP;
-        why = "delta copies are not supported";
-    } else if (q->session == 0 || q->chunk_id == 0 || q->version == 0 || q->length > size) {
-        why = "bad session, chunk, version or length";
-    } else if (req->payload_len % KEEL_BLOCK_SIZE || q->n_block_checksums != n ||
-               q->offset % KEEL_BLOCK_SIZE || q->offset > size ||
-               req->payload_len > size - q->offset) {
-        why = "piece is not whole blocks inside the chunk, with one checksum each";
-    } else if (q->last && q->n_all_checksums != blocks) {
-        why = "last piece lacks the checksum of every block";
+    } else if ((why = bad_piece(q, req, blocks)) != NULL) {
+        /* refused as it is */
     } else if (q->first && s) {
         err = -EEXIST;
         why = "session exists";
@@ -305,22 +405,29 @@ static struct session *admit(struct copyrecv *cr, rpc_req *req)
         err = -ENOENT;
         why = "unknown session";
     } else if (s && (s->busy || s->chunk_id != q->chunk_id || s->version != q->version ||
-                     s->length != q->length || s->next_off != q->offset)) {
+                     s->length != q->length || s->delta != q->delta ||
+                     (piece_start(q) != UINT64_MAX &&
+                      piece_start(q) < (s->delta ? s->next_block : s->next_off)))) {
         why = "piece out of order or unlike its session";
         session_abort(s, why);
         s = NULL;
-    } else if (q->first && replicas_get(cr->reps, q->chunk_id, &have) && !have.corrupt &&
-               have.version >= q->version) {
+    } else if (q->first && q->delta && !has) {
+        err = -ENOENT;
+        why = "no older replica here to start a delta from";
+    } else if (q->first && q->delta && have.corrupt) {
+        err = -EIO;
+        why = "the replica a delta would start from is corrupt";
+    } else if (q->first && has && !have.corrupt && have.version >= q->version) {
         err = -EEXIST;
         why = "a sound replica at this version or newer is here";
-    } else {
-        why = NULL;
     }
     if (why) {
         rpc_reply_error(req, err, "copy of chunk %016" PRIx64 ": %s", q->chunk_id, why);
         return NULL;
     }
     if (!s) {
+        uint64_t zero = csum_zero_block();
+
         s = xcalloc(1, sizeof(*s));
         s->cr = cr;
         s->id = q->session;
@@ -328,19 +435,24 @@ static struct session *admit(struct copyrecv *cr, rpc_req *req)
         s->version = q->version;
         s->length = q->length;
         s->blocks = blocks;
+        s->delta = q->delta;
         s->data_fd = s->meta_fd = -1;
-        s->sums = xcalloc(blocks, sizeof(*s->sums));
-        s->have = xcalloc(blocks, 1);
+        s->sums = xmalloc((size_t)blocks * sizeof(*s->sums));
+        for (uint32_t b = 0; b < blocks; b++)
+            s->sums[b] = zero; /* a delta's come from the older replica */
         s->last_ms = mono_ms();
         if (u64map_put(&cr->sessions, s->id, s) < 0) {
             log_error("copyrecv: out of memory");
             abort();
         }
-        log_info("copyrecv: receiving chunk %016" PRIx64 " version %" PRIu64 " (session %016" PRIx64
-                 ")",
-                 s->chunk_id, s->version, s->id);
+        log_info("copyrecv: receiving chunk %016" PRIx64 " version %" PRIu64
+                 "%s (session %016" PRIx64 ")",
+                 s->chunk_id, s->version, s->delta ? " as a delta" : "", s->id);
     }
-    s->next_off = q->offset + req->payload_len;
+    if (!q->checksums_in_payload && q->delta && q->n_blocks)
+        s->next_block = (uint64_t)q->blocks[q->n_blocks - 1] + 1;
+    else if (!q->checksums_in_payload && !q->delta)
+        s->next_off = q->offset + req->payload_len;
     return s;
 }
 
@@ -349,7 +461,7 @@ void copyrecv_handle(struct copyrecv *cr, rpc_req *req)
     struct session *s = admit(cr, req);
 
     if (s)
-        queue_piece(s, req);
+        queue_piece(s, piece_new(s, req));
 }
 
 static void on_sweep(uv_timer_t *t)

@@ -2,26 +2,27 @@
  * copyrecv: the receiving end of replication copies (CopyChunkReq).
  *
  * A copy is a session (chosen by the source) of pieces that arrive in
- * order. The first piece opens temporary files (chunkstore_tmp_create); each
- * piece's blocks are verified against the checksums that came with them
- * before they are written; the last piece carries the checksums of every
- * block of the chunk, which must agree with everything received (blocks
- * never sent must be zeros). The files are then synced and installed in
- * place of any older replica (replicas_install), which reports the new
- * replica to the namenode.
+ * order. The first piece opens temporary files (chunkstore_tmp_create). A
+ * whole copy starts from nothing: blocks never sent are zeros. A delta copy
+ * starts from this node's own older replica of the chunk, whose data and
+ * checksums are copied into the temporary files first (replicas_clone:
+ * shared extents where the filesystem can, holes kept). Each piece's blocks
+ * are verified against the checksums that came with them before they are
+ * written; the last piece carries the checksums of every block of the chunk
+ * (in its header or, for chunks of any size, its payload), and every block
+ * must match them: received, kept from the older replica, or zeros. The
+ * files are then synced and installed in place of any older replica
+ * (replicas_install), which reports the new replica to the namenode.
  *
  * Session states:
  *
- *   (none) --first piece--> RECEIVING --last piece, all verified--> INSTALLING --> (done)
- *                              \--bad piece, idle timeout, shutdown--> (aborted: files removed)
+ *   (none) --first piece--> [BASING: delta, older replica copied in] --> RECEIVING
+ *          --last piece, all verified--> INSTALLING --> (done)
+ *   any --bad piece, idle timeout, shutdown--> (aborted: files removed)
  *
  * One piece of a session is processed at a time; a piece that arrives while
  * another is in progress, out of order, or for an unknown session is
- * refused and aborts the session. Delta copies (start from an existing
- * replica, receive only the blocks that differ) are refused with
- * -EOPNOTSUPP for now; a session already records which blocks arrived and
- * their checksums, so a delta session only has to start from a copy of the
- * base replica's files and checksums instead of empty ones.
+ * refused and aborts the session.
  *
  * Threads: loop thread; file work on the pool.
  */

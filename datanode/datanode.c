@@ -114,6 +114,7 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
     struct datanode *dn = xcalloc(1, sizeof(*dn));
     struct dataserv_config dcfg = {0};
     struct nnlink_config ncfg = {0};
+    struct replicate_config pcfg = {PIECE_BYTES, cfg->replication_rate, cfg->replication_streams};
     uint32_t peer_ms = cfg->peer_timeout_ms ? (uint32_t)cfg->peer_timeout_ms : 5000;
     int r;
 
@@ -138,7 +139,7 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
     /* A copy whose source went quiet for several peer timeouts is dead. */
     copyrecv_new(loop, dn->cs, dn->reps, 6 * peer_ms, &dn->copies);
     dn->phooks = (struct replicate_hooks){on_copied, dn};
-    replicate_new(loop, dn->reps, dn->peers, PIECE_BYTES, &dn->phooks, &dn->repl);
+    replicate_new(loop, dn->reps, dn->peers, &pcfg, &dn->phooks, &dn->repl);
 
     dcfg.loop = loop;
     dcfg.listen = cfg->listen;

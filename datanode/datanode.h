@@ -26,13 +26,15 @@ struct datanode;
 
 struct datanode_config {
     const char *data_dir;
-    const char *namenode;     /* "host:port" */
-    const char *listen;       /* "host:port"; port 0 picks one */
-    const char *domain;       /* failure domain */
-    uint64_t scrub_rate;      /* bytes per second; 0: no scrubbing */
-    uint64_t capacity;        /* bytes to report; 0: the filesystem's */
-    uint64_t peer_timeout_ms; /* forwarded writes and copies */
-    unsigned max_open;        /* idle replicas whose files stay open */
+    const char *namenode;         /* "host:port" */
+    const char *listen;           /* "host:port"; port 0 picks one */
+    const char *domain;           /* failure domain */
+    uint64_t scrub_rate;          /* bytes per second; 0: no scrubbing */
+    uint64_t capacity;            /* bytes to report; 0: the filesystem's */
+    uint64_t peer_timeout_ms;     /* forwarded writes and copies */
+    unsigned max_open;            /* idle replicas whose files stay open */
+    uint64_t replication_rate;    /* outgoing copy bytes per second; 0: unlimited */
+    unsigned replication_streams; /* outgoing copies at once (0: 1) */
 };
 
 /*

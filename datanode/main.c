@@ -47,6 +47,7 @@ int main(int argc, char **argv)
     const char *data = NULL, *namenode = getenv("KEEL_NAMENODE");
     const char *listen = "127.0.0.1:0", *domain = "default";
     uint64_t scrub_rate = 8u << 20, capacity = 0, peer_timeout = 5000, io_threads = 4;
+    uint64_t repl_rate = 64u << 20, repl_streams = 2;
     enum log_level level = LOG_INFO;
     const struct flag flags[] = {
         {"data", FLAG_STRING, &data, "data directory: VERSION, chunks/ (required)"},
@@ -61,6 +62,11 @@ int main(int argc, char **argv)
          "capacity to report instead of the filesystem's (0: the filesystem's)"},
         {"peer-timeout", FLAG_DURATION, &peer_timeout,
          "timeout of writes forwarded to, and copies sent to, other datanodes"},
+        {"replication-rate", FLAG_SIZE, &repl_rate,
+         "bytes per second of outgoing replication copies, all together, so client I/O keeps "
+         "priority; 0: unlimited, else at least 64K"},
+        {"replication-streams", FLAG_UINT, &repl_streams,
+         "outgoing replication copies at once (1..64); more wait their turn"},
         {"io-threads", FLAG_UINT, &io_threads, "disk I/O threads (1..128)"},
         {"log-level", FLAG_LOGLEVEL, &level, "error, warn, info or debug"},
     };
@@ -98,6 +104,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "keel-datanode: --io-threads must be 1..128\n");
         return 2;
     }
+    if (repl_rate != 0 && repl_rate < (64u << 10)) {
+        fprintf(stderr, "keel-datanode: --replication-rate must be 0 or at least 64K\n");
+        return 2;
+    }
+    if (repl_streams < 1 || repl_streams > 64) {
+        fprintf(stderr, "keel-datanode: --replication-streams must be 1..64\n");
+        return 2;
+    }
     if (peer_timeout < 10 || peer_timeout > 600000) {
         fprintf(stderr, "keel-datanode: --peer-timeout must be 10ms..10m\n");
         return 2;
@@ -116,6 +130,8 @@ int main(int argc, char **argv)
     cfg.scrub_rate = scrub_rate;
     cfg.capacity = capacity;
     cfg.peer_timeout_ms = peer_timeout;
+    cfg.replication_rate = repl_rate;
+    cfg.replication_streams = (unsigned)repl_streams;
     if (uv_loop_init(&loop) < 0) {
         fprintf(stderr, "keel-datanode: cannot create the event loop\n");
         return 1;

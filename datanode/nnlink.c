@@ -629,15 +629,14 @@ static int cmd_trim(struct nnlink *nn, const Keel__Command *cmd, const char *nam
     return r;
 }
 
-/* The copy reports through nnlink_replicate_done, also when it cannot start.
- * A delta copy is sent whole: correct, only less frugal. */
+/* The copy reports through nnlink_replicate_done, also when it cannot start. */
 static int cmd_replicate(struct nnlink *nn, const Keel__Command *cmd, const char *name)
 {
     const Keel__Replica *t = cmd->target;
-    struct replicate_outcome o = {cmd->chunk_id, cmd->version, t ? t->node_id : 0, 0, 0};
+    struct replicate_outcome o = {cmd->chunk_id, cmd->version, t ? t->node_id : 0, 0, 0, 0};
 
-    o.status =
-        replicate_start(nn->cfg.repl, cmd->chunk_id, cmd->version, o.target, t ? t->addr : NULL);
+    o.status = replicate_start(nn->cfg.repl, cmd->chunk_id, cmd->version, o.target,
+                               t ? t->addr : NULL, cmd->delta);
     if (o.status == -EALREADY)
         return 0; /* the same copy is running */
     if (o.status)
@@ -709,6 +708,7 @@ void nnlink_replicate_done(struct nnlink *nn, const struct replicate_outcome *o)
     q.target = o->target;
     q.status = err_to_wire(o->status);
     q.bytes_sent = o->bytes_sent;
+    q.bytes_saved = o->bytes_saved;
     env.body_case = KEEL__ENVELOPE__BODY_REPLICATE_DONE_REQ;
     env.replicate_done_req = &q;
     call(nn, &env, replicate_done_reply, call_new(nn));
@@ -822,10 +822,30 @@ static void h_trim(rpc_req *req, void *ctx)
         rpc_reply_error(req, r, "trim of chunk %016" PRIx64 ": %s", q->chunk_id, err_str(r));
 }
 
+/* Commands pushed at once instead of in a heartbeat reply: run exactly like
+ * those; the answer says they were taken, not that they are done. */
+static void h_command(rpc_req *req, void *ctx)
+{
+    struct nnlink *nn = ctx;
+    const Keel__CommandReq *q = req->env->command_req;
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__CommandRep body = KEEL__COMMAND_REP__INIT;
+
+    if (nn->stopped) {
+        rpc_reply_error(req, -ECANCELED, "shutting down");
+        return;
+    }
+    execute(nn, q->commands, q->n_commands);
+    rep.body_case = KEEL__ENVELOPE__BODY_COMMAND_REP;
+    rep.command_rep = &body;
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+}
+
 static const rpc_handler handlers[] = {
     {KEEL__ENVELOPE__BODY_CREATE_REPLICA_REQ, "create-replica", h_create},
     {KEEL__ENVELOPE__BODY_SET_VERSION_REQ, "set-version", h_set_version},
     {KEEL__ENVELOPE__BODY_TRIM_REPLICA_REQ, "trim-replica", h_trim},
+    {KEEL__ENVELOPE__BODY_COMMAND_REQ, "command", h_command},
 };
 
 static void on_conn_close(rpc_conn *c, int err, void *ctx)

@@ -3,8 +3,9 @@
  *
  * One rpc connection carries both directions: this datanode's calls
  * (register, block reports, heartbeats, ReplicateDone) and the namenode's
- * synchronous calls to it (CreateReplica, SetVersion, TrimReplica), which
- * the connection's handler table serves.
+ * calls to it (CreateReplica, SetVersion, TrimReplica, and CommandReq, which
+ * pushes commands at once instead of in a heartbeat reply), which the
+ * connection's handler table serves.
  *
  *   DOWN --register--> REGISTERING --reply--> REPORTING --last batch--> UP
  *     ^                     |                     |                      |
@@ -16,7 +17,8 @@
  * whole replica table goes out in BlockReportReq batches; only then do
  * heartbeats and incremental reports (new, deleted, corrupt and
  * re-versioned replicas, queued meanwhile) flow. Commands in heartbeat and
- * report replies are executed through a table {kind, name, handler}. While
+ * report replies and in CommandReq are executed through one table {kind,
+ * name, handler}. While
  * the namenode is unreachable the datanode keeps serving; registration is
  * retried with backoff.
  *

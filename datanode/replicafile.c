@@ -300,6 +300,85 @@ out:
     return r;
 }
 
+/* Copies [off, off + len) of src to the same offsets of dst through a buffer,
+ * for filesystems where copy_file_range cannot. */
+static int copy_through_buffer(int src, int dst, uint64_t off, uint64_t len)
+{
+    size_t piece = RECOVER_BLOCKS * KEEL_BLOCK_SIZE;
+    uint8_t *buf = malloc(piece);
+    int r = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    while (len && r == 0) {
+        size_t n = len < piece ? (size_t)len : piece, got = 0;
+
+        r = diskio_pread(src, buf, n, off, &got);
+        if (r == 0 && got < n)
+            r = -EIO; /* the file shrank under an exclusive operation */
+        if (r == 0)
+            r = diskio_pwrite(dst, buf, n, off);
+        off += n;
+        len -= n;
+    }
+    free(buf);
+    return r;
+}
+
+static int copy_range(int src, int dst, uint64_t off, uint64_t len)
+{
+    loff_t in = (loff_t)off, out = (loff_t)off;
+
+    while (len) {
+        ssize_t n = copy_file_range(src, &in, dst, &out, len, 0);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL))
+            return copy_through_buffer(src, dst, (uint64_t)in, len);
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+int replicafile_clone_data(struct replicafile *rf, int dst_fd)
+{
+    uint64_t size = 0, off = 0;
+    int r = data_size(rf, &size);
+
+    while (r == 0 && off < size) {
+        off_t data = lseek(rf->data_fd, (off_t)off, SEEK_DATA), hole;
+
+        if (data < 0 && errno == ENXIO)
+            break; /* only a hole remains */
+        if (data < 0 && errno == EINVAL) {
+            /* No hole reporting here: copy the rest whole. */
+            r = copy_range(rf->data_fd, dst_fd, off, size - off);
+            break;
+        }
+        if (data < 0) {
+            r = -errno;
+            break;
+        }
+        hole = lseek(rf->data_fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            r = -errno;
+            break;
+        }
+        if ((uint64_t)hole > size)
+            hole = (off_t)size;
+        r = copy_range(rf->data_fd, dst_fd, (uint64_t)data, (uint64_t)(hole - data));
+        off = (uint64_t)hole;
+    }
+    if (r == 0 && ftruncate(dst_fd, (off_t)size) < 0)
+        r = -errno;
+    return r;
+}
+
 int replicafile_flush(struct replicafile *rf)
 {
     struct sidecar_header h = rf->hdr;

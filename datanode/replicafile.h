@@ -100,6 +100,15 @@ int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t 
 int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, size_t len,
                       bool *mismatch);
 
+/*
+ * Copies the data file into dst_fd (an empty file opened for writing) and
+ * gives it the same size. Only the extents holding data are copied
+ * (copy_file_range, so a filesystem that can share extents does), holes stay
+ * holes. Returns 0 or an error of the copy (-ENOSPC...). May run alongside
+ * reads.
+ */
+int replicafile_clone_data(struct replicafile *rf, int dst_fd);
+
 /* Makes every write so far durable (data, then checksums). 0 or an error. */
 int replicafile_flush(struct replicafile *rf);
 

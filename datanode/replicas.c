@@ -84,6 +84,8 @@ struct op {
     void *arg;
     unsigned flags;
     uint64_t version, to, off, length, session;
+    int fd;         /* clone: the file to copy into */
+    uint64_t *sums; /* clone: where the checksums go */
     const void *data;
     size_t len;
     struct replicafile *file;
@@ -726,6 +728,24 @@ static void done_install(struct op *op)
     report(rep, false);
 }
 
+static int check_clone(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (!rep->present)
+        return -ENOENT;
+    if (rep->corrupt)
+        return -EIO;
+    return rep->version >= op->to ? -EEXIST : 0;
+}
+
+static void run_clone(struct op *op)
+{
+    op->status = replicafile_clone_data(op->file, op->fd);
+    if (op->status == 0)
+        op->status = replicafile_sums(op->file, 0, replicafile_header(op->file)->blocks, op->sums);
+}
+
 static void run_mark(struct op *op)
 {
     op->status = replicafile_mark_corrupt(op->file);
@@ -754,6 +774,7 @@ enum {
     OP_DELETE,
     OP_INSTALL,
     OP_MARK,
+    OP_CLONE,
 };
 
 static const struct op_type op_types[] = {
@@ -768,6 +789,7 @@ static const struct op_type op_types[] = {
     [OP_DELETE] = {"delete", false, false, check_delete, run_delete, done_delete},
     [OP_INSTALL] = {"install", false, false, check_install, run_install, done_install},
     [OP_MARK] = {"mark-corrupt", false, true, check_present, run_mark, done_mark},
+    [OP_CLONE] = {"clone", false, true, check_clone, run_clone, done_nothing},
 };
 
 /* A checksum failed: stop serving the replica, persist the flag, tell. */
@@ -1116,6 +1138,25 @@ int replicas_install(struct replicas *r, const struct replica_info *ri, uint64_t
     op->to = ri->version;
     op->session = session;
     op->flags = REPLICAS_REPORT;
+    enqueue(rep, op);
+    return 0;
+}
+
+int replicas_clone(struct replicas *r, uint64_t chunk_id, uint64_t below, int data_fd,
+                   uint64_t *sums, replicas_cb cb, void *arg)
+{
+    struct replica *rep;
+    struct op *op;
+    int e = lookup(r, chunk_id, &rep);
+
+    if (e)
+        return e;
+    if (data_fd < 0 || !sums || below == 0)
+        return -EINVAL;
+    op = op_new(r, &op_types[OP_CLONE], cb, arg);
+    op->to = below;
+    op->fd = data_fd;
+    op->sums = sums;
     enqueue(rep, op);
     return 0;
 }

@@ -153,6 +153,17 @@ int replicas_delete(struct replicas *r, uint64_t chunk_id, uint64_t max_version,
                     replicas_cb cb, void *arg);
 
 /*
+ * clone: the start of a delta copy. Copies the replica's data into data_fd
+ * (an empty file, holes kept) and its block checksums into sums (room for
+ * one per block of the chunk); both stay the caller's and are borrowed
+ * until the callback. -ENOENT (no replica), -EIO (corrupt), -EEXIST (its
+ * version is `below` or newer: nothing to bring up to date); res->info is
+ * the replica cloned.
+ */
+int replicas_clone(struct replicas *r, uint64_t chunk_id, uint64_t below, int data_fd,
+                   uint64_t *sums, replicas_cb cb, void *arg);
+
+/*
  * install: the complete, synced temporary files of copy `session`
  * (chunkstore_tmp_create) replace the chunk's replica, which becomes ri.
  * -EEXIST (at run time) if a sound replica at ri->version or newer is

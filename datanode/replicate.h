@@ -1,17 +1,38 @@
 /*
  * replicate: the sending end of replication copies (CMD_REPLICATE).
  *
- * A copy streams one replica, at the version the namenode named, to a
- * target datanode as CopyChunkReq pieces of whole blocks, each read through
- * the replica's queue (so every block is verified on the way out) and sent
- * with its checksums; a final piece carries the checksums of every block.
- * One piece is in flight at a time and the next is read while nothing else
- * waits, so a copy holds at most one piece of memory. The target verifies
- * and installs atomically (copyrecv.c); a write or version change during
- * the copy makes the target's final check, or the next read, fail it.
+ * A copy sends one replica, at the version the namenode named, to a target
+ * datanode as CopyChunkReq pieces. It starts from the replica's block
+ * checksums (a snapshot), which decide what is sent:
  *
- *   (start) --> SENDING --all pieces acked--> (done, status 0)
- *                  \--read error, stale, refusal, timeout--> (done, error)
+ *   - a whole copy sends every block that is not all zeros, in pieces of
+ *     consecutive blocks (holes, and long runs of zeros, are skipped: the
+ *     target treats blocks never sent as zeros);
+ *   - a delta copy (the command's delta flag: the target holds an older
+ *     replica) first asks the target for its checksums (ChecksumsReq) and
+ *     sends only the blocks that differ, when they are fewer than three
+ *     quarters of what a whole copy would send; otherwise, or when the
+ *     target cannot say (no replica, corrupt, unreachable), the copy is a
+ *     whole one. A target that refuses the first delta piece because its
+ *     replica went away or went bad gets a whole copy instead.
+ *
+ * Every piece is read through the replica's queue (verified on the way out)
+ * and must agree with the snapshot; at the end the checksums are read again
+ * and must still equal it, and the last piece carries them (in its payload,
+ * so chunks of any size fit). The target verifies and installs atomically
+ * (copyrecv.c). A write or version change during the copy fails it
+ * (-EAGAIN or -ESTALE).
+ *
+ * Pacing: at most `streams` copies run at once (more wait, first come first
+ * served), and their payload bytes together go out at no more than `rate`
+ * bytes per second (0: unlimited), so client I/O keeps priority. Pieces
+ * shrink below 1 MiB at low rates so that a target never waits long for
+ * the next one. One piece per copy is in flight at a time.
+ *
+ *   QUEUED --slot free--> [PROBING: target's checksums] --> SNAPSHOT
+ *     --> SENDING (read piece, wait for the rate, send; repeat)
+ *     --> FINAL (checksums again, last piece) --> (done, status 0)
+ *   any state --read error, stale, refusal, timeout, shutdown--> (done, error)
  *
  * Threads: loop thread.
  */
@@ -21,6 +42,7 @@
 #include "peers.h"
 #include "replicas.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -32,7 +54,8 @@ struct replicate_outcome {
     uint64_t version;
     uint64_t target;
     int status;
-    uint64_t bytes_sent;
+    uint64_t bytes_sent;  /* payload bytes of blocks sent */
+    uint64_t bytes_saved; /* delta: bytes a whole copy would have sent on top */
 };
 
 struct replicate_hooks {
@@ -41,21 +64,32 @@ struct replicate_hooks {
     void *ctx;
 };
 
-/* reps and peers are borrowed; piece_bytes: payload per piece (whole blocks). */
-int replicate_new(uv_loop_t *loop, struct replicas *reps, struct peers *peers, uint32_t piece_bytes,
-                  const struct replicate_hooks *hooks, struct replicate **out);
+struct replicate_config {
+    uint32_t piece_bytes; /* largest payload per piece (rounded down to blocks) */
+    uint64_t rate;        /* payload bytes per second, all copies together; 0: unlimited */
+    unsigned streams;     /* copies running at once (0: 1) */
+};
+
+/* reps and peers are borrowed. */
+int replicate_new(uv_loop_t *loop, struct replicas *reps, struct peers *peers,
+                  const struct replicate_config *cfg, const struct replicate_hooks *hooks,
+                  struct replicate **out);
 
 /*
- * Starts copying chunk_id at version to the datanode target_id at
- * target_addr. Returns 0 (hooks.done follows, later), -EALREADY (that copy
- * is running), -ENOENT (no replica), -ESTALE (another version), -EIO
- * (replica corrupt), -EINVAL (bad target), -ECANCELED (shutting down).
+ * Starts, or queues, a copy of chunk_id at version to the datanode
+ * target_id at target_addr; delta: the target holds an older replica.
+ * Returns 0 (hooks.done follows, later), -EALREADY (that copy is running or
+ * queued), -ENOENT (no replica), -ESTALE (another version), -EIO (replica
+ * corrupt), -EINVAL (bad target), -ECANCELED (shutting down).
  */
 int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, uint64_t target_id,
-                    const char *target_addr);
+                    const char *target_addr, bool delta);
+/* Copies running and queued. */
 size_t replicate_active(const struct replicate *rp);
-/* Stops every copy at its next step (done with -ECANCELED). */
+/* Fails queued copies and stops running ones at their next step (done with
+ * -ECANCELED); closes the pacing timer. */
 void replicate_shutdown(struct replicate *rp);
+/* Frees; after the loop has stopped. */
 void replicate_free(struct replicate *rp);
 
 #endif

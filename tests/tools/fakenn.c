@@ -6,8 +6,11 @@
  *
  *   create NODE CHUNK VERSION              CreateReplicaReq to NODE
  *   setversion NODE CHUNK FROM TO          SetVersionReq to NODE
- *   replicate NODE CHUNK VERSION TARGET    CMD_REPLICATE in NODE's next heartbeat reply
- *   delete NODE CHUNK VERSION              CMD_DELETE in NODE's next heartbeat reply
+ *   replicate NODE CHUNK VERSION TARGET [delta] [push]
+ *                                          CMD_REPLICATE in NODE's next heartbeat reply
+ *                                          (push: in a CommandReq at once; delta: the
+ *                                          target holds an older replica)
+ *   delete NODE CHUNK VERSION [push]       CMD_DELETE, likewise
  *
  * and prints one line per event on stdout for the test to wait on:
  *
@@ -16,7 +19,8 @@
  *   report NODE CHUNK VERSION LENGTH ok|corrupt|deleted
  *   create-done NODE CHUNK STATUS          (STATUS: 0 or a negative errno)
  *   setversion-done NODE CHUNK STATUS
- *   replicate-done NODE CHUNK VERSION TARGET STATUS BYTES
+ *   replicate-done NODE CHUNK VERSION TARGET STATUS BYTES_SENT BYTES_SAVED
+ *   command-done NODE CHUNK STATUS         (the answer to a CommandReq)
  *   full NODE                              (a heartbeat said the disk is full)
  *
  *   fakenn --dir D --control FILE [--chunk-size 4M] [--heartbeat 100]
@@ -174,8 +178,9 @@ static void h_replicate_done(rpc_req *req, void *ctx)
 {
     const Keel__ReplicateDoneReq *q = req->env->replicate_done_req;
 
-    say("replicate-done %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %" PRIu64, q->node_id,
-        q->chunk_id, q->version, q->target, err_from_wire(q->status), q->bytes_sent);
+    say("replicate-done %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %" PRIu64 " %" PRIu64,
+        q->node_id, q->chunk_id, q->version, q->target, err_from_wire(q->status), q->bytes_sent,
+        q->bytes_saved);
     rpc_reply(req, NULL, RPC_NO_PAYLOAD);
 }
 
@@ -217,8 +222,9 @@ static void call_node(uint64_t node, Keel__Envelope *env, const char *what, uint
     }
 }
 
+/* A command for NODE: queued for its next heartbeat reply, or pushed now. */
 static void queue_command(uint64_t node, Keel__CommandKind kind, uint64_t chunk, uint64_t version,
-                          uint64_t target)
+                          uint64_t target, bool delta, bool push)
 {
     struct node *n = node && node <= MAX_NODES ? &nn.nodes[node] : NULL;
     Keel__Command *c;
@@ -233,6 +239,7 @@ static void queue_command(uint64_t node, Keel__CommandKind kind, uint64_t chunk,
     c->kind = kind;
     c->chunk_id = chunk;
     c->version = version;
+    c->delta = delta;
     if (target) {
         c->target = xcalloc(1, sizeof(*c->target));
         keel__replica__init(c->target);
@@ -240,7 +247,30 @@ static void queue_command(uint64_t node, Keel__CommandKind kind, uint64_t chunk,
         c->target->addr = xstrdup(nn.nodes[target].addr);
         c->target->domain = (char *)"";
     }
+    if (push) {
+        Keel__Envelope env = KEEL__ENVELOPE__INIT;
+        Keel__CommandReq q = KEEL__COMMAND_REQ__INIT;
+
+        q.n_commands = 1;
+        q.commands = &c;
+        env.body_case = KEEL__ENVELOPE__BODY_COMMAND_REQ;
+        env.command_req = &q;
+        call_node(node, &env, "command", chunk);
+        free_command(c);
+        return;
+    }
     n->queued[n->nqueued++] = c;
+}
+
+/* True if the control line has the word w after its command. */
+static bool has_word(const char *line, const char *w)
+{
+    size_t n = strlen(w);
+
+    for (const char *p = strchr(line, ' '); p; p = strchr(p + 1, ' '))
+        if (strncmp(p + 1, w, n) == 0 && (p[1 + n] == ' ' || p[1 + n] == '\n' || !p[1 + n]))
+            return true;
+    return false;
 }
 
 static void run_line(const char *line)
@@ -269,9 +299,10 @@ static void run_line(const char *line)
         env.set_version_req = &q;
         call_node(a, &env, "setversion", b);
     } else if (strcmp(cmd, "replicate") == 0) {
-        queue_command(a, KEEL__COMMAND_KIND__CMD_REPLICATE, b, c, d);
+        queue_command(a, KEEL__COMMAND_KIND__CMD_REPLICATE, b, c, d, has_word(line, "delta"),
+                      has_word(line, "push"));
     } else if (strcmp(cmd, "delete") == 0) {
-        queue_command(a, KEEL__COMMAND_KIND__CMD_DELETE, b, c, 0);
+        queue_command(a, KEEL__COMMAND_KIND__CMD_DELETE, b, c, 0, false, has_word(line, "push"));
     } else {
         say("error unknown control line: %s", line);
     }

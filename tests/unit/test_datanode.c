@@ -954,9 +954,11 @@ START_TEST(copies_are_verified_on_arrival)
         -EBADMSG);
     all[1] ^= 1;
     ck_assert(run_until(tmp_is_empty, &one, 5000));
-    /* Out of order: refused and the session dropped. */
-    ck_assert_int_eq(copy_piece(c, 52, 3, true, false, 0, data, 4096, sums, NULL, 0), 0);
-    ck_assert_int_eq(copy_piece(c, 52, 3, false, false, 8192, data, 4096, sums, NULL, 0), -EINVAL);
+    /* Out of order (a piece before the end of the last one): refused and
+     * the session dropped. */
+    ck_assert_int_eq(copy_piece(c, 52, 3, true, false, 0, data, sizeof(data), sums, NULL, 0), 0);
+    ck_assert_int_eq(copy_piece(c, 52, 3, false, false, 4096, data + 4096, 4096, sums + 1, NULL, 0),
+                     -EINVAL);
     ck_assert(run_until(tmp_is_empty, &one, 5000));
     /* Nothing was installed. */
     do_read(c, 50, 2, 0, 10, &r);
@@ -976,6 +978,164 @@ START_TEST(copies_are_verified_on_arrival)
     result_free(&r);
     free(all);
     rpc_conn_close(c);
+}
+END_TEST
+
+/* Sends a CopyChunkReq q (session, chunk, version filled by the caller) with
+ * a copy of the payload to c. */
+static int send_copy(rpc_conn *c, Keel__CopyChunkReq *q, const void *payload, size_t len)
+{
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    uint8_t *copy = malloc(len ? len : 1);
+    struct result r = {0};
+    int st;
+
+    if (len)
+        memcpy(copy, payload, len);
+    env.body_case = KEEL__ENVELOPE__BODY_COPY_CHUNK_REQ;
+    env.copy_chunk_req = q;
+    ck_assert_int_eq(rpc_call(c, &env, rpc_payload_malloced(copy, len), NULL, call_done, &r), 0);
+    wait_result(&r);
+    st = r.status;
+    result_free(&r);
+    return st;
+}
+
+/* A delta piece of chunk 60 at version 2: the blocks named, their data. */
+static int delta_piece(rpc_conn *c, uint64_t session, bool first, uint32_t *blocks, size_t n,
+                       const uint8_t *data)
+{
+    Keel__CopyChunkReq q = KEEL__COPY_CHUNK_REQ__INIT;
+    uint64_t sums[8];
+
+    csum_blocks(data, n, sums);
+    q.chunk_id = 60;
+    q.version = 2;
+    q.length = 3 * 4096;
+    q.first = first;
+    q.delta = true;
+    q.session = session;
+    q.n_blocks = n;
+    q.blocks = blocks;
+    q.n_block_checksums = n;
+    q.block_checksums = sums;
+    return send_copy(c, &q, data, n * KEEL_BLOCK_SIZE);
+}
+
+/* The last piece of a delta of chunk 60, every checksum in the payload. */
+static int delta_last(rpc_conn *c, uint64_t session, bool first, const uint64_t *all)
+{
+    Keel__CopyChunkReq q = KEEL__COPY_CHUNK_REQ__INIT;
+
+    q.chunk_id = 60;
+    q.version = 2;
+    q.length = 3 * 4096;
+    q.first = first;
+    q.last = true;
+    q.delta = true;
+    q.session = session;
+    q.checksums_in_payload = true;
+    return send_copy(c, &q, all, (CHUNK / KEEL_BLOCK_SIZE) * sizeof(uint64_t));
+}
+
+START_TEST(delta_copies_start_from_the_older_replica)
+{
+    const size_t blocks = CHUNK / KEEL_BLOCK_SIZE;
+    static uint8_t old[3 * 4096], newer[4096], want[3 * 4096];
+    uint64_t *all = malloc(blocks * sizeof(*all));
+    uint32_t bl[2];
+    rpc_conn *c;
+    struct result r;
+    int one = 1;
+
+    dn_up(1);
+    c = client_of(1);
+    fill(old, sizeof(old), 11);
+    fill(newer, sizeof(newer), 12);
+    memcpy(want, old, sizeof(old));
+    memcpy(want + 4096, newer, sizeof(newer));
+    for (size_t b = 0; b < blocks; b++)
+        all[b] = htole64(csum_zero_block());
+    for (size_t b = 0; b < 3; b++)
+        all[b] = htole64(csum_buf(want + b * 4096, 4096));
+
+    /* Nothing to start from: refused at the first piece. */
+    bl[0] = 1;
+    ck_assert_int_eq(delta_piece(c, 70, true, bl, 1, newer), -ENOENT);
+    /* The older replica (version 1). */
+    ck_assert_int_eq(nn_create(1, 60, 1), 0);
+    do_write(c, 60, 1, 0, old, sizeof(old), NULL, 0, csum_buf(old, sizeof(old)), &r);
+    ck_assert_int_eq(r.status, 0);
+    result_free(&r);
+    /* Blocks out of order, or outside the chunk: refused. */
+    bl[0] = 2;
+    bl[1] = 1;
+    ck_assert_int_eq(delta_piece(c, 71, true, bl, 2, want), -EINVAL);
+    bl[0] = (uint32_t)blocks;
+    ck_assert_int_eq(delta_piece(c, 71, true, bl, 1, newer), -EINVAL);
+    /* A checksum payload of the wrong size: refused. */
+    {
+        Keel__CopyChunkReq q = KEEL__COPY_CHUNK_REQ__INIT;
+
+        q.chunk_id = 60;
+        q.version = 2;
+        q.length = 3 * 4096;
+        q.first = q.last = q.delta = q.checksums_in_payload = true;
+        q.session = 72;
+        ck_assert_int_eq(send_copy(c, &q, all, 64), -EINVAL);
+    }
+    /* Final checksums that a kept block does not match: refused, the older
+     * replica untouched. */
+    bl[0] = 1;
+    ck_assert_int_eq(delta_piece(c, 73, true, bl, 1, newer), 0);
+    all[2] ^= 1;
+    ck_assert_int_eq(delta_last(c, 73, false, all), -EBADMSG);
+    all[2] ^= 1;
+    ck_assert(run_until(tmp_is_empty, &one, 5000));
+    expect_bytes(1, 60, 1, 0, old, sizeof(old));
+    /* Right: block 1 is replaced, blocks 0 and 2 are kept. */
+    ck_assert_int_eq(delta_piece(c, 74, true, bl, 1, newer), 0);
+    ck_assert_int_eq(delta_last(c, 74, false, all), 0);
+    ck_assert(tmp_empty(1));
+    expect_bytes(1, 60, 2, 0, want, sizeof(want));
+    do_read(c, 60, 1, 0, 10, &r);
+    ck_assert_int_eq(r.status, -ESTALE);
+    result_free(&r);
+    /* At the same version now: a further delta has nothing to do. */
+    ck_assert_int_eq(delta_last(c, 75, true, all), -EEXIST);
+    free(all);
+    rpc_conn_close(c);
+}
+END_TEST
+
+static bool command_answered(void *arg)
+{
+    return ((struct result *)arg)->done;
+}
+
+START_TEST(pushed_commands_run_at_once)
+{
+    struct fake_report sv = {1, 62, 7, 0, KEEL__REPLICA_STATE__REPLICA_OK};
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    Keel__CommandReq q = KEEL__COMMAND_REQ__INIT;
+    Keel__Command cmd = KEEL__COMMAND__INIT, *cmds[1] = {&cmd};
+    struct result r = {0};
+
+    dn_up(1);
+    ck_assert_int_eq(nn_create(1, 62, 1), 0);
+    cmd.kind = KEEL__COMMAND_KIND__CMD_SET_VERSION;
+    cmd.chunk_id = 62;
+    cmd.version = 7;
+    q.n_commands = 1;
+    q.commands = cmds;
+    env.body_case = KEEL__ENVELOPE__BODY_COMMAND_REQ;
+    env.command_req = &q;
+    ck_assert_int_eq(rpc_call(nn.nodes[1].conn, &env, RPC_NO_PAYLOAD, NULL, call_done, &r), 0);
+    ck_assert(run_until(command_answered, &r, 5000));
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_int_eq(r.env->body_case, KEEL__ENVELOPE__BODY_COMMAND_REP);
+    result_free(&r);
+    ck_assert(run_until(have_report, &sv, 5000));
 }
 END_TEST
 
@@ -1045,6 +1205,8 @@ static Suite *suite(void)
     tcase_add_test(tc, commands_delete_and_set_version);
     tcase_add_test(tc, replicate_command_copies_a_replica);
     tcase_add_test(tc, copies_are_verified_on_arrival);
+    tcase_add_test(tc, delta_copies_start_from_the_older_replica);
+    tcase_add_test(tc, pushed_commands_run_at_once);
     tcase_add_test(tc, reregisters_on_request_and_after_namenode_restart);
     tcase_add_test(tc, refused_identity_stops_the_datanode);
     suite_add_tcase(s, tc);

@@ -591,6 +591,55 @@ START_TEST(install_replaces_and_reports)
 }
 END_TEST
 
+START_TEST(clone_copies_an_older_replica_in_queue_order)
+{
+    const uint32_t blocks = CHUNK / KEEL_BLOCK_SIZE;
+    uint64_t *sums = malloc(blocks * sizeof(*sums)), *want = malloc(blocks * sizeof(*want));
+    uint8_t data[12288], back[12288];
+    struct res w = {0}, cl = {0}, r;
+    char path[256];
+    int fd;
+
+    ck_assert_int_eq(create(15, 3), 0);
+    fill(data, sizeof(data), 9);
+    snprintf(path, sizeof(path), "%s/clone.data", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+    ck_assert_int_ge(fd, 0);
+    /* A write queued before the clone is part of it. */
+    ck_assert_int_eq(replicas_write(reps, 15, 3, 4096, data, sizeof(data), done, &w), 0);
+    ck_assert_int_eq(replicas_clone(reps, 15, 4, fd, sums, done, &cl), 0);
+    wait_all(&w, 1);
+    wait_all(&cl, 1);
+    ck_assert_int_eq(w.status, 0);
+    ck_assert_int_eq(cl.status, 0);
+    ck_assert_uint_eq(cl.info.version, 3);
+    ck_assert_int_eq(pread(fd, back, sizeof(back), 4096), (ssize_t)sizeof(back));
+    ck_assert_int_eq(memcmp(back, data, sizeof(data)), 0);
+    for (uint32_t b = 0; b < blocks; b++)
+        want[b] = csum_zero_block();
+    csum_blocks(data, 3, want + 1);
+    ck_assert_int_eq(memcmp(sums, want, blocks * sizeof(*sums)), 0);
+
+    /* Nothing to bring up to date from a replica as new as the copy. */
+    memset(&cl, 0, sizeof(cl));
+    ck_assert_int_eq(replicas_clone(reps, 15, 3, fd, sums, done, &cl), 0);
+    wait_all(&cl, 1);
+    ck_assert_int_eq(cl.status, -EEXIST);
+    /* No replica, or a corrupt one: nothing to start from. */
+    ck_assert_int_eq(replicas_clone(reps, 16, 4, fd, sums, done, &cl), -ENOENT);
+    flip(15, "data", 5000);
+    r = read_sync(15, 3, 4096, 4096);
+    ck_assert_int_eq(r.status, -EIO);
+    memset(&cl, 0, sizeof(cl));
+    ck_assert_int_eq(replicas_clone(reps, 15, 4, fd, sums, done, &cl), 0);
+    wait_all(&cl, 1);
+    ck_assert_int_eq(cl.status, -EIO);
+    close(fd);
+    free(sums);
+    free(want);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("replicas");
@@ -610,6 +659,7 @@ static Suite *suite(void)
     tcase_add_test(tc, idle_files_stay_bounded);
     tcase_add_test(tc, shutdown_answers_every_queued_op_once);
     tcase_add_test(tc, install_replaces_and_reports);
+    tcase_add_test(tc, clone_copies_an_older_replica_in_queue_order);
     suite_add_tcase(s, tc);
     return s;
 }
