@@ -120,18 +120,46 @@ static int dn_call(struct chunkctl *ctl, uint64_t node, Keel__Envelope *env, rpc
     return rpc_call(n->conn, env, RPC_NO_PAYLOAD, &o, cb, arg);
 }
 
-static bool view_node(void *ctx, uint64_t id, const char **domain)
+static enum cm_node_state view_node(void *ctx, uint64_t id, const char **domain)
 {
     struct chunkctl *ctl = ctx;
     struct reg_node *n = registry_get(ctl->cfg.reg, id);
 
     *domain = n ? n->domain : NULL;
-    return n && registry_node_live(n);
+    if (!n)
+        return CM_NODE_GONE;
+    if (n->state == REG_ALIVE)
+        return CM_NODE_LIVE;
+    return n->state == REG_DECOMMISSIONING ? CM_NODE_LEAVING : CM_NODE_GONE;
+}
+
+/* Failure domains with an ALIVE node. */
+static uint32_t live_domains(const struct registry *reg)
+{
+    const char *seen[256];
+    struct reg_node *n;
+    uint32_t count = 0;
+    size_t i = 0, nseen = 0;
+
+    while ((n = registry_next(reg, &i))) {
+        bool dup = false;
+
+        if (n->state != REG_ALIVE)
+            continue;
+        for (size_t k = 0; k < nseen && !dup; k++)
+            dup = strcmp(seen[k], n->domain) == 0;
+        if (dup)
+            continue;
+        count++;
+        if (nseen < ARRAY_SIZE(seen))
+            seen[nseen++] = n->domain;
+    }
+    return count;
 }
 
 struct cm_view chunkctl_view(struct chunkctl *ctl)
 {
-    return (struct cm_view){view_node, ctl};
+    return (struct cm_view){view_node, ctl, live_domains(ctl->cfg.reg)};
 }
 
 /* ----------------------------------------------------------- allocation */
@@ -745,28 +773,82 @@ void chunkctl_forget(struct chunkctl *ctl, const struct store_chunk_list *freed)
     }
 }
 
-void chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c)
+bool chunkctl_busy(const struct chunkctl *ctl, uint64_t chunk_id)
+{
+    return chunk_id && u64map_get(&ctl->busy, chunk_id) != NULL;
+}
+
+size_t chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c)
 {
     struct cm_view v = chunkctl_view(ctl);
     struct cm_chunk_health h;
     uint64_t gone[MAX_REPS];
+    uint64_t id = c->id;
     size_t ngone = 0;
 
     chunkmap_chunk_health(c, &v, &h);
-    if (h.live_current < c->replication || (h.stale == 0 && h.corrupt == 0))
-        return;
+    if (h.good < c->replication || (h.stale == 0 && h.corrupt == 0))
+        return 0;
     if (u64map_get(&ctl->busy, c->id))
-        return;
+        return 0;
     for (uint32_t i = 0; i < c->nrep && ngone < MAX_REPS; i++) {
         const struct cm_replica *r = &c->reps[i];
+        const char *d;
 
-        if (r->corrupt || r->version < c->version) {
-            registry_order_delete(ctl->cfg.reg, r->node, c->id, r->version);
-            gone[ngone++] = r->node;
-        }
+        if (!r->corrupt && r->version >= c->version)
+            continue;
+        if (view_node(ctl, r->node, &d) == CM_NODE_GONE)
+            continue;
+        registry_order_delete(ctl->cfg.reg, r->node, c->id, r->version);
+        log_info("chunkctl: chunk %" PRIx64 ": %s replica on datanode %" PRIu64 " (version %" PRIu64
+                 ") ordered deleted",
+                 c->id, r->corrupt ? "corrupt" : "stale", r->node, r->version);
+        gone[ngone++] = r->node;
     }
-    for (size_t i = 0; i < ngone; i++)
-        chunkmap_drop_replica(ctl->cfg.cm, c, gone[i]);
+    for (size_t i = 0; i < ngone; i++) {
+        c = chunkmap_get(ctl->cfg.cm, id);
+        if (c)
+            chunkmap_drop_replica(ctl->cfg.cm, c, gone[i]);
+    }
+    return ngone;
+}
+
+size_t chunkctl_drop_excess(struct chunkctl *ctl, struct cm_chunk *c)
+{
+    struct placement_node holders[MAX_REPS];
+    uint64_t victims[MAX_REPS];
+    uint64_t id = c->id, version = c->version;
+    size_t n = 0, nv;
+
+    if (u64map_get(&ctl->busy, c->id))
+        return 0;
+    for (uint32_t i = 0; i < c->nrep && n < MAX_REPS; i++) {
+        const struct cm_replica *r = &c->reps[i];
+        struct reg_node *rn = registry_get(ctl->cfg.reg, r->node);
+
+        if (!cm_replica_current(c, r) || !rn || rn->state != REG_ALIVE)
+            continue;
+        memset(&holders[n], 0, sizeof(holders[n]));
+        holders[n].id = rn->id;
+        holders[n].domain = rn->domain;
+        holders[n].capacity = rn->capacity;
+        holders[n].used = rn->used;
+        holders[n].alive = true;
+        n++;
+    }
+    nv = placement_choose_excess(holders, n, c->replication, victims);
+    for (size_t i = 0; i < nv; i++) {
+        registry_order_delete(ctl->cfg.reg, victims[i], id, version);
+        log_info("chunkctl: chunk %" PRIx64 " has %zu good replicas for %u wanted: the one on "
+                 "datanode %" PRIu64 " ordered deleted",
+                 id, n, c->replication, victims[i]);
+    }
+    for (size_t i = 0; i < nv; i++) {
+        c = chunkmap_get(ctl->cfg.cm, id);
+        if (c)
+            chunkmap_drop_replica(ctl->cfg.cm, c, victims[i]);
+    }
+    return nv;
 }
 
 /* ------------------------------------------------------------ lifecycle */

@@ -20,7 +20,10 @@
  *                died between the datanodes and the commit): commit it.
  *   deletion     chunks dropped from LMDB are forgotten and their replicas
  *                ordered deleted; stale and corrupt replicas are ordered
- *                deleted once the chunk has enough current ones.
+ *                deleted once the chunk has enough good ones (current, on
+ *                live nodes that stay); current replicas beyond the
+ *                replication factor are ordered deleted keeping the best
+ *                spread over failure domains, the fullest node first.
  *
  * Version changes of one chunk run one at a time, in arrival order.
  *
@@ -111,11 +114,27 @@ void chunkctl_adopt(struct chunkctl *ctl, uint64_t chunk_id, uint64_t version);
 /* Chunks deleted from LMDB: forget them, order their replicas deleted. */
 void chunkctl_forget(struct chunkctl *ctl, const struct store_chunk_list *freed);
 
-/* Orders c's stale and corrupt replicas deleted if it has enough current
- * ones (the caller checks safe mode). */
-void chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c);
+/* True while a version change of chunk_id is queued or running. */
+bool chunkctl_busy(const struct chunkctl *ctl, uint64_t chunk_id);
 
-/* Registry-backed view of nodes for chunkmap health. */
+/*
+ * Orders c's stale and corrupt replicas on live nodes deleted, and forgets
+ * them, if c has enough good replicas and no version change runs; returns
+ * how many went. The caller checks safe mode.
+ */
+size_t chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c);
+
+/*
+ * Orders the good replicas of c beyond its replication factor deleted and
+ * forgets them (see placement_choose_excess for which go); none while a
+ * version change runs. Replicas on leaving nodes are never trimmed. Returns
+ * how many went. The caller checks safe mode and running copies.
+ */
+size_t chunkctl_drop_excess(struct chunkctl *ctl, struct cm_chunk *c);
+
+/* Registry-backed view of nodes for chunkmap health: ALIVE nodes are live,
+ * DECOMMISSIONING ones leaving, the others gone. The view is valid until
+ * the registry changes (use it at once). */
 struct cm_view chunkctl_view(struct chunkctl *ctl);
 
 /* Allocations and version changes in flight. */

@@ -8,6 +8,7 @@
 #include "chunkmap.h"
 
 #include "log.h"
+#include "store.h"
 #include "u64map.h"
 #include "util.h"
 
@@ -23,6 +24,8 @@ struct chunkmap {
     struct u64map chunks; /* id -> struct cm_chunk */
     struct u64map nodes;  /* id -> struct cm_node */
     size_t reported;
+    void (*hook)(void *arg, uint64_t chunk_id);
+    void *hook_arg;
 };
 
 static void must(int r)
@@ -87,7 +90,8 @@ static bool has_current(const struct cm_chunk *c)
     return false;
 }
 
-/* Keeps `reported` right across a change of c that began with `before`. */
+/* Keeps `reported` right across a change of c that began with `before`,
+ * and announces the change. */
 static void recount(struct chunkmap *cm, const struct cm_chunk *c, bool before)
 {
     bool after = has_current(c);
@@ -96,6 +100,8 @@ static void recount(struct chunkmap *cm, const struct cm_chunk *c, bool before)
         cm->reported++;
     else if (before && !after)
         cm->reported--;
+    if (cm->hook)
+        cm->hook(cm->hook_arg, c->id);
 }
 
 static struct cm_replica *find(const struct cm_chunk *c, uint64_t node)
@@ -167,6 +173,8 @@ void chunkmap_remove(struct chunkmap *cm, uint64_t id)
         cm->reported--;
     while (c->nrep)
         del_replica(cm, c, c->nrep - 1);
+    if (cm->hook)
+        cm->hook(cm->hook_arg, id);
     free(c->reps);
     free(c);
 }
@@ -197,10 +205,10 @@ void chunkmap_drop_replica(struct chunkmap *cm, struct cm_chunk *c, uint64_t nod
     for (uint32_t i = 0; i < c->nrep; i++) {
         if (c->reps[i].node == node) {
             del_replica(cm, c, i);
-            break;
+            recount(cm, c, before);
+            return;
         }
     }
-    recount(cm, c, before);
 }
 
 bool chunkmap_mark_corrupt(struct chunkmap *cm, struct cm_chunk *c, uint64_t node)
@@ -225,11 +233,16 @@ enum cm_report chunkmap_report(struct chunkmap *cm, uint64_t node, uint64_t chun
     if (!c)
         return CM_ORPHAN;
     before = has_current(c);
-    r = add_replica(cm, c, node);
-    r->version = version;
-    r->corrupt = corrupt;
-    r->gen = node_get(cm, node)->gen;
-    recount(cm, c, before);
+    r = find(c, node);
+    if (r && r->version == version && r->corrupt == corrupt) {
+        r->gen = node_get(cm, node)->gen; /* seen again, unchanged */
+    } else {
+        r = add_replica(cm, c, node);
+        r->version = version;
+        r->corrupt = corrupt;
+        r->gen = node_get(cm, node)->gen;
+        recount(cm, c, before);
+    }
     if (corrupt)
         return CM_CORRUPT;
     if (version == c->version)
@@ -270,6 +283,25 @@ size_t chunkmap_full_end(struct chunkmap *cm, uint64_t node)
     return ngone;
 }
 
+size_t chunkmap_drop_node(struct chunkmap *cm, uint64_t node)
+{
+    struct cm_node *n = u64map_get(&cm->nodes, node);
+    struct cm_chunk **all;
+    size_t i = 0, k = 0, count;
+    void *v;
+
+    if (!n)
+        return 0;
+    count = n->chunks.len;
+    all = xcalloc(count + 1, sizeof(*all));
+    while (u64map_next(&n->chunks, &i, NULL, &v) && k < count)
+        all[k++] = v;
+    for (size_t j = 0; j < k; j++)
+        chunkmap_drop_replica(cm, all[j], node);
+    free(all);
+    return k;
+}
+
 size_t chunkmap_count(const struct chunkmap *cm)
 {
     return cm->chunks.len;
@@ -294,18 +326,35 @@ struct cm_chunk *chunkmap_next(const struct chunkmap *cm, size_t *iter)
     return u64map_next(&cm->chunks, iter, NULL, &v) ? v : NULL;
 }
 
+struct cm_chunk *chunkmap_node_next(const struct chunkmap *cm, uint64_t node, size_t *iter)
+{
+    struct cm_node *n = u64map_get(&cm->nodes, node);
+    void *v;
+
+    return n && u64map_next(&n->chunks, iter, NULL, &v) ? v : NULL;
+}
+
+void chunkmap_set_hook(struct chunkmap *cm, void (*fn)(void *arg, uint64_t chunk_id), void *arg)
+{
+    cm->hook = fn;
+    cm->hook_arg = arg;
+}
+
 void chunkmap_chunk_health(const struct cm_chunk *c, const struct cm_view *v,
                            struct cm_chunk_health *h)
 {
-    const char *doms[16];
+    const char *doms[STORE_MAX_REPLICATION * 2];
     size_t ndoms = 0;
 
     memset(h, 0, sizeof(*h));
     for (uint32_t i = 0; i < c->nrep; i++) {
         const struct cm_replica *r = &c->reps[i];
         const char *d = NULL;
-        bool live = v->node(v->ctx, r->node, &d);
+        enum cm_node_state st = v->node(v->ctx, r->node, &d);
+        bool seen = false;
 
+        if (st == CM_NODE_GONE)
+            continue;
         if (r->corrupt) {
             h->corrupt++;
             continue;
@@ -315,17 +364,21 @@ void chunkmap_chunk_health(const struct cm_chunk *c, const struct cm_view *v,
             continue;
         }
         if (r->version != c->version)
+            continue; /* ahead: being adopted */
+        h->readable++;
+        if (st == CM_NODE_LEAVING) {
+            h->leaving++;
             continue;
-        if (live)
-            h->live_current++;
-        if (!d)
-            continue;
-        for (size_t k = 0; k < ndoms; k++)
-            if (strcmp(doms[k], d) == 0)
-                h->misplaced = true;
-        if (ndoms < ARRAY_SIZE(doms))
+        }
+        h->good++;
+        d = d ? d : "";
+        for (size_t k = 0; k < ndoms && !seen; k++)
+            seen = strcmp(doms[k], d) == 0;
+        if (!seen && ndoms < ARRAY_SIZE(doms))
             doms[ndoms++] = d;
     }
+    h->domains = (uint32_t)ndoms;
+    h->misplaced = MIN(h->good, v->live_domains) > h->domains;
 }
 
 void chunkmap_health(const struct chunkmap *cm, const struct cm_view *v, struct cm_health *out)
@@ -343,9 +396,9 @@ void chunkmap_health(const struct chunkmap *cm, const struct cm_view *v, struct 
         out->corrupt += h.corrupt;
         if (h.misplaced)
             out->misplaced++;
-        if (h.live_current == 0)
+        if (h.readable == 0)
             out->missing++;
-        else if (h.live_current < c->replication)
+        else if (h.good < c->replication)
             out->under_replicated++;
         else if (!h.misplaced)
             out->healthy++;

@@ -14,8 +14,15 @@
  * namenode records itself (after creating or re-versioning them) count as
  * seen by a report in progress.
  *
- * Health (for Status, fsck and a later replication queue) needs to know
- * which nodes are live and in which domain: the caller supplies that view.
+ * Health (for Status, fsck and the repair queue) needs to know which nodes
+ * are live, which are leaving (decommissioning) and in which domain, and
+ * how many failure domains could take a replica: the caller supplies that
+ * view.
+ *
+ * Every change of a chunk's version, replica set or replica states is
+ * announced through an optional hook (the repair module re-examines the
+ * chunk), after the change and on the loop thread; the hook must not call
+ * back into the map.
  *
  * Threads: the loop thread only. Chunks returned are borrowed until removed.
  */
@@ -75,6 +82,9 @@ void chunkmap_set_replica(struct chunkmap *cm, struct cm_chunk *c, uint64_t node
 /* Node no longer holds the chunk (or must not be trusted to). */
 void chunkmap_drop_replica(struct chunkmap *cm, struct cm_chunk *c, uint64_t node);
 
+/* Forgets every replica of node (it died or left); returns how many. */
+size_t chunkmap_drop_node(struct chunkmap *cm, uint64_t node);
+
 /* Node's replica failed a checksum. Returns false if node has no replica. */
 bool chunkmap_mark_corrupt(struct chunkmap *cm, struct cm_chunk *c, uint64_t node);
 
@@ -103,18 +113,39 @@ size_t chunkmap_node_replicas(const struct chunkmap *cm, uint64_t node);
 /* Iterates: for (size_t i = 0; (c = chunkmap_next(cm, &i));) ... */
 struct cm_chunk *chunkmap_next(const struct chunkmap *cm, size_t *iter);
 
-/* The caller's view of nodes: live or not, and the failure domain (NULL
- * when the node is unknown). */
+/* Iterates over the chunks node holds a replica of (in any state); the
+ * map must not change during the iteration. */
+struct cm_chunk *chunkmap_node_next(const struct chunkmap *cm, uint64_t node, size_t *iter);
+
+/* Runs fn(arg, chunk id) after every change of a chunk (NULL: none). */
+void chunkmap_set_hook(struct chunkmap *cm, void (*fn)(void *arg, uint64_t chunk_id), void *arg);
+
+/* A node as the caller sees it. */
+enum cm_node_state {
+    CM_NODE_GONE,    /* dead, unknown, decommissioned: its replicas do not count */
+    CM_NODE_LIVE,    /* serving, and staying */
+    CM_NODE_LEAVING, /* serving, but decommissioning: its replicas must move */
+};
+
+/* The caller's view of nodes: each node's state and failure domain (NULL
+ * when the node is unknown), and how many failure domains have a live
+ * node, which bounds how well any chunk can be spread. */
 struct cm_view {
-    bool (*node)(void *ctx, uint64_t id, const char **domain);
+    enum cm_node_state (*node)(void *ctx, uint64_t id, const char **domain);
     void *ctx;
+    uint32_t live_domains;
 };
 
 struct cm_chunk_health {
-    uint32_t live_current; /* current replicas on live nodes */
-    uint32_t stale;        /* stale replicas, live or not */
-    uint32_t corrupt;
-    bool misplaced; /* two current replicas share a failure domain */
+    uint32_t good;     /* current replicas on live nodes that stay */
+    uint32_t readable; /* current replicas on live or leaving nodes */
+    uint32_t leaving;  /* current replicas on leaving nodes */
+    uint32_t stale;    /* stale replicas on live or leaving nodes */
+    uint32_t corrupt;  /* corrupt replicas on live or leaving nodes */
+    uint32_t domains;  /* distinct failure domains of the good replicas */
+    /* The good replicas share a failure domain although more domains are
+     * alive: min(good, live domains) > domains. */
+    bool misplaced;
 };
 
 void chunkmap_chunk_health(const struct cm_chunk *c, const struct cm_view *v,
@@ -122,12 +153,12 @@ void chunkmap_chunk_health(const struct cm_chunk *c, const struct cm_view *v,
 
 struct cm_health {
     uint64_t chunks;
-    uint64_t healthy;          /* enough live current replicas, well placed */
-    uint64_t under_replicated; /* some, but fewer than wanted */
-    uint64_t missing;          /* none */
+    uint64_t healthy;          /* enough good replicas, well placed */
+    uint64_t under_replicated; /* readable, but fewer good ones than wanted */
+    uint64_t missing;          /* no readable replica */
     uint64_t misplaced;
-    uint64_t stale;   /* stale replicas waiting for deletion */
-    uint64_t corrupt; /* corrupt replicas */
+    uint64_t stale;   /* stale replicas waiting for deletion or resync */
+    uint64_t corrupt; /* corrupt replicas waiting for deletion */
 };
 
 void chunkmap_health(const struct chunkmap *cm, const struct cm_view *v, struct cm_health *out);

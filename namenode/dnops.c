@@ -21,27 +21,49 @@ static void reply_err(rpc_req *req, int r)
     rpc_reply_error(req, r, "%s", err_str(r));
 }
 
-/* Fills cmds/ptrs with up to MAX_COMMANDS of n's waiting commands (none in
- * safe mode); returns how many. */
-static size_t take_commands(struct nn_core *core, struct reg_node *n, Keel__Command *cmds,
-                            Keel__Command **ptrs)
+/* Room for the commands of one reply. Strings point into the registry. */
+struct cmdbuf {
+    Keel__Command cmds[MAX_COMMANDS];
+    Keel__Command *ptrs[MAX_COMMANDS];
+    Keel__Replica targets[MAX_COMMANDS];
+};
+
+/* Fills b with up to MAX_COMMANDS of n's waiting commands (none in safe
+ * mode); returns how many. A copy whose target is gone is dropped (the
+ * copy times out and goes elsewhere). */
+static size_t take_commands(struct nn_core *core, struct reg_node *n, struct cmdbuf *b)
 {
     struct reg_cmd rc[MAX_COMMANDS];
-    size_t got;
+    size_t got, k = 0;
 
     if (core->safe.on)
         return 0;
     got = registry_take_commands(n, rc, MAX_COMMANDS);
     for (size_t i = 0; i < got; i++) {
-        keel__command__init(&cmds[i]);
-        cmds[i].kind = (Keel__CommandKind)rc[i].kind;
-        cmds[i].chunk_id = rc[i].chunk_id;
-        cmds[i].version = rc[i].version;
-        ptrs[i] = &cmds[i];
+        Keel__Command *c = &b->cmds[k];
+
+        keel__command__init(c);
+        c->kind = (Keel__CommandKind)rc[i].kind;
+        c->chunk_id = rc[i].chunk_id;
+        c->version = rc[i].version;
+        if (rc[i].kind == REG_CMD_REPLICATE) {
+            struct reg_node *t = registry_get(core->reg, rc[i].target);
+
+            if (!t)
+                continue;
+            keel__replica__init(&b->targets[k]);
+            b->targets[k].node_id = t->id;
+            b->targets[k].addr = t->addr;
+            b->targets[k].domain = t->domain;
+            c->target = &b->targets[k];
+            c->delta = rc[i].delta;
+        }
+        b->ptrs[k] = c;
+        k++;
     }
-    if (got)
-        log_debug("dnops: %zu commands to datanode %" PRIu64, got, n->id);
-    return got;
+    if (k)
+        log_debug("dnops: %zu commands to datanode %" PRIu64, k, n->id);
+    return k;
 }
 
 /* ------------------------------------------------------------- register */
@@ -84,6 +106,7 @@ static void reg_done(struct commit_op *op, int status)
     registry_register(core->reg, &g->node, g->req->conn, mono_ms());
     log_info("dnops: datanode %" PRIu64 " registered (%s, domain %s, %s)", g->node.id, g->node.addr,
              g->node.domain, rpc_conn_peer(g->req->conn));
+    repair_node_registered(core->repair, g->node.id);
     rep.cluster_id = (char *)core->settings->cluster_id;
     rep.node_id = g->node.id;
     rep.chunk_size = core->settings->chunk_size;
@@ -144,19 +167,19 @@ static void h_heartbeat(rpc_req *req, void *ctx)
     struct reg_heartbeat hb = {rq->capacity, rq->used, rq->load, rq->copies, rq->full};
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__HeartbeatRep rep = KEEL__HEARTBEAT_REP__INIT;
-    Keel__Command cmds[MAX_COMMANDS];
-    Keel__Command *ptrs[MAX_COMMANDS];
+    struct cmdbuf *b = xmalloc(sizeof(*b));
     struct reg_node *n = registry_heartbeat(core->reg, rq->node_id, req->conn, &hb, mono_ms());
 
     if (!n) {
         rep.reregister = true;
     } else {
-        rep.n_commands = take_commands(core, n, cmds, ptrs);
-        rep.commands = ptrs;
+        rep.n_commands = take_commands(core, n, b);
+        rep.commands = b->ptrs;
     }
     env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT_REP;
     env.heartbeat_rep = &rep;
     rpc_reply(req, &env, RPC_NO_PAYLOAD);
+    free(b);
 }
 
 /* --------------------------------------------------------- block report */
@@ -168,21 +191,22 @@ static void h_block_report(rpc_req *req, void *ctx)
     struct reg_node *n = registry_get(core->reg, rq->node_id);
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__BlockReportRep rep = KEEL__BLOCK_REPORT_REP__INIT;
-    Keel__Command cmds[MAX_COMMANDS];
-    Keel__Command *ptrs[MAX_COMMANDS];
-    uint64_t *touched;
-    size_t ntouched = 0, orphans = 0;
+    struct cmdbuf *b;
+    size_t orphans = 0;
+    bool drained;
 
     if (!n || n->conn != req->conn) {
         rpc_reply_error(req, -EINVAL, "datanode %" PRIu64 " must register on this connection",
                         rq->node_id);
         return;
     }
-    if (rq->full && rq->first)
+    /* A drained node holds nothing the cluster needs: only deletions count. */
+    drained = n->state == REG_DECOMMISSIONED;
+    if (rq->full && rq->first && !drained)
         chunkmap_full_begin(core->cm, n->id);
-    touched = xcalloc(rq->n_replicas + 1, sizeof(*touched));
     for (size_t i = 0; i < rq->n_replicas; i++) {
         const Keel__ReplicaInfo *ri = rq->replicas[i];
+        bool corrupt = ri->state == KEEL__REPLICA_STATE__REPLICA_CORRUPT;
         struct cm_chunk *c;
 
         if (ri->chunk_id == 0 || ri->version == 0)
@@ -191,6 +215,8 @@ static void h_block_report(rpc_req *req, void *ctx)
             chunkmap_report_deleted(core->cm, n->id, ri->chunk_id);
             continue;
         }
+        if (drained)
+            continue;
         c = chunkmap_get(core->cm, ri->chunk_id);
         if (c && ri->version > c->version + MAX_VERSION_LEAD) {
             log_warn("dnops: datanode %" PRIu64 " reports chunk %" PRIx64 " at version %" PRIu64
@@ -198,8 +224,7 @@ static void h_block_report(rpc_req *req, void *ctx)
                      n->id, ri->chunk_id, ri->version, c->version);
             continue;
         }
-        switch (chunkmap_report(core->cm, n->id, ri->chunk_id, ri->version,
-                                ri->state == KEEL__REPLICA_STATE__REPLICA_CORRUPT)) {
+        switch (chunkmap_report(core->cm, n->id, ri->chunk_id, ri->version, corrupt)) {
         case CM_ORPHAN:
             if (!chunkctl_allocating(core->ctl, ri->chunk_id)) {
                 registry_order_delete(core->reg, n->id, ri->chunk_id, ri->version);
@@ -209,57 +234,62 @@ static void h_block_report(rpc_req *req, void *ctx)
         case CM_AHEAD:
             chunkctl_adopt(core->ctl, ri->chunk_id, ri->version);
             break;
+        case CM_CORRUPT:
+            log_warn("dnops: datanode %" PRIu64 " reports its replica of chunk %" PRIx64 " corrupt",
+                     n->id, ri->chunk_id);
+            break;
         default:
-            touched[ntouched++] = ri->chunk_id;
             break;
         }
+        repair_replica_reported(core->repair, n->id, ri->chunk_id, ri->version, corrupt);
     }
     if (orphans)
         log_info("dnops: datanode %" PRIu64 " holds %zu replicas of unknown chunks%s", n->id,
                  orphans, core->safe.on ? " (deleted after safe mode)" : "; ordered deleted");
-    if (rq->full && rq->last) {
+    if (rq->full && rq->last)
+        n->reported = true;
+    if (rq->full && rq->last && !drained) {
         size_t gone = chunkmap_full_end(core->cm, n->id);
 
         log_info("dnops: full block report of datanode %" PRIu64 " done: %zu replicas%s", n->id,
                  chunkmap_node_replicas(core->cm, n->id), gone ? ", some forgotten" : "");
     }
-    for (size_t i = 0; i < ntouched && !core->safe.on; i++) {
-        struct cm_chunk *c = chunkmap_get(core->cm, touched[i]);
-
-        if (c)
-            chunkctl_collect(core->ctl, c);
-    }
-    free(touched);
     dnops_check_safe_mode(core);
-    rep.n_commands = take_commands(core, n, cmds, ptrs);
-    rep.commands = ptrs;
+    b = xmalloc(sizeof(*b));
+    rep.n_commands = take_commands(core, n, b);
+    rep.commands = b->ptrs;
     env.body_case = KEEL__ENVELOPE__BODY_BLOCK_REPORT_REP;
     env.block_report_rep = &rep;
     rpc_reply(req, &env, RPC_NO_PAYLOAD);
+    free(b);
 }
 
 void dnops_check_safe_mode(struct nn_core *core)
 {
-    struct cm_chunk *c;
-    size_t i = 0;
-
-    if (!safemode_update(&core->safe, chunkmap_count(core->cm), chunkmap_reported(core->cm),
-                         mono_ms()))
-        return;
-    while ((c = chunkmap_next(core->cm, &i)))
-        chunkctl_collect(core->ctl, c);
+    if (safemode_update(&core->safe, chunkmap_count(core->cm), chunkmap_reported(core->cm),
+                        mono_ms()))
+        repair_scan_all(core->repair);
 }
 
 static void h_replicate_done(rpc_req *req, void *ctx)
 {
+    struct nn_core *core = ctx;
     Keel__ReplicateDoneReq *rq = req->env->replicate_done_req;
+    struct reg_node *n = registry_get(core->reg, rq->node_id);
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__ReplicateDoneRep rep = KEEL__REPLICATE_DONE_REP__INIT;
 
-    /* Re-replication is not scheduled yet; the copy shows up in the
-     * target's incremental report either way. */
-    log_info("dnops: datanode %" PRIu64 " copied chunk %" PRIx64 " to %" PRIu64 ": %d", rq->node_id,
-             rq->chunk_id, rq->target, rq->status);
+    if (!n || n->conn != req->conn) {
+        rpc_reply_error(req, -EINVAL, "datanode %" PRIu64 " must register on this connection",
+                        rq->node_id);
+        return;
+    }
+    if (rq->status > 0) {
+        rpc_reply_error(req, -EINVAL, "a status is 0 or negative");
+        return;
+    }
+    repair_copy_done(core->repair, n->id, rq->chunk_id, rq->version, rq->target,
+                     err_from_wire(rq->status), rq->bytes_sent, rq->bytes_saved);
     env.body_case = KEEL__ENVELOPE__BODY_REPLICATE_DONE_REP;
     env.replicate_done_rep = &rep;
     rpc_reply(req, &env, RPC_NO_PAYLOAD);

@@ -1,11 +1,12 @@
 /*
  * dnops: the datanode-facing service: registration (identity committed to
  * LMDB before the reply; a datanode of another cluster is refused),
- * heartbeats (liveness, capacity, load; replies carry queued commands),
- * block reports (full ones bracket the node's replica set; replicas of
- * unknown chunks are ordered deleted; stale and corrupt replicas are
- * ordered deleted once their chunk has enough current ones; a version above
- * the committed one is adopted) and replication-done notices.
+ * heartbeats (liveness, capacity, load; replies carry queued commands, or
+ * ask a node back from the dead to register again), block reports (full
+ * ones bracket the node's replica set; replicas of unknown chunks are
+ * ordered deleted; a version above the committed one is adopted; what the
+ * chunks need then is the repair module's business, fed by the chunk
+ * map's change hook) and replication-done notices (to repair).
  *
  * While the namenode is in safe mode no delete command leaves: orders are
  * queued and go out with the first heartbeat after it ends.
@@ -25,7 +26,7 @@ extern const rpc_handler dnops_handlers[];
 extern const size_t dnops_nhandlers;
 
 /* Re-evaluates safe mode (after reports, and on a timer for its timeout);
- * when it ends, every chunk's stale and corrupt replicas are collected. */
+ * when it ends, repair examines every chunk. */
 void dnops_check_safe_mode(struct nn_core *core);
 
 #endif

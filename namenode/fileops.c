@@ -6,7 +6,8 @@
  *   missing chunks of the range in parallel --> REPLY with fresh locations,
  *   and the chunks go on the lease's list of chunks given for writing.
  * Without for_write it answers at once from a read transaction and the
- * chunk map.
+ * chunk map. A chunk being re-replicated is not handed out for writing
+ * (-EAGAIN, the client retries): its copy must not miss a write.
  *
  * Replica order in a ChunkLoc: least loaded first, then most free space;
  * for a write this is the pipeline order.
@@ -120,10 +121,12 @@ static void fill_loc(struct nn_core *core, struct locbuf *b, uint64_t index, uin
                 order[j] = order[j - 1];
             order[j] = n;
             b->loc.n_replicas++;
-        } else if (detail && r->corrupt) {
+        } else if (!detail || !registry_node_live(n)) {
+            continue; /* a gone node's replicas are nobody's business */
+        } else if (r->corrupt) {
             set_replica(&b->reps[k], n);
             b->corrupt[b->loc.n_corrupt++] = &b->reps[k++];
-        } else if (detail && r->version < c->version) {
+        } else if (r->version < c->version) {
             set_replica(&b->reps[k], n);
             b->stale[b->loc.n_stale++] = &b->reps[k++];
         }
@@ -218,6 +221,13 @@ static void gc_reply(struct gcreq *g)
     mdb_txn_abort(txn);
     if (r)
         goto out;
+    for (size_t i = 0; rq->for_write && i < f.n; i++) {
+        if (repair_copying(core->repair, f.id[i])) {
+            rpc_reply_error(g->req, -EAGAIN, "chunk %" PRIx64 " is being re-replicated", f.id[i]);
+            g->req = NULL;
+            goto out;
+        }
+    }
     if (rq->for_write && lease_holder(core->leases, g->ino) != g->client) {
         /* Lost while allocating: the next holder was fenced without these. */
         r = -EBUSY;
@@ -226,7 +236,7 @@ static void gc_reply(struct gcreq *g)
     if (rq->for_write)
         lease_given(core->leases, g->ino, g->client, f.id, f.n);
     rep.chunk_size = core->settings->chunk_size;
-    rep.size = in.size;
+    rep.size = sizes_visible(core->sizes, in.ino, in.size);
     rep.chunks = locs;
     rep.n_chunks = f.n;
     env.body_case = KEEL__ENVELOPE__BODY_GET_CHUNKS_REP;
@@ -420,10 +430,29 @@ static void rc_bumped(void *arg, int status, const struct chunkctl_bump_result *
     free(rc);
 }
 
+/* Current replicas on live nodes that the client did not name as failed. */
+static uint32_t survivors(struct nn_core *core, const struct cm_chunk *c, const uint64_t *failed,
+                          size_t nfailed)
+{
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < c->nrep; i++) {
+        const struct cm_replica *r = &c->reps[i];
+        struct reg_node *node = registry_get(core->reg, r->node);
+        bool named = false;
+
+        for (size_t k = 0; k < nfailed && !named; k++)
+            named = failed[k] == r->node;
+        n += !named && cm_replica_current(c, r) && node && registry_node_live(node);
+    }
+    return n;
+}
+
 static void rc_go(struct rcreq *rc)
 {
     Keel__RecoverChunkReq *rq = rc->req->env->recover_chunk_req;
     struct cm_chunk *c = chunkmap_get(rc->core->cm, rc->chunk_id);
+    uint32_t need, left;
     int r;
 
     if (!c) {
@@ -432,9 +461,25 @@ static void rc_go(struct rcreq *rc)
         return;
     }
     if (rq->version < c->version) {
-        /* Recovered already (a retry, or a handover fenced it): the
-         * current state is the answer. */
-        rc_reply_loc(rc, c);
+        /* Recovered already, fenced or being copied: the client refetches. */
+        rpc_reply_error(rc->req, -ESTALE,
+                        "chunk %" PRIx64 " is at version %" PRIu64 ", not %" PRIu64, rc->chunk_id,
+                        c->version, rq->version);
+        free(rc);
+        return;
+    }
+    if (repair_copying(rc->core->repair, rc->chunk_id)) {
+        rpc_reply_error(rc->req, -EAGAIN, "chunk %" PRIx64 " is being re-replicated", rc->chunk_id);
+        free(rc);
+        return;
+    }
+    /* A client's word alone never takes a chunk below min-replicas. */
+    need = MIN(rc->core->cfg->min_replicas, c->replication);
+    left = survivors(rc->core, c, rq->failed, rq->n_failed);
+    if (left < need) {
+        rpc_reply_error(rc->req, -EIO,
+                        "only %u current replicas of chunk %" PRIx64 " would be left, %u needed",
+                        left, rc->chunk_id, need);
         free(rc);
         return;
     }
@@ -506,7 +551,19 @@ struct exreq {
     struct lease_waiter lw;
     uint64_t ino, size, result;
     int64_t now;
+    bool durable;
 };
+
+static void ex_reply(struct exreq *x, uint64_t size)
+{
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    Keel__ExtendRep rep = KEEL__EXTEND_REP__INIT;
+
+    rep.size = size;
+    env.body_case = KEEL__ENVELOPE__BODY_EXTEND_REP;
+    env.extend_rep = &rep;
+    rpc_reply(x->req, &env, RPC_NO_PAYLOAD);
+}
 
 static int ex_apply(MDB_txn *txn, struct commit_op *op)
 {
@@ -518,25 +575,39 @@ static int ex_apply(MDB_txn *txn, struct commit_op *op)
 static void ex_done(struct commit_op *op, int status)
 {
     struct exreq *x = list_entry(op, struct exreq, op);
-    Keel__Envelope env = KEEL__ENVELOPE__INIT;
-    Keel__ExtendRep rep = KEEL__EXTEND_REP__INIT;
 
-    if (status) {
+    if (status)
         reply_err(x->req, status);
-    } else {
-        rep.size = x->result;
-        env.body_case = KEEL__ENVELOPE__BODY_EXTEND_REP;
-        env.extend_rep = &rep;
-        rpc_reply(x->req, &env, RPC_NO_PAYLOAD);
-    }
+    else
+        ex_reply(x, sizes_visible(x->core->sizes, x->ino, x->result));
     free(x);
 }
 
+/* With the lease held: a size that need not be durable is answered from
+ * memory once visible; a durable one (or one that must queue behind a
+ * truncate) is answered after its commit. */
 static void ex_submit(struct exreq *x)
 {
+    struct store_inode in;
+    uint64_t visible;
+    int r;
+
+    x->now = now_ns();
+    if (!x->durable) {
+        r = regular_file(x->core, x->ino, &in);
+        if (r) {
+            reply_err(x->req, r);
+            free(x);
+            return;
+        }
+        if (sizes_grow(x->core->sizes, x->ino, in.size, x->size, x->now, &visible) == 0) {
+            ex_reply(x, visible);
+            free(x);
+            return;
+        }
+    }
     x->op.apply = ex_apply;
     x->op.done = ex_done;
-    x->now = now_ns();
     commit_submit(x->core->commit, &x->op);
 }
 
@@ -574,6 +645,7 @@ static void h_extend(rpc_req *req, void *ctx)
     x->req = req;
     x->ino = rq->ino;
     x->size = rq->size;
+    x->durable = rq->durable;
     x->lw.cb = ex_lease_cb;
     r = lease_acquire(core->leases, rq->ino, rq->client_id, mono_ms(), &x->lw);
     if (r == -EINPROGRESS)

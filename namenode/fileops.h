@@ -7,6 +7,12 @@
  * connection, and fencing the old holder's chunks at the datanodes.
  *
  * Every request that writes takes the file's write lease first (lease.h).
+ * A growing size without ExtendReq.durable is answered once it is visible
+ * (sizes.h) and committed a few milliseconds later; with durable, after
+ * its commit. Chunks being re-replicated are not handed out for writing
+ * or recovered (-EAGAIN); a recovery naming replicas as failed never takes
+ * a chunk below min-replicas (-EIO, nothing changes), and one for an old
+ * version is refused with -ESTALE (the client refetches).
  * Threads: the loop thread only.
  */
 #ifndef KEEL_NN_FILEOPS_H

@@ -471,6 +471,12 @@ uint64_t lease_holder(const struct lease_table *t, uint64_t ino)
     return e && (e->state == L_HELD || e->state == L_RECALLING) ? e->holder : 0;
 }
 
+bool lease_busy(const struct lease_table *t, uint64_t ino, uint64_t now_ms)
+{
+    /* An entry lives exactly while one of those holds (maybe_free). */
+    return ino && (get(t, ino) != NULL || now_ms < t->fence_until_ms);
+}
+
 size_t lease_count(const struct lease_table *t)
 {
     return t->held;

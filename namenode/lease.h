@@ -121,6 +121,16 @@ void lease_cancel_all(struct lease_table *t, int err);
 /* The client holding ino's lease, or 0. */
 uint64_t lease_holder(const struct lease_table *t, uint64_t ino);
 
+/*
+ * True when some client may still write ino with locations it was given:
+ * the lease is held, being recalled or fenced, waited for, or an old
+ * holder's chunks are not fenced yet (a releaser may come back without
+ * asking), or, right after a restart, a holder of the previous run may
+ * still write. A chunk of such a file must get a new version before it is
+ * copied, so that no write lands on the source after the copy read it.
+ */
+bool lease_busy(const struct lease_table *t, uint64_t ino, uint64_t now_ms);
+
 /* Leases held. */
 size_t lease_count(const struct lease_table *t);
 

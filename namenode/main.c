@@ -27,6 +27,8 @@ struct opts {
     uint64_t safe_mode_threshold;
     uint64_t dn_timeout_ms;
     uint64_t commit_batch;
+    uint64_t replication_streams;
+    uint64_t replication_timeout_ms;
     enum log_level level;
 };
 
@@ -82,6 +84,14 @@ static int check(const struct opts *o)
         fprintf(stderr, "keel-namenode: --commit-batch must be at most 65536\n");
         return -1;
     }
+    if (o->replication_streams < 1 || o->replication_streams > 64) {
+        fprintf(stderr, "keel-namenode: --replication-streams must be 1 to 64\n");
+        return -1;
+    }
+    if (o->replication_timeout_ms < 100) {
+        fprintf(stderr, "keel-namenode: --replication-timeout must be at least 100ms\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -98,6 +108,8 @@ static int run(const struct opts *o)
         .safe_mode_threshold = (uint32_t)o->safe_mode_threshold,
         .dn_call_timeout_ms = (uint32_t)o->dn_timeout_ms,
         .commit_batch = (uint32_t)o->commit_batch,
+        .replication_streams = (uint32_t)o->replication_streams,
+        .replication_timeout_ms = o->replication_timeout_ms,
     };
     struct daemon d = {0};
     char err[512] = "";
@@ -143,6 +155,8 @@ int main(int argc, char **argv)
         .safe_mode_threshold = 99,
         .dn_timeout_ms = 10000,
         .commit_batch = 512,
+        .replication_streams = 2,
+        .replication_timeout_ms = 60000,
         .level = LOG_INFO,
     };
     const struct flag flags[] = {
@@ -169,6 +183,10 @@ int main(int argc, char **argv)
          "timeout of calls to datanodes (create, set version, trim)"},
         {"commit-batch", FLAG_UINT, &o.commit_batch,
          "most metadata operations in one LMDB transaction"},
+        {"replication-streams", FLAG_UINT, &o.replication_streams,
+         "re-replication copies one datanode sends, and receives, at a time"},
+        {"replication-timeout", FLAG_DURATION, &o.replication_timeout_ms,
+         "a re-replication copy not done by then is retried elsewhere"},
         {"log-level", FLAG_LOGLEVEL, &o.level, "error, warn, info or debug"},
     };
     const struct flags_spec spec = {

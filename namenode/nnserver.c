@@ -71,16 +71,22 @@ static void on_close(rpc_conn *c, int err, void *ctx)
 
 /* ------------------------------------------------------------ periodic */
 
+static void node_died(struct reg_node *n, void *arg)
+{
+    struct nnserver *s = arg;
+
+    repair_node_dead(s->core.repair, n->id);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct nnserver *s = t->data;
     uint64_t now = mono_ms();
 
-    /* Replicas on nodes that die stop counting as live (chunk health,
-     * replica lists); a replication queue would be fed from here. */
-    registry_tick(s->core.reg, now, NULL, NULL);
+    registry_tick(s->core.reg, now, node_died, s);
     lease_tick(s->core.leases, now);
     dnops_check_safe_mode(&s->core);
+    repair_tick(s->core.repair, now);
 }
 
 /* -------------------------------------------------------------- start-up */
@@ -158,7 +164,9 @@ static void free_modules(struct nnserver *s)
 {
     if (s->server)
         rpc_server_close(s->server);
+    sizes_free(s->core.sizes);
     commit_close(s->core.commit);
+    repair_free(s->core.repair);
     if (s->core.leases)
         lease_table_free(s->core.leases);
     chunkctl_free(s->core.ctl);
@@ -177,6 +185,7 @@ int nnserver_start(uv_loop_t *loop, const struct nn_config *cfg, struct nnserver
 {
     struct nnserver *s = xcalloc(1, sizeof(*s));
     struct chunkctl_config cc = {0};
+    struct repair_config rc = {0};
     struct lease_ops lops;
     char path[4096], line[80];
     int r;
@@ -213,6 +222,7 @@ int nnserver_start(uv_loop_t *loop, const struct nn_config *cfg, struct nnserver
         snprintf(err, errlen, "cannot set up commits: %s", uv_strerror(r));
         goto fail;
     }
+    s->core.sizes = sizes_new(loop, s->core.commit, s->core.store, 0, 0);
     cc.loop = loop;
     cc.store = s->core.store;
     cc.commit = s->core.commit;
@@ -225,6 +235,18 @@ int nnserver_start(uv_loop_t *loop, const struct nn_config *cfg, struct nnserver
     lops = fileops_lease_ops(&s->core);
     s->core.leases = lease_table_new(&lops, (uint32_t)cfg->lease_ms, mono_ms(), true);
     safemode_init(&s->core.safe, cfg->safe_mode_threshold, cfg->safe_mode_timeout_ms, mono_ms());
+    rc.loop = loop;
+    rc.store = s->core.store;
+    rc.commit = s->core.commit;
+    rc.reg = s->core.reg;
+    rc.cm = s->core.cm;
+    rc.ctl = s->core.ctl;
+    rc.leases = s->core.leases;
+    rc.safe = &s->core.safe;
+    rc.streams = cfg->replication_streams ? cfg->replication_streams : 2;
+    rc.timeout_ms = cfg->replication_timeout_ms ? cfg->replication_timeout_ms : 60000;
+    rc.call_timeout_ms = cfg->dn_call_timeout_ms;
+    s->core.repair = repair_new(&rc);
     dnops_check_safe_mode(&s->core);
 
     build_handlers(s);
@@ -280,9 +302,11 @@ void nnserver_stop(struct nnserver *s)
              st.ops, st.batches, st.max_batch);
     uv_timer_stop(&s->tick);
     uv_close((uv_handle_t *)&s->tick, NULL);
+    repair_stop(s->core.repair);
     rpc_server_close(s->server);
     s->server = NULL;
     lease_cancel_all(s->core.leases, -ECANCELED);
+    sizes_close(s->core.sizes); /* queues what is not committed yet */
     commit_close(s->core.commit);
 }
 

@@ -171,6 +171,7 @@ static void h_stat(rpc_req *req, void *ctx)
         reply_err(req, r);
         return;
     }
+    sizes_apply(core->sizes, &in);
     fill_attr(&attr, &in);
     rep.attr = &attr;
     env.body_case = KEEL__ENVELOPE__BODY_STAT_REP;
@@ -179,6 +180,7 @@ static void h_stat(rpc_req *req, void *ctx)
 }
 
 struct listing {
+    const struct sizes *sizes;
     Keel__DirEntry *ents;
     Keel__DirEntry **ptrs;
     Keel__Attr *attrs;
@@ -190,11 +192,13 @@ static void list_entry_cb(const char *name, size_t len, const struct store_inode
 {
     struct listing *l = arg;
     char *dst = l->names + l->n * (STORE_NAME_MAX + 1);
+    struct store_inode seen = *in;
 
     memcpy(dst, name, len);
     dst[len] = '\0';
     keel__dir_entry__init(&l->ents[l->n]);
-    fill_attr(&l->attrs[l->n], in);
+    sizes_apply(l->sizes, &seen);
+    fill_attr(&l->attrs[l->n], &seen);
     l->ents[l->n].name = dst;
     l->ents[l->n].attr = &l->attrs[l->n];
     l->ptrs[l->n] = &l->ents[l->n];
@@ -208,7 +212,7 @@ static void h_readdir(rpc_req *req, void *ctx)
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__ReaddirRep rep = KEEL__READDIR_REP__INIT;
     size_t max = rq->max ? MIN(rq->max, READDIR_MAX) : READDIR_DEFAULT;
-    struct listing l = {0};
+    struct listing l = {.sizes = core->sizes};
     MDB_txn *txn;
     bool eof = false;
     int r;
@@ -296,6 +300,23 @@ static void h_statfs(rpc_req *req, void *ctx)
     rpc_reply(req, &env, RPC_NO_PAYLOAD);
 }
 
+static void fill_node_status(struct nn_core *core, Keel__NodeStatus *st, struct reg_node *n,
+                             uint64_t now)
+{
+    keel__node_status__init(st);
+    st->node_id = n->id;
+    st->addr = n->addr;
+    st->domain = n->domain;
+    st->state = (Keel__NodeState)n->state;
+    st->capacity = n->capacity;
+    st->used = n->used;
+    st->chunks = chunkmap_node_replicas(core->cm, n->id);
+    st->since_heartbeat_ms = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
+    st->load = n->load;
+    if (n->state == REG_DECOMMISSIONING)
+        st->decommission_left = repair_decommission_left(core->repair, n->id);
+}
+
 static void h_status(rpc_req *req, void *ctx)
 {
     struct nn_core *core = core_of(ctx);
@@ -306,26 +327,19 @@ static void h_status(rpc_req *req, void *ctx)
     Keel__NodeStatus **ptrs = xcalloc(count + 1, sizeof(*ptrs));
     struct cm_view view = chunkctl_view(core->ctl);
     uint64_t now = mono_ms();
+    struct repair_stats rs;
     struct cm_health h;
     struct reg_node *n;
     MDB_txn *txn;
     int r;
 
     while ((n = registry_next(core->reg, &i)) && k < count) {
-        keel__node_status__init(&st[k]);
-        st[k].node_id = n->id;
-        st[k].addr = n->addr;
-        st[k].domain = n->domain;
-        st[k].state = (Keel__NodeState)n->state;
-        st[k].capacity = n->capacity;
-        st[k].used = n->used;
-        st[k].chunks = chunkmap_node_replicas(core->cm, n->id);
-        st[k].since_heartbeat_ms = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
-        st[k].load = n->load;
+        fill_node_status(core, &st[k], n, now);
         ptrs[k] = &st[k];
         k++;
     }
     chunkmap_health(core->cm, &view, &h);
+    repair_get_stats(core->repair, &rs);
     rep.cluster_id = (char *)core->settings->cluster_id;
     rep.chunk_size = core->settings->chunk_size;
     rep.replication = core->settings->replication;
@@ -340,6 +354,8 @@ static void h_status(rpc_req *req, void *ctx)
     rep.misplaced = h.misplaced;
     rep.stale_pending = h.stale;
     rep.corrupt = h.corrupt;
+    rep.repl_queue = rs.queued;
+    rep.repl_running = rs.running;
     r = store_read_begin(core->store, &txn);
     if (r == 0) {
         r = store_count_inodes(core->store, txn, &rep.files);
@@ -356,9 +372,52 @@ static void h_status(rpc_req *req, void *ctx)
     free(st);
 }
 
+struct decomreq {
+    struct nn_core *core;
+    rpc_req *req;
+};
+
+static void decom_done(void *arg, int status, uint64_t node)
+{
+    struct decomreq *d = arg;
+    struct reg_node *n = registry_get(d->core->reg, node);
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    Keel__DecommissionRep rep = KEEL__DECOMMISSION_REP__INIT;
+    Keel__NodeStatus st;
+
+    if (status == 0 && !n)
+        status = -ENOENT;
+    if (status == -ENOENT) {
+        rpc_reply_error(d->req, -ENOENT, "no datanode %" PRIu64, node);
+    } else if (status) {
+        reply_err(d->req, status);
+    } else {
+        fill_node_status(d->core, &st, n, mono_ms());
+        rep.node = &st;
+        env.body_case = KEEL__ENVELOPE__BODY_DECOMMISSION_REP;
+        env.decommission_rep = &rep;
+        rpc_reply(d->req, &env, RPC_NO_PAYLOAD);
+    }
+    free(d);
+}
+
 static void h_decommission(rpc_req *req, void *ctx)
 {
-    rpc_reply_error(req, -EOPNOTSUPP, "decommissioning is not implemented yet");
+    struct nn_core *core = core_of(ctx);
+    Keel__DecommissionReq *rq = req->env->decommission_req;
+    struct decomreq *d;
+
+    if (!registry_get(core->reg, rq->node_id)) {
+        rpc_reply_error(req, -ENOENT, "no datanode %" PRIu64, rq->node_id);
+        return;
+    }
+    d = xcalloc(1, sizeof(*d));
+    d->core = core;
+    d->req = req;
+    log_info("nsops: %s of datanode %" PRIu64 " asked by %s",
+             rq->recommission ? "recommission" : "decommission", rq->node_id,
+             rpc_conn_peer(req->conn));
+    repair_decommission(core->repair, rq->node_id, rq->recommission, decom_done, d);
 }
 
 /* ------------------------------------------------------------- mutations */
@@ -389,6 +448,8 @@ struct mut {
     uint64_t ino; /* the file whose lease is needed */
     uint64_t client_id;
     void (*after_lease)(struct mut *m);
+    uint64_t held;   /* inode with a sizes hold, or 0 */
+    bool supersedes; /* it sets the held inode's size */
 };
 
 static struct mut *mut_new(struct nn_core *core, rpc_req *req, const struct mut_kind *kind)
@@ -403,8 +464,24 @@ static struct mut *mut_new(struct nn_core *core, rpc_req *req, const struct mut_
     return m;
 }
 
+/* Takes a sizes hold on ino: a grown size of it commits first. */
+static void mut_hold(struct mut *m, uint64_t ino, bool supersedes)
+{
+    sizes_hold(m->core->sizes, ino);
+    m->held = ino;
+    m->supersedes = supersedes;
+}
+
+static void mut_unhold(struct mut *m, int status)
+{
+    if (m->held)
+        sizes_release(m->core->sizes, m->held, status == 0 && m->supersedes);
+    m->held = 0;
+}
+
 static void mut_free(struct mut *m)
 {
+    mut_unhold(m, -ECANCELED);
     store_chunk_list_free(&m->freed);
     free(m);
 }
@@ -425,6 +502,7 @@ static void mut_done(struct commit_op *op, int status)
 
     if (m->trim)
         chunkctl_trim_finish(m->core->ctl, m->trim, status);
+    mut_unhold(m, status);
     if (status == 0 && m->freed.n)
         chunkctl_forget(m->core->ctl, &m->freed);
     if (status)
@@ -490,6 +568,7 @@ static void reply_attr(struct mut *m, Keel__Envelope__BodyCase body)
     Keel__CreateRep cr = KEEL__CREATE_REP__INIT;
     Keel__Attr attr;
 
+    sizes_apply(m->core->sizes, &m->attr);
     fill_attr(&attr, &m->attr);
     env.body_case = body;
     switch (body) {
@@ -725,6 +804,13 @@ static int lookup(struct nn_core *core, const char *path, uint64_t ino, struct s
     return r;
 }
 
+/* With the lease held: the size set to 0 must not be overtaken by a grown one. */
+static void create_truncate(struct mut *m)
+{
+    mut_hold(m, m->ino, true);
+    mut_submit(m);
+}
+
 static void h_create(rpc_req *req, void *ctx)
 {
     struct nn_core *core = core_of(ctx);
@@ -742,7 +828,7 @@ static void h_create(rpc_req *req, void *ctx)
     if (rq->truncate && !rq->exclusive && lookup(core, rq->path, 0, &in) == 0 && S_ISREG(in.mode)) {
         m->ino = in.ino;
         m->client_id = rq->client_id;
-        mut_with_lease(m, mut_submit);
+        mut_with_lease(m, create_truncate);
         return;
     }
     mut_submit(m);
@@ -772,12 +858,15 @@ static void setattr_size(struct mut *m)
     uint64_t cs = m->core->settings->chunk_size, chunk_id;
     struct store_inode in;
     MDB_txn *txn;
-    int r = lookup(m->core, NULL, m->ino, &in);
+    int r;
 
+    mut_hold(m, m->ino, true);
+    r = lookup(m->core, NULL, m->ino, &in);
     if (r) {
         mut_fail(m, r);
         return;
     }
+    sizes_apply(m->core->sizes, &in); /* shrinking is judged on what clients saw */
     if (m->sa.size >= in.size || m->sa.size % cs == 0) {
         mut_submit(m);
         return;
@@ -844,6 +933,8 @@ static void h_setattr(rpc_req *req, void *ctx)
         mut_with_lease(m, setattr_size);
         return;
     }
+    /* Times set here must not be overtaken by a grown size's times. */
+    mut_hold(m, in.ino, false);
     mut_submit(m);
 }
 

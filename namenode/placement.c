@@ -141,3 +141,51 @@ int placement_choose(const struct placement_node *nodes, size_t n, const struct 
     free(held);
     return 0;
 }
+
+/* Orders removal candidates: most crowded domain, then least free, then id. */
+static bool removes_before(const struct placement_node *a, unsigned a_use,
+                           const struct placement_node *b, unsigned b_use)
+{
+    if (a_use != b_use)
+        return a_use > b_use;
+    if (free_bytes(a) != free_bytes(b))
+        return free_bytes(a) < free_bytes(b);
+    return a->id > b->id;
+}
+
+size_t placement_choose_excess(const struct placement_node *holders, size_t n, size_t keep,
+                               uint64_t *out)
+{
+    const char **doms;
+    bool *gone;
+    size_t removed = 0;
+
+    if (n <= keep)
+        return 0;
+    doms = xcalloc(n, sizeof(*doms));
+    gone = xcalloc(n, sizeof(*gone));
+    for (size_t i = 0; i < n; i++)
+        doms[i] = holders[i].domain ? holders[i].domain : "";
+    while (n - removed > keep) {
+        size_t victim = n;
+        unsigned victim_use = 0;
+
+        for (size_t i = 0; i < n; i++) {
+            unsigned use = 0;
+
+            if (gone[i])
+                continue;
+            for (size_t k = 0; k < n; k++)
+                use += !gone[k] && same_domain(doms[k], doms[i]);
+            if (victim == n || removes_before(&holders[i], use, &holders[victim], victim_use)) {
+                victim = i;
+                victim_use = use;
+            }
+        }
+        gone[victim] = true;
+        out[removed++] = holders[victim].id;
+    }
+    free(gone);
+    free(doms);
+    return removed;
+}

@@ -16,6 +16,11 @@
  *      greedy "most free first" would do, making it a hot spot).
  *
  * Fewer than `replication` nodes are returned when fewer are usable.
+ *
+ * The reverse question, which replicas of an over-replicated chunk go, has
+ * its own rules: never lose a failure domain that can be kept (remove from
+ * the most crowded domain first), and among equals remove from the fullest
+ * node (least free space), so that trimming also evens out disk use.
  */
 #ifndef KEEL_NN_PLACEMENT_H
 #define KEEL_NN_PLACEMENT_H
@@ -59,6 +64,14 @@ struct placement_rng {
  */
 int placement_choose(const struct placement_node *nodes, size_t n, const struct placement_req *req,
                      struct placement_rng *rng, uint64_t *out, size_t *nout, bool *misplaced);
+
+/*
+ * Chooses which of the n holders of a chunk's replicas to remove so that
+ * keep of them remain. Writes the ids to remove into out (room for n) and
+ * returns how many (0 when n <= keep). Deterministic.
+ */
+size_t placement_choose_excess(const struct placement_node *holders, size_t n, size_t keep,
+                               uint64_t *out);
 
 /* True if the node may receive a new replica of chunk_size bytes. */
 bool placement_usable(const struct placement_node *node, uint64_t chunk_size);

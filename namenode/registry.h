@@ -11,11 +11,24 @@
  *   UNKNOWN (known from the store, not seen since start)
  *      --registers--> ALIVE --silent for dead_timeout--> DEAD
  *   UNKNOWN --not seen for dead_timeout after start--> DEAD
- *   DEAD --heartbeats or registers again--> ALIVE
+ *   DEAD --registers again--> ALIVE
+ *   ALIVE --decommission--> DECOMMISSIONING --drained--> DECOMMISSIONED
+ *   DECOMMISSIONING, DECOMMISSIONED --recommission--> ALIVE
  *
- * Decommissioning is a flag kept in the store; it belongs to a later issue.
+ * A DEAD node's replicas are forgotten (the caller drops them from the
+ * chunk map), so a dead node that heartbeats again is told to register
+ * again: its full block report then says what it holds now. The same goes
+ * for a decommissioned node that is recommissioned. Decommissioning flags
+ * are kept in the store (set by the caller) and decide the state a node
+ * registers into; a decommissioning node that goes silent is DEAD like any
+ * other, a decommissioned one stays DECOMMISSIONED.
+ *
  * A node's connection closing does not make it dead: it stays ALIVE until
  * the dead timeout, but is no longer picked for new replicas.
+ *
+ * Commands waiting for a node's next heartbeat: deletions (one per chunk,
+ * the highest version wins) and replication copies (few: bounded by the
+ * caller's per-node stream limit).
  *
  * Threads: the loop thread only.
  */
@@ -39,12 +52,15 @@ enum reg_state {
 };
 
 /* Command kinds (values equal keel.proto's CommandKind). */
-#define REG_CMD_DELETE 1u
+#define REG_CMD_DELETE    1u
+#define REG_CMD_REPLICATE 4u
 
 struct reg_cmd {
     uint32_t kind;
     uint64_t chunk_id;
     uint64_t version;
+    uint64_t target; /* REPLICATE: the node to copy to */
+    bool delta;      /* REPLICATE: the target holds an older version */
 };
 
 struct reg_node {
@@ -56,9 +72,16 @@ struct reg_node {
     bool full;      /* the last heartbeat reported a write failing with ENOSPC */
     uint32_t flags; /* STORE_NODE_* */
     enum reg_state state;
-    uint64_t last_seen_ms; /* monotonic: last registration or heartbeat */
-    rpc_conn *conn;        /* referenced; NULL when not connected */
-    struct u64map deletes; /* chunk id -> struct reg_cmd, waiting to be sent */
+    uint64_t last_seen_ms;      /* monotonic: last registration or heartbeat */
+    rpc_conn *conn;             /* referenced; NULL when not connected */
+    bool reregister;            /* ask it to register again (and report in full) */
+    bool reported;              /* its full report since it registered is complete */
+    uint64_t registered_ms;     /* monotonic: its last registration */
+    bool no_push;               /* it answered CommandReq with -EOPNOTSUPP */
+    uint64_t decommission_left; /* chunks still to copy away (DECOMMISSIONING) */
+    struct u64map deletes;      /* chunk id -> struct reg_cmd, waiting to be sent */
+    struct reg_cmd *copy_cmds;  /* REPLICATE commands waiting to be sent */
+    size_t ncopies, copies_cap;
 };
 
 struct registry;
@@ -92,8 +115,8 @@ struct reg_heartbeat {
 
 /*
  * A heartbeat from node id on conn. Returns the node, or NULL when the node
- * is unknown or registered on another connection (it must register again).
- * A DEAD node that heartbeats is ALIVE again.
+ * must register again: it is unknown, registered on another connection, was
+ * DEAD (its replicas were forgotten) or was recommissioned after it drained.
  */
 struct reg_node *registry_heartbeat(struct registry *r, uint64_t id, const rpc_conn *conn,
                                     const struct reg_heartbeat *hb, uint64_t now_ms);
@@ -106,8 +129,24 @@ void registry_tick(struct registry *r, uint64_t now_ms, void (*fn)(struct reg_no
  * Repeated orders for one chunk keep the highest version. */
 void registry_order_delete(struct registry *r, uint64_t id, uint64_t chunk_id, uint64_t version);
 
-/* Takes up to max waiting commands of n into out; returns how many. */
+/* Queues a REPLICATE command (cmd is copied) for node id's next heartbeat;
+ * the same copy queued twice is sent once. */
+void registry_order_copy(struct registry *r, uint64_t id, const struct reg_cmd *cmd);
+
+/* Withdraws a queued copy of chunk_id to target that was not sent yet. */
+void registry_cancel_copy(struct registry *r, uint64_t id, uint64_t chunk_id, uint64_t target);
+
+/* Drops every command waiting for node id (it died: what it holds will be
+ * learnt again from its next full report). */
+void registry_drop_commands(struct registry *r, uint64_t id);
+
+/* Takes up to max waiting commands of n into out, copies first; returns
+ * how many. */
 size_t registry_take_commands(struct reg_node *n, struct reg_cmd *out, size_t max);
+
+/* The store's decommissioning flags of node id changed to flags (committed
+ * by the caller): updates its state. Returns the node, or NULL. */
+struct reg_node *registry_set_flags(struct registry *r, uint64_t id, uint32_t flags);
 
 /* ALIVE or DECOMMISSIONING: its replicas may be read. */
 bool registry_node_live(const struct reg_node *n);

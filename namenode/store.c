@@ -769,6 +769,21 @@ int store_node_register(struct store *s, MDB_txn *txn, struct store_node *n)
     return node_put(s, txn, n);
 }
 
+int store_node_set_flags(struct store *s, MDB_txn *txn, uint64_t id, uint32_t set, uint32_t clear,
+                         uint32_t *flags)
+{
+    struct store_node n;
+    int r = store_node_get(s, txn, id, &n);
+
+    if (r)
+        return r;
+    n.flags = (n.flags | set) & ~clear;
+    r = node_put(s, txn, &n);
+    if (r == 0)
+        *flags = n.flags;
+    return r;
+}
+
 int store_nodes_foreach(struct store *s, MDB_txn *txn, store_node_fn fn, void *arg)
 {
     MDB_cursor *cur;

@@ -235,6 +235,11 @@ int store_node_register(struct store *s, MDB_txn *txn, struct store_node *n);
 
 int store_node_get(struct store *s, MDB_txn *txn, uint64_t id, struct store_node *out);
 
+/* Sets then clears flag bits (STORE_NODE_*) of node id; *flags gets the
+ * result. -ENOENT if the node does not exist. */
+int store_node_set_flags(struct store *s, MDB_txn *txn, uint64_t id, uint32_t set, uint32_t clear,
+                         uint32_t *flags);
+
 typedef int (*store_node_fn)(const struct store_node *n, void *arg);
 int store_nodes_foreach(struct store *s, MDB_txn *txn, store_node_fn fn, void *arg);
 

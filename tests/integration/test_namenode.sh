@@ -3,8 +3,10 @@
 # the real RPC: refused configurations, registration across failure
 # domains, every namespace operation and its errors, chunk allocation in
 # distinct domains, shrinking and deleting files down to the delete
-# commands the datanodes execute, a silent datanode declared dead (and
-# back), a datanode of another cluster refused, and a clean shutdown.
+# commands the datanodes execute, pipeline recovery and the resync of the
+# dropped replica, a silent datanode declared dead (and back, after
+# registering again), the spread restored once its domain returns, a
+# datanode of another cluster refused, and a clean shutdown.
 source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/nn_lib.sh"
 
@@ -107,8 +109,9 @@ out=$(op chunks /vm/a.img 0 3M)
 [[ $(grep -c '^chunk ' <<<"$out") -eq 2 ]] || fail "after the shrink: $out"
 
 # A failed write pipeline: the failed replica is dropped, the survivors get
-# a new version at the datanodes before the reply; with fewer than
-# min-replicas survivors the recovery fails with EIO.
+# a new version at the datanodes before the reply; repair then resyncs the
+# dropped one (a delta copy to it: it holds an older version). A recovery
+# naming every current replica, or for another version, changes nothing.
 op create /rc >/dev/null
 out=$(op --client-id 77 chunks /rc 0 1M write)
 read -r _ _ rcid rcver rcreps _ < <(grep '^chunk ' <<<"$out")
@@ -118,14 +121,24 @@ out=$(op --client-id 77 recover /rc "$rcid" "${rcver#v}" "$failed")
 [[ "$out" == "chunk 0 $rcid v2 "* ]] || fail "recovery: $out"
 awk '{ print $5 }' <<<"$out" | sed 's/replicas=//' | tr ',' '\n' | grep -qx "$failed" &&
     fail "the failed replica is still listed: $out"
-[[ $(all_replicas | awk -v c="$rcid" '$1 == c && $2 == 2' | wc -l) -eq 2 ]] ||
-    fail "survivors not at version 2: $(all_replicas)"
+[[ $(all_replicas | awk -v c="$rcid" '$1 == c && $2 >= 2' | wc -l) -eq 2 ]] ||
+    fail "survivors not moved to a new version: $(all_replicas)"
 [[ $(all_replicas | awk -v c="$rcid" '$1 == c && $2 == 1' | wc -l) -eq 1 ]] ||
     fail "the failed replica changed: $(all_replicas)"
-out=$(op --client-id 77 chunks /rc 0 1M detail)
-grep -q "stale=1" <<<"$out" || fail "the failed replica is not shown stale: $out"
-rest=$(awk '{ print $5 }' <<<"$(op chunks /rc 0 1M | grep '^chunk ')" | sed 's/replicas=//' | tr ',' ' ')
-expect_err EIO --client-id 77 recover /rc "$rcid" 2 $rest
+resynced() { grep -q "copying chunk $rcid v[0-9]* from datanode [0-9]* to $failed (delta" "$T/nn.log"; }
+wait_for 20 "a delta resync of the failed replica" resynced
+repair_idle() { op status | grep -q "repl_queue=0 repl_running=0"; }
+wait_for 20 "repair to settle" repair_idle
+out=$(op --client-id 77 chunks /rc 0 1M detail | grep '^chunk ')
+read -r _ _ _ curver currep _ <<<"$out"
+[[ $(tr ',' '\n' <<<"${currep#replicas=}" | wc -l) -eq 3 ]] || fail "not resynced: $out"
+grep -q "stale=0 corrupt=0 misplaced=0 replication=3" <<<"$out" || fail "detail after resync: $out"
+rest=$(tr ',' ' ' <<<"${currep#replicas=}")
+# shellcheck disable=SC2086
+expect_err EIO --client-id 77 recover /rc "$rcid" "${curver#v}" $rest
+[[ $(op chunks /rc 0 1M | awk '$1 == "chunk" { print $4 }') == "$curver" ]] ||
+    fail "a refused recovery changed the version"
+expect_err ESTALE --client-id 77 recover /rc "$rcid" 1 "$failed"
 expect_err ESTALE --client-id 77 recover /rc "$rcid" 99 "$failed"
 expect_err ENOENT --client-id 77 recover /rc ffffffff 1
 op rm /rc >/dev/null
@@ -146,15 +159,30 @@ wait_for 20 "datanode $victim declared dead" node_is "$victim" dead
 ((SECONDS - t0 >= 1)) || fail "declared dead too early"
 out=$(op status)
 grep -q "^node $victim dead" <<<"$out" || fail "status: $out"
-# New chunks avoid it, and with d2 gone they are marked misplaced.
+# New chunks avoid it; with d2 gone, two domains for three replicas is the
+# best spread there is: not misplaced.
 op create /after >/dev/null
 out=$(op chunks /after 0 1M write detail)
 placed=$(grep '^chunk ' <<<"$out" | awk '{ print $5 }' | sed 's/replicas=//')
 [[ -n "$placed" ]] || fail "no chunk allocated without the dead node: $out"
 tr ',' '\n' <<<"$placed" | grep -qx "$victim" && fail "placed on a dead node: $out"
-grep -q "misplaced=1" <<<"$out" || fail "two live domains for three replicas, not misplaced: $out"
+grep -q "misplaced=0" <<<"$out" || fail "two live domains for three replicas, misplaced: $out"
+out=$(op status)
+grep -q "misplaced=0" <<<"$out" || fail "status counts a chunk misplaced: $out"
 kill -CONT "${DN_PID[2]}"
 wait_for 20 "datanode $victim alive again" node_is "$victim" alive
+grep -q "datanode $victim .* is back; it must register again" "$T/nn.log" ||
+    fail "a dead datanode came back without registering again"
+# With d2 back, the chunk's spread can be better: a copy to d2, then the
+# extra replica in the shared domain goes.
+spread() {
+    local l
+    l=$(op chunks /after 0 1M detail | grep '^chunk ')
+    [[ "$l" == *"misplaced=0"* ]] &&
+        [[ $(awk '{ print $6 }' <<<"$l" | sed 's/domains=//' | tr ',' '\n' | sort -u | wc -l) -eq 3 ]]
+}
+wait_for 30 "/after spread over three domains" spread
+grep -q "is misplaced: one copy to a new domain" "$T/nn.log" || fail "no copy for the spread"
 
 # ----------------------------------------------- a datanode of another cluster
 rc=0

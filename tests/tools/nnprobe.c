@@ -6,12 +6,16 @@
  *       A fake datanode: registers (keeping its identity and replicas in
  *       FILE, rewritten atomically on every change), sends a full block
  *       report, heartbeats, executes delete commands, and answers the
- *       namenode's CreateReplica, SetVersion and TrimReplica calls. Every
- *       event is one line on stderr.
+ *       namenode's CreateReplica, SetVersion, TrimReplica and CommandReq
+ *       calls. A replicate command is played, not done: after --copy-ms the
+ *       source answers ReplicateDoneReq (status 0, or --copy-fail), and
+ *       the target's state does not change. Every event is one line on
+ *       stderr.
  *   nnprobe op --namenode A [--client-id N] CMD ARGS...
  *       One metadata operation; prints its result, or "ERR ENAME message"
  *       and exits 1. CMD: mkdir stat ls create rm rmdir mv ln symlink
- *       readlink chmod truncate extend statfs status chunks recover.
+ *       readlink chmod truncate extend statfs status chunks recover
+ *       decommission recommission.
  *   nnprobe burst --namenode A --dir D --count N [--inflight K] --log FILE
  *       Creates D/f000000... with K calls in flight; appends "sent NAME"
  *       before each call and "ack NAME" after each success to FILE (one
@@ -171,6 +175,17 @@ static struct dn {
     uv_timer_t hb;
     uv_signal_t sigterm, sigint;
     bool stopping;
+    /* Copies being played: reported done at their deadline. */
+    uint64_t copy_ms;
+    int copy_fail;
+    uint64_t copy_fails; /* how many copies fail (0: all) */
+    uint64_t copies_failed;
+    uv_timer_t copy_timer;
+    struct dn_copy {
+        uint64_t chunk, version, target, due_ms;
+        bool delta;
+    } copies[256];
+    size_t ncopies;
 } dn;
 
 static void dn_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -341,6 +356,65 @@ static void dn_h_trim(rpc_req *req, void *ctx)
 static void dn_register(void);
 static void dn_tick(uv_timer_t *t);
 
+static void dn_copy_done(int status, rpc_msg *m, void *arg)
+{
+    if (status)
+        dn_log("dn: ReplicateDone not delivered: %s", err_str(status));
+}
+
+/* Reports the copies whose time has come. */
+static void dn_copy_tick(uv_timer_t *t)
+{
+    uint64_t now = mono_ms();
+
+    for (size_t i = 0; i < dn.ncopies;) {
+        struct dn_copy *cp = &dn.copies[i];
+        Keel__Envelope env = KEEL__ENVELOPE__INIT;
+        Keel__ReplicateDoneReq rq = KEEL__REPLICATE_DONE_REQ__INIT;
+
+        if (cp->due_ms > now) {
+            i++;
+            continue;
+        }
+        rq.node_id = dn.node_id;
+        rq.chunk_id = cp->chunk;
+        rq.version = cp->version;
+        rq.target = cp->target;
+        /* Played copies make no replicas: a played replica may be the
+         * source of the next one, so the source is not checked here. */
+        if (dn.copy_fail && (dn.copy_fails == 0 || dn.copies_failed < dn.copy_fails)) {
+            rq.status = err_to_wire(-dn.copy_fail);
+            dn.copies_failed++;
+        }
+        rq.bytes_sent = rq.status ? 0 : (cp->delta ? 4096 : 1u << 20);
+        rq.bytes_saved = rq.status || !cp->delta ? 0 : (1u << 20) - 4096;
+        dn_log("dn: copied %" PRIx64 " v%" PRIu64 " to %" PRIu64 "%s: status %d", cp->chunk,
+               cp->version, cp->target, cp->delta ? " (delta)" : "", rq.status);
+        env.body_case = KEEL__ENVELOPE__BODY_REPLICATE_DONE_REQ;
+        env.replicate_done_req = &rq;
+        if (dn.registered)
+            rpc_call(dn.conn, &env, RPC_NO_PAYLOAD, NULL, dn_copy_done, NULL);
+        *cp = dn.copies[--dn.ncopies];
+    }
+}
+
+static void dn_replicate(const Keel__Command *c)
+{
+    uint64_t target = c->target ? c->target->node_id : 0;
+
+    for (size_t i = 0; i < dn.ncopies; i++)
+        if (dn.copies[i].chunk == c->chunk_id && dn.copies[i].target == target)
+            return; /* that copy runs */
+    if (dn.ncopies == ARRAY_SIZE(dn.copies)) {
+        dn_log("dn: too many copies; %" PRIx64 " dropped", c->chunk_id);
+        return;
+    }
+    dn.copies[dn.ncopies++] =
+        (struct dn_copy){c->chunk_id, c->version, target, mono_ms() + dn.copy_ms, c->delta};
+    dn_log("dn: copy %" PRIx64 " v%" PRIu64 " to %" PRIu64 "%s", c->chunk_id, c->version, target,
+           c->delta ? " (delta)" : "");
+}
+
 static void dn_commands(Keel__Command **cmds, size_t n)
 {
     bool changed = false;
@@ -348,6 +422,8 @@ static void dn_commands(Keel__Command **cmds, size_t n)
     for (size_t i = 0; i < n; i++) {
         struct replica *r = dn_find(cmds[i]->chunk_id);
 
+        if (cmds[i]->kind == KEEL__COMMAND_KIND__CMD_REPLICATE)
+            dn_replicate(cmds[i]);
         if (cmds[i]->kind != KEEL__COMMAND_KIND__CMD_DELETE)
             continue;
         if (r && r->version <= cmds[i]->version) {
@@ -490,6 +566,18 @@ static void dn_close(rpc_conn *c, int err, void *ctx)
     dn.registered = false;
 }
 
+static void dn_h_command(rpc_req *req, void *ctx)
+{
+    Keel__CommandReq *rq = req->env->command_req;
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    Keel__CommandRep rep = KEEL__COMMAND_REP__INIT;
+
+    dn_commands(rq->commands, rq->n_commands);
+    env.body_case = KEEL__ENVELOPE__BODY_COMMAND_REP;
+    env.command_rep = &rep;
+    rpc_reply(req, &env, RPC_NO_PAYLOAD);
+}
+
 static void dn_signal(uv_signal_t *s, int signum)
 {
     dn.stopping = true;
@@ -500,12 +588,14 @@ static const rpc_handler dn_handlers[] = {
     {KEEL__ENVELOPE__BODY_CREATE_REPLICA_REQ, "create_replica", dn_h_create},
     {KEEL__ENVELOPE__BODY_SET_VERSION_REQ, "set_version", dn_h_set_version},
     {KEEL__ENVELOPE__BODY_TRIM_REPLICA_REQ, "trim_replica", dn_h_trim},
+    {KEEL__ENVELOPE__BODY_COMMAND_REQ, "command", dn_h_command},
 };
 
 static int cmd_dn(int argc, char **argv)
 {
     const char *nn = NULL;
-    uint64_t fail = 0;
+    uint64_t fail = 0, copy_fail = 0;
+    bool no_push = false;
     char addr[64];
     struct flag flags[] = {
         {"namenode", FLAG_ADDR, &nn, "namenode address"},
@@ -517,12 +607,18 @@ static int cmd_dn(int argc, char **argv)
         {"fail-create", FLAG_UINT, &fail, "answer CreateReplica with this errno"},
         {"full", FLAG_BOOL, &dn.full, "report a full disk in heartbeats"},
         {"cluster-id", FLAG_STRING, &dn.cluster_override, "claim this cluster id"},
+        {"copy-ms", FLAG_DURATION, &dn.copy_ms, "a replicate command is reported done after this"},
+        {"copy-fail", FLAG_UINT, &copy_fail, "report replicate commands failed with this errno"},
+        {"copy-fails", FLAG_UINT, &dn.copy_fails, "with --copy-fail: only the first N (0: all)"},
+        {"no-push", FLAG_BOOL, &no_push, "refuse CommandReq (commands at heartbeats only)"},
     };
     struct flags_spec spec = {"nnprobe dn",           "--namenode A --state FILE [options]",
                               "A fake datanode.",     flags,
                               (int)ARRAY_SIZE(flags), false};
     rpc_service svc = {dn_handlers, ARRAY_SIZE(dn_handlers), NULL, NULL, dn_close};
     int first, r;
+
+    dn.copy_ms = 50;
 
     dn.domain = "default";
     dn.capacity = 100ull << 30;
@@ -536,6 +632,9 @@ static int cmd_dn(int argc, char **argv)
         return 2;
     }
     dn.fail_create = (int)fail;
+    dn.copy_fail = (int)copy_fail;
+    if (no_push)
+        svc.nhandlers--; /* the command handler is the last one */
     dn_load();
     r = rpc_connect(&loop, namenode_addr(nn), &svc, NULL, &dn.conn);
     if (r) {
@@ -545,12 +644,15 @@ static int cmd_dn(int argc, char **argv)
     uv_timer_init(&loop, &dn.hb);
     dn.heartbeat_ms = 200;
     uv_timer_start(&dn.hb, dn_tick, 0, 200);
+    uv_timer_init(&loop, &dn.copy_timer);
+    uv_timer_start(&dn.copy_timer, dn_copy_tick, 10, 10);
     uv_signal_init(&loop, &dn.sigterm);
     uv_signal_init(&loop, &dn.sigint);
     uv_signal_start(&dn.sigterm, dn_signal, SIGTERM);
     uv_signal_start(&dn.sigint, dn_signal, SIGINT);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&dn.hb, NULL);
+    uv_close((uv_handle_t *)&dn.copy_timer, NULL);
     uv_close((uv_handle_t *)&dn.sigterm, NULL);
     uv_close((uv_handle_t *)&dn.sigint, NULL);
     rpc_conn_close(dn.conn);
@@ -639,7 +741,8 @@ static void print_loc(const Keel__ChunkLoc *l)
     printf(" domains=");
     for (size_t i = 0; i < l->n_replicas; i++)
         printf("%s%s", i ? "," : "", l->replicas[i]->domain);
-    printf(" stale=%zu corrupt=%zu misplaced=%d\n", l->n_stale, l->n_corrupt, l->misplaced);
+    printf(" stale=%zu corrupt=%zu misplaced=%d replication=%u\n", l->n_stale, l->n_corrupt,
+           l->misplaced, l->replication);
 }
 
 static const char *state_name(Keel__NodeState s)
@@ -892,10 +995,11 @@ static int cmd_op(int argc, char **argv)
     } else if (strcmp(cmd, "extend") == 0) {
         Keel__ExtendReq rq = KEEL__EXTEND_REQ__INIT;
 
-        need(n, 3, "extend PATH SIZE");
+        need(n, 3, "extend PATH SIZE [durable]");
         rq.ino = ino_of(c, a[1]);
         rq.size = num(a[2]);
         rq.client_id = client_id;
+        rq.durable = n > 3 && strcmp(a[3], "durable") == 0;
         env.body_case = KEEL__ENVELOPE__BODY_EXTEND_REQ;
         env.extend_req = &rq;
         r = call(c, &env, 20000, &rep, err, sizeof(err));
@@ -924,15 +1028,16 @@ static int cmd_op(int argc, char **argv)
 
             for (size_t i = 0; i < s->n_nodes; i++)
                 printf("node %" PRIu64 " %s domain=%s addr=%s chunks=%" PRIu64 " since_ms=%" PRIu64
-                       " capacity=%" PRIu64 "\n",
+                       " capacity=%" PRIu64 " left=%" PRIu64 "\n",
                        s->nodes[i]->node_id, state_name(s->nodes[i]->state), s->nodes[i]->domain,
                        s->nodes[i]->addr, s->nodes[i]->chunks, s->nodes[i]->since_heartbeat_ms,
-                       s->nodes[i]->capacity);
+                       s->nodes[i]->capacity, s->nodes[i]->decommission_left);
             printf("cluster=%s safe_mode=%d files=%" PRIu64 " chunks=%" PRIu64 " healthy=%" PRIu64
                    " under=%" PRIu64 " missing=%" PRIu64 " misplaced=%" PRIu64 " stale=%" PRIu64
-                   " corrupt=%" PRIu64 "\n",
+                   " corrupt=%" PRIu64 " repl_queue=%" PRIu64 " repl_running=%" PRIu64 "\n",
                    s->cluster_id, s->safe_mode, s->files, s->chunks, s->healthy,
-                   s->under_replicated, s->missing, s->misplaced, s->stale_pending, s->corrupt);
+                   s->under_replicated, s->missing, s->misplaced, s->stale_pending, s->corrupt,
+                   s->repl_queue, s->repl_running);
         }
     } else if (strcmp(cmd, "chunks") == 0) {
         Keel__GetChunksReq rq = KEEL__GET_CHUNKS_REQ__INIT;
@@ -972,6 +1077,19 @@ static int cmd_op(int argc, char **argv)
         r = call(c, &env, 30000, &rep, err, sizeof(err));
         if (r == 0)
             print_loc(rep->recover_chunk_rep->chunk);
+    } else if (strcmp(cmd, "decommission") == 0 || strcmp(cmd, "recommission") == 0) {
+        Keel__DecommissionReq rq = KEEL__DECOMMISSION_REQ__INIT;
+
+        need(n, 2, "decommission|recommission NODE");
+        rq.node_id = num(a[1]);
+        rq.recommission = cmd[0] == 'r';
+        env.body_case = KEEL__ENVELOPE__BODY_DECOMMISSION_REQ;
+        env.decommission_req = &rq;
+        r = call(c, &env, 10000, &rep, err, sizeof(err));
+        if (r == 0)
+            printf("node %" PRIu64 " %s left=%" PRIu64 "\n", rep->decommission_rep->node->node_id,
+                   state_name(rep->decommission_rep->node->state),
+                   rep->decommission_rep->node->decommission_left);
     } else {
         fprintf(stderr, "nnprobe op: unknown command '%s'\n", cmd);
         rc = 2;

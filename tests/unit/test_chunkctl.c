@@ -5,7 +5,9 @@
  * nothing commits when no replica took a change; concurrent requests share
  * one allocation; version changes of a chunk run one after another; chunk
  * ids are never reused across a restart; deleted chunks' replicas are
- * ordered deleted.
+ * ordered deleted; stale replicas wait for enough good ones; extra
+ * replicas go from the crowded domain, the fuller node first, never from a
+ * leaving node.
  */
 #include "chunkctl.h"
 #include "chunkmap.h"
@@ -556,6 +558,35 @@ START_TEST(collect_waits_for_enough_current_replicas)
 }
 END_TEST
 
+START_TEST(excess_replicas_go_from_the_crowded_domain)
+{
+    uint64_t id = alloc_ok(0);
+    struct cm_chunk *c = chunkmap_get(map, id);
+    /* Nodes 1 and 4 share d0; the allocation used one of them. */
+    uint64_t extra = has_replica(c, 1) ? 4 : 1, other = extra == 1 ? 4 : 1;
+    struct reg_cmd cmds[4];
+
+    ck_assert(has_replica(c, other));
+    chunkmap_set_replica(map, c, extra, c->version);
+    ck_assert_uint_eq(c->nrep, 4);
+    registry_get(reg, other)->used = 60ull << 30; /* the fuller one in d0 */
+    ck_assert_uint_eq(chunkctl_drop_excess(ctl, c), 1);
+    c = chunkmap_get(map, id);
+    ck_assert(!has_replica(c, other));
+    ck_assert(has_replica(c, extra));
+    ck_assert_uint_eq(registry_take_commands(registry_get(reg, other), cmds, 4), 1);
+    ck_assert_uint_eq(cmds[0].kind, REG_CMD_DELETE);
+    ck_assert_uint_eq(cmds[0].version, c->version);
+    ck_assert_uint_eq(chunkctl_drop_excess(ctl, c), 0);
+    /* A replica on a leaving node is neither counted nor trimmed. */
+    registry_get(reg, other)->state = REG_DECOMMISSIONING;
+    chunkmap_set_replica(map, c, other, c->version);
+    ck_assert_uint_eq(chunkctl_drop_excess(ctl, c), 0);
+    ck_assert_uint_eq(chunkctl_collect(ctl, c), 0);
+    ck_assert_uint_eq(registry_take_commands(registry_get(reg, other), cmds, 4), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("chunkctl");
@@ -573,6 +604,7 @@ static Suite *suite(void)
     tcase_add_test(tc, forgotten_chunks_are_deleted_everywhere);
     tcase_add_test(tc, chunk_ids_are_not_reused_after_restart);
     tcase_add_test(tc, collect_waits_for_enough_current_replicas);
+    tcase_add_test(tc, excess_replicas_go_from_the_crowded_domain);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,7 +3,9 @@
  * stale, ahead, corrupt, orphan), full reports dropping what they did not
  * mention but keeping replicas the namenode recorded meanwhile, the count
  * of chunks with a reported replica (safe mode), version changes
- * re-deriving every replica, and health counts.
+ * re-deriving every replica, health counts (good, readable, leaving,
+ * misplacement judged against the live domains), the change hook, and
+ * forgetting a node's replicas.
  */
 #include "chunkmap.h"
 
@@ -23,16 +25,31 @@ static void teardown(void)
     chunkmap_free(cm);
 }
 
-/* Nodes 1..6; node n is in domain "d<n % 3>"; nodes >= 5 are dead. */
-static bool view(void *ctx, uint64_t id, const char **domain)
+/* Nodes 1..6; node n is in domain "d<n % 3>"; nodes >= 5 are dead, node
+ * 6 when `leaving6` is set is leaving instead. */
+static bool leaving6;
+
+static enum cm_node_state view(void *ctx, uint64_t id, const char **domain)
 {
     static const char *names[] = {"d0", "d1", "d2"};
 
     *domain = id ? names[id % 3] : NULL;
-    return id >= 1 && id <= 4;
+    if (id == 6 && leaving6)
+        return CM_NODE_LEAVING;
+    return id >= 1 && id <= 4 ? CM_NODE_LIVE : CM_NODE_GONE;
 }
 
-static const struct cm_view v = {view, NULL};
+static const struct cm_view v = {view, NULL, 3};
+
+/* The hook's record of announced chunks. */
+static uint64_t announced[64];
+static size_t nannounced;
+
+static void hook(void *arg, uint64_t chunk)
+{
+    if (nannounced < 64)
+        announced[nannounced++] = chunk;
+}
 
 START_TEST(report_classification)
 {
@@ -110,7 +127,88 @@ START_TEST(health_counts)
     ck_assert_uint_eq(h.missing, 1);
     ck_assert_uint_eq(h.misplaced, 1);
     ck_assert_uint_eq(h.corrupt, 1);
-    ck_assert_uint_eq(h.stale, 2); /* under's replicas on nodes 1 and 5 */
+    ck_assert_uint_eq(h.stale, 1); /* under's on node 1; node 5's is on a dead node */
+}
+END_TEST
+
+START_TEST(good_readable_and_leaving)
+{
+    struct cm_chunk *c = chunkmap_add(cm, 1, 4, 3, 100, 0);
+    struct cm_view two = v;
+    struct cm_chunk_health h;
+
+    chunkmap_set_replica(cm, c, 1, 4);
+    chunkmap_set_replica(cm, c, 4, 4); /* same domain as 1 */
+    chunkmap_set_replica(cm, c, 6, 4); /* leaving when leaving6 */
+    chunkmap_set_replica(cm, c, 2, 3); /* stale */
+    leaving6 = true;
+    chunkmap_chunk_health(c, &v, &h);
+    ck_assert_uint_eq(h.good, 2);
+    ck_assert_uint_eq(h.readable, 3);
+    ck_assert_uint_eq(h.leaving, 1);
+    ck_assert_uint_eq(h.stale, 1);
+    ck_assert_uint_eq(h.domains, 1);
+    ck_assert(h.misplaced); /* two good replicas in one domain, three alive */
+    /* With a single live domain, sharing it is the best there is. */
+    two.live_domains = 1;
+    chunkmap_chunk_health(c, &two, &h);
+    ck_assert(!h.misplaced);
+    /* A leaving node's replica is readable but not good: under-replicated. */
+    chunkmap_drop_replica(cm, c, 4);
+    chunkmap_chunk_health(c, &v, &h);
+    ck_assert_uint_eq(h.good, 1);
+    ck_assert_uint_eq(h.readable, 2);
+    ck_assert(!h.misplaced);
+    leaving6 = false; /* node 6 gone: only node 1 left */
+    chunkmap_chunk_health(c, &v, &h);
+    ck_assert_uint_eq(h.readable, 1);
+}
+END_TEST
+
+START_TEST(changes_are_announced)
+{
+    struct cm_chunk *c = chunkmap_add(cm, 7, 1, 3, 100, 0);
+
+    chunkmap_set_hook(cm, hook, NULL);
+    nannounced = 0;
+    chunkmap_report(cm, 1, 7, 1, false);
+    ck_assert_uint_eq(nannounced, 1);
+    /* The same replica seen again unchanged (a full report): no news. */
+    chunkmap_report(cm, 1, 7, 1, false);
+    ck_assert_uint_eq(nannounced, 1);
+    chunkmap_report(cm, 1, 7, 1, true); /* now corrupt */
+    chunkmap_set_version(cm, c, 2);
+    chunkmap_set_replica(cm, c, 2, 2);
+    chunkmap_drop_replica(cm, c, 3); /* not there: no news */
+    chunkmap_drop_replica(cm, c, 2);
+    ck_assert_uint_eq(nannounced, 5);
+    for (size_t i = 0; i < nannounced; i++)
+        ck_assert_uint_eq(announced[i], 7);
+    chunkmap_remove(cm, 7);
+    ck_assert_uint_eq(nannounced, 6);
+    chunkmap_set_hook(cm, NULL, NULL);
+}
+END_TEST
+
+START_TEST(a_node_is_forgotten_whole)
+{
+    struct cm_chunk *c;
+    size_t i = 0, seen = 0;
+
+    for (uint64_t id = 1; id <= 20; id++) {
+        c = chunkmap_add(cm, id, 1, 3, 100, id);
+        chunkmap_set_replica(cm, c, 1, 1);
+        chunkmap_set_replica(cm, c, 2, 1);
+    }
+    while ((c = chunkmap_node_next(cm, 2, &i)))
+        seen++;
+    ck_assert_uint_eq(seen, 20);
+    ck_assert_uint_eq(chunkmap_drop_node(cm, 2), 20);
+    ck_assert_uint_eq(chunkmap_node_replicas(cm, 2), 0);
+    ck_assert_uint_eq(chunkmap_node_replicas(cm, 1), 20);
+    ck_assert_uint_eq(chunkmap_get(cm, 5)->nrep, 1);
+    ck_assert_uint_eq(chunkmap_reported(cm), 20);
+    ck_assert_uint_eq(chunkmap_drop_node(cm, 99), 0);
 }
 END_TEST
 
@@ -123,6 +221,9 @@ static Suite *suite(void)
     tcase_add_test(tc, report_classification);
     tcase_add_test(tc, full_report_replaces_a_node_set);
     tcase_add_test(tc, health_counts);
+    tcase_add_test(tc, good_readable_and_leaving);
+    tcase_add_test(tc, changes_are_announced);
+    tcase_add_test(tc, a_node_is_forgotten_whole);
     suite_add_tcase(s, tc);
     return s;
 }

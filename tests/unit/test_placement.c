@@ -4,7 +4,8 @@
  * exist, best spread and the misplaced mark otherwise), balance across
  * equal nodes, weighting by free space without flooding an empty node,
  * and nodes that are dead, full, decommissioning, excluded or already hold
- * the chunk never being picked.
+ * the chunk never being picked; and the choice of which extra replicas of
+ * an over-replicated chunk go (the best spread kept, the fullest first).
  */
 #include "placement.h"
 
@@ -253,6 +254,85 @@ START_TEST(deterministic_and_bad_input)
 }
 END_TEST
 
+/* Distinct domains among the holders not in removed. */
+static size_t kept_domains(size_t n, const uint64_t *removed, size_t nremoved)
+{
+    uint64_t kept[MAXN];
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        bool gone = false;
+
+        for (size_t j = 0; j < nremoved; j++)
+            gone |= removed[j] == nodes[i].id;
+        if (!gone)
+            kept[k++] = nodes[i].id;
+    }
+    return distinct_domains(kept, k);
+}
+
+START_TEST(excess_keeps_the_spread_and_trims_the_fullest)
+{
+    uint64_t out[MAXN];
+    size_t got;
+
+    /* 5 holders in 3 domains (d0: 100, 103; d1: 101, 104; d2: 102), keep 3:
+     * one from d0 and one from d1 go, whatever their fill. */
+    topology(5, 3, 100 * GB);
+    nodes[2].used = 99 * GB; /* the fullest, but alone in d2 */
+    nodes[0].used = 10 * GB;
+    nodes[3].used = 20 * GB; /* fuller than 100 in d0 */
+    nodes[1].used = 30 * GB;
+    nodes[4].used = 5 * GB;
+    got = placement_choose_excess(nodes, 5, 3, out);
+    ck_assert_uint_eq(got, 2);
+    ck_assert_uint_eq(kept_domains(5, out, got), 3);
+    ck_assert(out[0] == 101 || out[1] == 101); /* d1's fuller one */
+    ck_assert(out[0] == 103 || out[1] == 103); /* d0's fuller one */
+
+    /* All in distinct domains, keep 2: the fullest goes. */
+    topology(3, 3, 100 * GB);
+    nodes[1].used = 70 * GB;
+    got = placement_choose_excess(nodes, 3, 2, out);
+    ck_assert_uint_eq(got, 1);
+    ck_assert_uint_eq(out[0], 101);
+
+    /* The most crowded domain loses first: d0 holds three. */
+    topology(4, 2, 100 * GB); /* d0: 100, 102; d1: 101, 103 */
+    nodes[2].domain = "d0";
+    nodes[3].domain = "d0";
+    nodes[1].used = 90 * GB;
+    got = placement_choose_excess(nodes, 4, 3, out);
+    ck_assert_uint_eq(got, 1);
+    ck_assert(out[0] != 101);
+    ck_assert_uint_eq(kept_domains(4, out, got), 2);
+
+    /* Nothing to remove. */
+    ck_assert_uint_eq(placement_choose_excess(nodes, 3, 3, out), 0);
+    ck_assert_uint_eq(placement_choose_excess(nodes, 2, 3, out), 0);
+
+    /* Random topologies: the kept spread is the best possible. */
+    for (unsigned seed = 1; seed < 200; seed++) {
+        size_t n = 2 + seed % 9, d = 1 + seed % 4, keep = 1 + seed % 3, best;
+        size_t doms_all;
+        uint64_t all[MAXN];
+
+        if (keep >= n)
+            continue;
+        topology(n, d, 100 * GB);
+        for (size_t i = 0; i < n; i++) {
+            nodes[i].used = ((seed * 7919 + i * 104729) % 100) * GB;
+            all[i] = nodes[i].id;
+        }
+        doms_all = distinct_domains(all, n);
+        best = doms_all < keep ? doms_all : keep;
+        got = placement_choose_excess(nodes, n, keep, out);
+        ck_assert_uint_eq(got, n - keep);
+        ck_assert_uint_eq(kept_domains(n, out, got), best);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("placement");
@@ -266,6 +346,7 @@ static Suite *suite(void)
     tcase_add_test(tc, existing_and_excluded_replicas);
     tcase_add_test(tc, too_few_domains_fall_back_to_the_best_spread);
     tcase_add_test(tc, deterministic_and_bad_input);
+    tcase_add_test(tc, excess_keeps_the_spread_and_trims_the_fullest);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,8 +1,10 @@
 /*
  * Unit tests for namenode/registry: node states (unknown after a restart,
- * alive on registration, dead after the timeout, alive again on a
- * heartbeat), heartbeats only on the registered connection, and the queue
- * of delete commands (deduplicated, taken in bounded batches).
+ * alive on registration, dead after the timeout, told to register again
+ * when it heartbeats after that), heartbeats only on the registered
+ * connection, decommissioning states across registrations, the queue of
+ * delete commands (deduplicated, taken in bounded batches) and of copy
+ * commands (sent first, withdrawn when a copy ends).
  */
 #include "registry.h"
 
@@ -71,8 +73,15 @@ START_TEST(states)
     registry_tick(reg, 3501, NULL, NULL);
     ck_assert_int_eq(n->state, REG_DEAD);
     ck_assert(!registry_node_live(n));
-    ck_assert_ptr_eq(registry_heartbeat(reg, 2, c1, &hb, 4000), n);
+    /* Its replicas were forgotten: it must register (and report) again. */
+    ck_assert_ptr_null(registry_heartbeat(reg, 2, c1, &hb, 4000));
+    ck_assert_int_eq(n->state, REG_DEAD);
+    ck_assert(n->reregister);
+    ck_assert_ptr_null(registry_heartbeat(reg, 2, c1, &hb, 4001));
+    n = registry_register(reg, &b, c1, 4002);
     ck_assert_int_eq(n->state, REG_ALIVE);
+    ck_assert(!n->reregister);
+    ck_assert_ptr_eq(registry_heartbeat(reg, 2, c1, &hb, 4003), n);
 
     /* The connection closing does not kill the node, but it can no longer
      * heartbeat until it registers again. */
@@ -113,6 +122,74 @@ START_TEST(delete_commands)
 }
 END_TEST
 
+START_TEST(decommission_states)
+{
+    struct store_node a = node(1);
+    struct reg_heartbeat hb = {.capacity = 2000};
+    struct reg_node *n = registry_register(reg, &a, c1, 0);
+
+    ck_assert_ptr_eq(registry_set_flags(reg, 1, STORE_NODE_DECOMMISSIONING), n);
+    ck_assert_int_eq(n->state, REG_DECOMMISSIONING);
+    ck_assert(registry_node_live(n));
+    registry_tick(reg, 1001, NULL, NULL); /* silent: dead like any other */
+    ck_assert_int_eq(n->state, REG_DEAD);
+    /* Registration gets the flags the store keeps. */
+    a.flags = STORE_NODE_DECOMMISSIONING;
+    n = registry_register(reg, &a, c1, 1100);
+    ck_assert_int_eq(n->state, REG_DECOMMISSIONING);
+    registry_set_flags(reg, 1, STORE_NODE_DECOMMISSIONED);
+    a.flags = STORE_NODE_DECOMMISSIONED;
+    ck_assert_int_eq(n->state, REG_DECOMMISSIONED);
+    ck_assert(!registry_node_live(n));
+    registry_tick(reg, 5000, NULL, NULL); /* drained nodes do not die */
+    ck_assert_int_eq(n->state, REG_DECOMMISSIONED);
+    n = registry_register(reg, &a, c1, 5100);
+    ck_assert_int_eq(n->state, REG_DECOMMISSIONED);
+    /* Recommissioned: back in service, after a full report. */
+    registry_set_flags(reg, 1, 0);
+    a.flags = 0;
+    ck_assert_int_eq(n->state, REG_ALIVE);
+    ck_assert_ptr_null(registry_heartbeat(reg, 1, c1, &hb, 5200));
+    n = registry_register(reg, &a, c1, 5300);
+    ck_assert_ptr_eq(registry_heartbeat(reg, 1, c1, &hb, 5400), n);
+    ck_assert_ptr_null(registry_set_flags(reg, 77, 0));
+}
+END_TEST
+
+START_TEST(copy_commands)
+{
+    struct store_node a = node(1);
+    struct reg_node *n = registry_register(reg, &a, c1, 0);
+    struct reg_cmd out[3];
+    size_t got;
+
+    registry_order_delete(reg, 1, 100, 1);
+    registry_order_delete(reg, 1, 101, 1);
+    registry_order_copy(reg, 1, &(struct reg_cmd){.chunk_id = 5, .version = 2, .target = 3});
+    registry_order_copy(reg, 1, &(struct reg_cmd){.chunk_id = 5, .version = 3, .target = 3});
+    registry_order_copy(reg, 1, &(struct reg_cmd){.chunk_id = 5, .version = 3, .target = 4});
+    registry_order_copy(reg, 1, &(struct reg_cmd){.chunk_id = 6, .target = 4, .delta = true});
+    registry_cancel_copy(reg, 1, 5, 4);
+    registry_cancel_copy(reg, 1, 5, 9); /* not queued: ignored */
+    got = registry_take_commands(n, out, 3);
+    ck_assert_uint_eq(got, 3);
+    ck_assert_uint_eq(out[0].kind, REG_CMD_REPLICATE);
+    ck_assert_uint_eq(out[0].chunk_id, 5);
+    ck_assert_uint_eq(out[0].version, 3); /* queued twice: the later one */
+    ck_assert_uint_eq(out[1].kind, REG_CMD_REPLICATE);
+    ck_assert_uint_eq(out[1].chunk_id, 6);
+    ck_assert(out[1].delta);
+    ck_assert_uint_eq(out[2].kind, REG_CMD_DELETE);
+    ck_assert_uint_eq(registry_take_commands(n, out, 3), 1);
+    ck_assert_uint_eq(registry_take_commands(n, out, 3), 0);
+    /* A node that dies loses what waited for it. */
+    registry_order_copy(reg, 1, &(struct reg_cmd){.chunk_id = 7, .target = 2});
+    registry_order_delete(reg, 1, 102, 1);
+    registry_drop_commands(reg, 1);
+    ck_assert_uint_eq(registry_take_commands(n, out, 3), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("registry");
@@ -121,6 +198,8 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, states);
     tcase_add_test(tc, delete_commands);
+    tcase_add_test(tc, decommission_states);
+    tcase_add_test(tc, copy_commands);
     suite_add_tcase(s, tc);
     return s;
 }
