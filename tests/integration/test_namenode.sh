@@ -151,6 +151,21 @@ wait_for 20 "every replica deleted" no_replicas_at_all
 out=$(op statfs)
 [[ "$out" == *"live_nodes=4"* && "$out" == *"chunk_size=1048576"* ]] || fail "statfs: $out"
 
+# ------------------------------------------------------------ lazy sizes
+# A growing size is visible to everyone at once (durable or not), never
+# shrinks by an extend, and a truncate after it wins.
+op create /grow >/dev/null
+[[ $(op --client-id 9 extend /grow 5M) == "size=5242880" ]] || fail "extend"
+[[ $(op stat /grow) == *" size=5242880 "* ]] || fail "a lazy size not visible: $(op stat /grow)"
+[[ $(op --client-id 9 extend /grow 3M) == "size=5242880" ]] || fail "an extend shrank the file"
+[[ $(op --client-id 9 extend /grow 7M durable) == "size=7340032" ]] || fail "durable extend"
+[[ $(op --client-id 9 extend /grow 8M) == "size=8388608" ]] || fail "extend after durable"
+out=$(op --client-id 9 truncate /grow 1M)
+[[ "$out" == *" size=1048576 "* ]] || fail "truncate after a lazy extend: $out"
+sleep 0.2 # any lazy commit of the older size has landed by now
+[[ $(op stat /grow) == *" size=1048576 "* ]] || fail "an older size came back: $(op stat /grow)"
+op rm /grow >/dev/null
+
 # ------------------------------------------------------- a silent datanode
 victim=$(dn_id 2)
 kill -STOP "${DN_PID[2]}"

@@ -17,7 +17,7 @@ wait_for 20 "3 live datanodes" has_alive 3
 
 # Chunk metadata made before the crash.
 op create /disk >/dev/null
-before=$(op chunks /disk 0 4M write | grep '^chunk ' | awk '{ print $2, $3, $4 }')
+before=$(op --client-id 9 chunks /disk 0 4M write | grep '^chunk ' | awk '{ print $2, $3, $4 }')
 [[ $(wc -l <<<"$before") -eq 4 ]] || fail "chunks before the crash: $before"
 
 # A warm-up burst that runs to the end: every create acknowledged.
@@ -25,6 +25,10 @@ op mkdir /warm >/dev/null
 out=$("$NNP" burst --namenode "$NN" --dir /warm --count 2000 --inflight 64 --log "$T/warm.txt")
 log "warm-up: $out"
 [[ "$out" == "sent=2000 acked=2000 "* ]] || fail "warm-up burst: $out"
+
+# A durable size survives the crash; a lazy one given just before it may.
+op --client-id 9 extend /disk 6M durable >/dev/null || fail "durable extend"
+op --client-id 9 extend /disk 7M >/dev/null || fail "lazy extend"
 
 op mkdir /burst >/dev/null
 "$NNP" burst --namenode "$NN" --dir /burst --count 200000 --inflight 128 \
@@ -67,6 +71,9 @@ for name in $(head -1 "$T/acked.txt") $(tail -1 "$T/acked.txt") $(shuf -n 20 "$T
     [[ "$out" == *" size=$n "* && "$out" == *"mode=100600"* ]] || fail "stat $name: $out"
 done
 [[ $(op ls /warm | wc -l) -eq 2000 ]] || fail "the warm-up files changed"
+
+size=$(op stat /disk | sed -n 's/.* size=\([0-9]*\) .*/\1/p')
+[[ "$size" == 6291456 || "$size" == 7340032 ]] || fail "the durable size of /disk is lost: $size"
 
 # Chunks and versions survived; inode numbers are never reused.
 after=$(op chunks /disk 0 4M | grep '^chunk ' | awk '{ print $2, $3, $4 }')
