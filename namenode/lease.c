@@ -39,6 +39,7 @@ struct lease {
     bool pending_all;      /* fence every chunk of the file */
     uint64_t prev;         /* the holder `pending` came from (0: unknown) */
     uint64_t fence_ms;     /* fence `pending` from then on, waiter or not */
+    bool released;         /* `pending` came from a voluntary release only */
     struct list waiters;
     bool advancing, again;
 };
@@ -174,6 +175,7 @@ static void lose_holder(struct lease_table *t, struct lease *e, uint64_t fence_m
     e->holder = 0;
     e->unreachable = false;
     e->fence_ms = fence_ms;
+    e->released = false;
     e->state = L_FREE;
     t->held--;
 }
@@ -344,6 +346,7 @@ int lease_release(struct lease_table *t, uint64_t client, uint64_t ino, uint64_t
     if (!e || client == 0 || e->holder != client || (e->state != L_HELD && e->state != L_RECALLING))
         return -ENOENT;
     lose_holder(t, e, now_ms + (uint64_t)FENCE_IDLE_LEASES * t->lease_ms);
+    e->released = !e->pending_all;
     advance(t, e, now_ms);
     return 0;
 }
@@ -473,8 +476,15 @@ uint64_t lease_holder(const struct lease_table *t, uint64_t ino)
 
 bool lease_busy(const struct lease_table *t, uint64_t ino, uint64_t now_ms)
 {
-    /* An entry lives exactly while one of those holds (maybe_free). */
-    return ino && (get(t, ino) != NULL || now_ms < t->fence_until_ms);
+    const struct lease *e = ino ? get(t, ino) : NULL;
+
+    if (!ino)
+        return false;
+    if (now_ms < t->fence_until_ms)
+        return true;
+    if (!e)
+        return false;
+    return e->state != L_FREE || !list_empty(&e->waiters) || (needs_fence(e) && !e->released);
 }
 
 size_t lease_count(const struct lease_table *t)

@@ -123,11 +123,12 @@ uint64_t lease_holder(const struct lease_table *t, uint64_t ino);
 
 /*
  * True when some client may still write ino with locations it was given:
- * the lease is held, being recalled or fenced, waited for, or an old
- * holder's chunks are not fenced yet (a releaser may come back without
- * asking), or, right after a restart, a holder of the previous run may
- * still write. A chunk of such a file must get a new version before it is
- * copied, so that no write lands on the source after the copy read it.
+ * the lease is held, being recalled or fenced, waited for, or a lost
+ * holder's chunks are not fenced yet, or, right after a restart, a holder
+ * of the previous run may still write. A chunk of such a file must get a
+ * new version before it is copied, so that no write lands on the source
+ * after the copy read it. A client that released the lease gave up its
+ * write locations with it: it asks for them again before writing.
  */
 bool lease_busy(const struct lease_table *t, uint64_t ino, uint64_t now_ms);
 

@@ -4,7 +4,8 @@
  * holder was given), refusal with -EBUSY, an unreachable holder losing the
  * lease when it expires, expiry without a successor, release, the fencing
  * of every chunk right after a restart, fencing failures, queues of
- * waiters and cancellation.
+ * waiters and cancellation; and when a file may still be written with
+ * locations handed out (lease_busy).
  */
 #include "lease.h"
 
@@ -371,6 +372,46 @@ START_TEST(waiters_queue_in_order_and_cancel)
 }
 END_TEST
 
+START_TEST(busy_while_someone_may_write)
+{
+    uint64_t given[] = {5};
+    struct req r;
+
+    ck_assert(!lease_busy(t, INO, 1000));
+    ck_assert_int_eq(acquire(A, 1000, &r), 0);
+    lease_given(t, INO, A, given, 1);
+    ck_assert(lease_busy(t, INO, 1001));
+    /* A voluntary release gives the locations up: not busy, although the
+     * fence is still owed. */
+    ck_assert_int_eq(lease_release(t, A, INO, 2000), 0);
+    ck_assert(!lease_busy(t, INO, 2001));
+    /* Held again, then lost by expiry: busy until the fence is done. */
+    ck_assert_int_eq(acquire(A, 3000, &r), 0);
+    lease_given(t, INO, A, given, 1);
+    lease_tick(t, 3000 + LEASE_MS);
+    ck_assert_int_eq(fences, 1);
+    ck_assert(lease_busy(t, INO, 3000 + LEASE_MS));
+    lease_fence_done(t, INO, -EIO, 3001 + LEASE_MS); /* failed: still owed */
+    ck_assert(lease_busy(t, INO, 3002 + LEASE_MS));
+    lease_tick(t, 6000 + LEASE_MS); /* retried */
+    lease_fence_done(t, INO, 0, 6001 + LEASE_MS);
+    ck_assert(!lease_busy(t, INO, 6002 + LEASE_MS));
+    ck_assert(!lease_busy(t, 0, 6002 + LEASE_MS));
+}
+END_TEST
+
+START_TEST(busy_right_after_a_restart)
+{
+    struct lease_table *t2 = lease_table_new(&ops, LEASE_MS, 1000, true);
+
+    /* Holders of the previous run are unknown for one lease period. */
+    ck_assert(lease_busy(t2, 77, 1000));
+    ck_assert(lease_busy(t2, 77, 1000 + LEASE_MS - 1));
+    ck_assert(!lease_busy(t2, 77, 1000 + LEASE_MS));
+    lease_table_free(t2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("lease");
@@ -388,6 +429,8 @@ static Suite *suite(void)
     tcase_add_test(tc, after_a_restart_everything_is_fenced_once);
     tcase_add_test(tc, a_failed_fence_fails_the_waiter_and_is_retried);
     tcase_add_test(tc, waiters_queue_in_order_and_cancel);
+    tcase_add_test(tc, busy_while_someone_may_write);
+    tcase_add_test(tc, busy_right_after_a_restart);
     suite_add_tcase(s, tc);
     return s;
 }
