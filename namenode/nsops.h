@@ -4,12 +4,16 @@
  * readdir, unlink, rmdir, rename, link, symlink, readlink, setattr, statfs,
  * status and decommission.
  *
- * Reads run in LMDB read transactions on the loop thread. Every mutation
- * goes through the group commit and is answered only from its completion,
- * after its transaction committed; chunks it freed are then forgotten and
- * their replicas ordered deleted. Size changes take the write lease first,
- * and a shrink trims the last partial chunk at the datanodes before its
- * commit.
+ * Reads run in LMDB read transactions on the loop thread; the sizes and
+ * times they show include sizes grown but not committed yet (sizes.h).
+ * Every mutation goes through the group commit and is answered only from
+ * its completion, after its transaction committed; chunks it freed are
+ * then forgotten and their replicas ordered deleted. Size changes take the
+ * write lease first, and a shrink trims the last partial chunk at the
+ * datanodes before its commit; setattr and truncating creates hold the
+ * inode's grown size so that it commits before them (and is dropped when
+ * they set the size). Status counts come from the chunk map's health and
+ * the repair queue; decommissioning is repair's (repair_decommission).
  *
  * Threads: the loop thread only.
  */
