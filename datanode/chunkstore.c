@@ -511,7 +511,7 @@ static int scan_replica(struct chunkstore *cs, uint64_t id, chunkstore_scan_fn f
                  path, changed);
     }
     ri.version = replicafile_header(rf)->version;
-    ri.length = replicafile_header(rf)->length;
+    ri.length = replicafile_length(rf);
     ri.corrupt = replicafile_header(rf)->flags & SIDECAR_CORRUPT;
     replicafile_close(rf);
     return fn(arg, &ri);

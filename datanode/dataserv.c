@@ -119,11 +119,11 @@ struct chain_write {
     bool local_done, fwd_done;
     int local_status;
     uint64_t self;
-    /* What the rest of the chain reported. */
-    uint64_t *failed;
-    int32_t *failed_status;
+    /* What the rest of the chain reported, this node's own failure first. */
+    uint64_t failed[DATASERV_MAX_CHAIN + 1];
+    int32_t failed_status[DATASERV_MAX_CHAIN + 1];
     size_t nfailed;
-    uint64_t *unreached;
+    uint64_t unreached[DATASERV_MAX_CHAIN];
     size_t nunreached;
 };
 
@@ -132,9 +132,6 @@ static void chain_write_unref(struct chain_write *fw)
     if (--fw->refs)
         return;
     free(fw->payload);
-    free(fw->failed);
-    free(fw->failed_status);
-    free(fw->unreached);
     free(fw);
 }
 
@@ -147,27 +144,21 @@ static void chain_write_reply(struct chain_write *fw)
 {
     Keel__Envelope rep = KEEL__ENVELOPE__INIT;
     Keel__WriteRep body = KEEL__WRITE_REP__INIT;
-    uint64_t *failed;
-    int32_t *status;
-    size_t n, k = 0;
 
     if (!fw->local_done || !fw->fwd_done)
         return;
-    n = fw->nfailed + (fw->local_status != 0);
-    failed = xmalloc((n ? n : 1) * sizeof(*failed));
-    status = xmalloc((n ? n : 1) * sizeof(*status));
     if (fw->local_status) {
-        failed[k] = fw->self;
-        status[k++] = err_to_wire(fw->local_status);
+        /* This node first, then the ones after it. */
+        memmove(fw->failed + 1, fw->failed, fw->nfailed * sizeof(*fw->failed));
+        memmove(fw->failed_status + 1, fw->failed_status, fw->nfailed * sizeof(*fw->failed_status));
+        fw->failed[0] = fw->self;
+        fw->failed_status[0] = err_to_wire(fw->local_status);
+        fw->nfailed++;
     }
-    for (size_t i = 0; i < fw->nfailed; i++) {
-        failed[k] = fw->failed[i];
-        status[k++] = fw->failed_status[i];
-    }
-    body.n_failed = k;
-    body.failed = failed;
-    body.n_failed_status = k;
-    body.failed_status = status;
+    body.n_failed = fw->nfailed;
+    body.failed = fw->failed;
+    body.n_failed_status = fw->nfailed;
+    body.failed_status = fw->failed_status;
     body.n_unreached = fw->nunreached;
     body.unreached = fw->unreached;
     rep.body_case = KEEL__ENVELOPE__BODY_WRITE_REP;
@@ -175,8 +166,6 @@ static void chain_write_reply(struct chain_write *fw)
     served(fw->ds);
     rpc_reply(fw->req, &rep, RPC_NO_PAYLOAD);
     fw->req = NULL;
-    free(failed);
-    free(status);
     chain_write_unref(fw);
 }
 
@@ -199,12 +188,9 @@ static void chain_failed(struct chain_write *fw, int err)
     const Keel__WriteReq *q = fw->req->env->write_req;
 
     fw->nfailed = 1;
-    fw->failed = xmalloc(sizeof(*fw->failed));
-    fw->failed_status = xmalloc(sizeof(*fw->failed_status));
     fw->failed[0] = q->chain[0]->node_id;
     fw->failed_status[0] = err_to_wire(err);
     fw->nunreached = q->n_chain - 1;
-    fw->unreached = xmalloc((q->n_chain ? q->n_chain : 1) * sizeof(*fw->unreached));
     for (size_t i = 1; i < q->n_chain; i++)
         fw->unreached[i - 1] = q->chain[i]->node_id;
     log_warn("dataserv: write of chunk %016" PRIx64 " to node %" PRIu64 " (%s) failed: %s",
@@ -215,24 +201,23 @@ static void forward_done(int status, rpc_msg *msg, void *arg)
 {
     struct chain_write *fw = arg;
     const Keel__WriteRep *w = NULL;
+    size_t rest = fw->req->env->write_req->n_chain;
 
     if (status == 0) {
         w = msg->env->body_case == KEEL__ENVELOPE__BODY_WRITE_REP ? msg->env->write_rep : NULL;
-        if (!w || w->n_failed != w->n_failed_status)
+        /* The nodes after this one can name at most the rest of the chain. */
+        if (!w || w->n_failed != w->n_failed_status || w->n_failed > rest || w->n_unreached > rest)
             status = -EPROTO;
     }
     if (status) {
         chain_failed(fw, status);
     } else {
         fw->nfailed = w->n_failed;
-        fw->failed = xmalloc((w->n_failed ? w->n_failed : 1) * sizeof(*fw->failed));
-        fw->failed_status = xmalloc((w->n_failed ? w->n_failed : 1) * sizeof(*fw->failed_status));
         if (w->n_failed) {
             memcpy(fw->failed, w->failed, w->n_failed * sizeof(*fw->failed));
             memcpy(fw->failed_status, w->failed_status, w->n_failed * sizeof(*fw->failed_status));
         }
         fw->nunreached = w->n_unreached;
-        fw->unreached = xmalloc((w->n_unreached ? w->n_unreached : 1) * sizeof(*fw->unreached));
         if (w->n_unreached)
             memcpy(fw->unreached, w->unreached, w->n_unreached * sizeof(*fw->unreached));
     }

@@ -4,6 +4,7 @@
 #include "diskio.h"
 
 #include <errno.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int diskio_pread(int fd, void *buf, size_t len, uint64_t off, size_t *got)
@@ -29,23 +30,58 @@ int diskio_pread(int fd, void *buf, size_t len, uint64_t off, size_t *got)
     return 0;
 }
 
-int diskio_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+int diskio_pread_nowait(int fd, void *buf, size_t len, uint64_t off, size_t *got)
 {
-    const uint8_t *p = buf;
-    size_t done = 0;
+    uint8_t *p = buf;
+    size_t have = 0;
 
-    while (done < len) {
-        ssize_t n = pwrite(fd, p + done, len - done, (off_t)(off + done));
+    while (have < len) {
+        struct iovec iov = {p + have, len - have};
+        ssize_t n = preadv2(fd, &iov, 1, (off_t)(off + have), RWF_NOWAIT);
 
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP || errno == EINVAL))
+            return -EAGAIN;
         if (n < 0)
             return -errno;
         if (n == 0)
-            return -ENOSPC;
-        done += (size_t)n;
+            break;
+        have += (size_t)n;
     }
+    *got = have;
     return 0;
+}
+
+int diskio_pwrite_done(int fd, const void *buf, size_t len, uint64_t off, size_t *done)
+{
+    const uint8_t *p = buf;
+    int r = 0;
+
+    *done = 0;
+    while (*done < len) {
+        ssize_t n = pwrite(fd, p + *done, len - *done, (off_t)(off + *done));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0) {
+            r = -ENOSPC;
+            break;
+        }
+        *done += (size_t)n;
+    }
+    return r;
+}
+
+int diskio_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    size_t done;
+
+    return diskio_pwrite_done(fd, buf, len, off, &done);
 }
 
 int diskio_datasync(int fd)

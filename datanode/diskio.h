@@ -18,9 +18,18 @@
  */
 int diskio_pread(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 
+/*
+ * As diskio_pread, but a read that would wait for the disk (any part of the
+ * range not in the page cache) fails with -EAGAIN: preadv2 with RWF_NOWAIT.
+ * Where the kernel or filesystem cannot tell, also -EAGAIN.
+ */
+int diskio_pread_nowait(int fd, void *buf, size_t len, uint64_t off, size_t *got);
+
 /* Writes len bytes at off. A write that makes no progress is -ENOSPC.
  * Returns 0 or a negative errno; on error some bytes may have been written. */
 int diskio_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+/* The same, telling how many bytes were written (all of them on success). */
+int diskio_pwrite_done(int fd, const void *buf, size_t len, uint64_t off, size_t *done);
 
 /* fdatasync(2), as 0 or a negative errno. Never retried by callers: after a
  * failure the kernel may have dropped the dirty pages. */

@@ -1,5 +1,16 @@
 /*
  * replicafile: see replicafile.h for the crash-safety protocol.
+ *
+ * Checksums in memory: pages[p] holds the checksums of blocks
+ * [p * SIDECAR_SUMS_PER_PAGE, (p + 1) * SIDECAR_SUMS_PER_PAGE), loaded from
+ * the sidecar by the first write that touches them. A loaded page is the
+ * truth for its blocks, the sidecar for the others (only a settle, trim or
+ * recovery writes the sidecar, and they run alone). Dirty pages go back to
+ * the sidecar when the replica settles; the pages are then dropped.
+ *
+ * Locking: `lock` guards the page table and the pages' contents, length and
+ * error, which operations on disjoint blocks share; it is never held across
+ * I/O. hdr changes only in operations that run alone.
  */
 #include "replicafile.h"
 
@@ -9,25 +20,38 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define PER_PAGE       SIDECAR_SUMS_PER_PAGE
 #define RECOVER_BLOCKS 256u /* blocks hashed per read while recovering (1 MiB) */
+#define STACK_SUMS     64u  /* checksums of a small write or read kept on the stack */
+
+struct sums_page {
+    bool dirty; /* differs from the sidecar */
+    uint64_t sums[PER_PAGE];
+};
 
 struct replicafile {
     int data_fd;
     int meta_fd;
-    struct sidecar_header hdr;
-    int error;
+    struct sidecar_header hdr; /* as on disk */
     uint64_t zero_sum;
+    uint32_t npages;
+    pthread_mutex_t lock;
+    struct sums_page **pages; /* NULL entries: not loaded */
+    uint64_t length;          /* the data file's size */
+    int error;
 };
 
 /* An edge block of a write, read and verified for csum_update. */
 struct edge_ctx {
     struct replicafile *rf;
     uint64_t base; /* block number of the write's first block */
+    bool nowait;
     bool mismatch;
 };
 
@@ -36,11 +60,18 @@ static uint64_t chunk_bytes(const struct replicafile *rf)
     return (uint64_t)rf->hdr.blocks * KEEL_BLOCK_SIZE;
 }
 
+static uint32_t page_blocks(const struct replicafile *rf, uint32_t p)
+{
+    return MIN(PER_PAGE, rf->hdr.blocks - p * PER_PAGE);
+}
+
 /* A failure that leaves the files in an unknown state: it sticks. */
 static int poison(struct replicafile *rf, int err)
 {
+    pthread_mutex_lock(&rf->lock);
     if (!rf->error)
         rf->error = err;
+    pthread_mutex_unlock(&rf->lock);
     return err;
 }
 
@@ -52,6 +83,16 @@ static int data_size(const struct replicafile *rf, uint64_t *size)
         return -errno;
     *size = (uint64_t)st.st_size;
     return 0;
+}
+
+static void drop_pages(struct replicafile *rf)
+{
+    pthread_mutex_lock(&rf->lock);
+    for (uint32_t p = 0; p < rf->npages; p++) {
+        free(rf->pages[p]);
+        rf->pages[p] = NULL;
+    }
+    pthread_mutex_unlock(&rf->lock);
 }
 
 int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t blocks,
@@ -70,11 +111,18 @@ int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t block
     rf->data_fd = data_fd;
     rf->meta_fd = meta_fd;
     rf->zero_sum = csum_zero_block();
+    pthread_mutex_init(&rf->lock, NULL);
     r = sidecar_read_header(meta_fd, &rf->hdr);
     if (r)
         goto fail;
     if (rf->hdr.chunk_id != chunk_id || rf->hdr.blocks != blocks) {
         r = -EBADMSG;
+        goto fail;
+    }
+    rf->npages = (blocks + PER_PAGE - 1) / PER_PAGE;
+    rf->pages = calloc(rf->npages, sizeof(*rf->pages));
+    if (!rf->pages) {
+        r = -ENOMEM;
         goto fail;
     }
     if (fstat(meta_fd, &st) < 0) {
@@ -92,12 +140,11 @@ int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t block
         r = -EBADMSG;
         goto fail;
     }
-    if (rf->hdr.flags & SIDECAR_DIRTY)
-        rf->hdr.length = size; /* the header's length lags while dirty */
-    else if (size != rf->hdr.length) {
-        r = -EBADMSG; /* the data file changed behind a clean sidecar */
+    if (!(rf->hdr.flags & SIDECAR_DIRTY) && size != rf->hdr.length) {
+        r = -EBADMSG; /* the data file changed behind a settled sidecar */
         goto fail;
     }
+    rf->length = size; /* a dirty header's length lags */
     *out = rf;
     return 0;
 fail:
@@ -111,6 +158,10 @@ void replicafile_close(struct replicafile *rf)
         return;
     close(rf->data_fd);
     close(rf->meta_fd);
+    if (rf->pages)
+        drop_pages(rf);
+    free(rf->pages);
+    pthread_mutex_destroy(&rf->lock);
     free(rf);
 }
 
@@ -119,9 +170,29 @@ const struct sidecar_header *replicafile_header(const struct replicafile *rf)
     return &rf->hdr;
 }
 
-int replicafile_error(const struct replicafile *rf)
+uint64_t replicafile_length(struct replicafile *rf)
 {
-    return rf->error;
+    uint64_t len;
+
+    pthread_mutex_lock(&rf->lock);
+    len = rf->length;
+    pthread_mutex_unlock(&rf->lock);
+    return len;
+}
+
+bool replicafile_unsettled(const struct replicafile *rf)
+{
+    return rf->hdr.flags & SIDECAR_DIRTY;
+}
+
+int replicafile_error(struct replicafile *rf)
+{
+    int err;
+
+    pthread_mutex_lock(&rf->lock);
+    err = rf->error;
+    pthread_mutex_unlock(&rf->lock);
+    return err;
 }
 
 /* Writes the header with new flags, and syncs it when asked. */
@@ -137,7 +208,7 @@ static int store_header(struct replicafile *rf, const struct sidecar_header *h, 
     return 0;
 }
 
-/* Durably marks the replica dirty before its first change after a flush. */
+/* Durably marks the replica dirty before its first change after a settle. */
 static int mark_dirty(struct replicafile *rf)
 {
     struct sidecar_header h = rf->hdr;
@@ -148,22 +219,137 @@ static int mark_dirty(struct replicafile *rf)
     return store_header(rf, &h, true);
 }
 
-static int writable(const struct replicafile *rf)
+static int writable(struct replicafile *rf)
 {
-    if (rf->error)
-        return rf->error;
+    int err = replicafile_error(rf);
+
+    if (err)
+        return err;
     if (rf->hdr.flags & SIDECAR_CORRUPT)
         return -EIO;
     return 0;
 }
 
-int replicafile_read_blocks(struct replicafile *rf, uint64_t first, size_t n, void *buf,
-                            struct replicafile_readout *out)
+/* ------------------------------------------------------------ checksums */
+
+/* Checksums of blocks [first, first + n): from memory where loaded, else
+ * from the sidecar. */
+static int get_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t *out, bool nowait)
 {
+    while (n) {
+        uint32_t p = (uint32_t)(first / PER_PAGE);
+        size_t i = first % PER_PAGE, k = MIN(n, PER_PAGE - i);
+        bool loaded;
+        int r;
+
+        pthread_mutex_lock(&rf->lock);
+        loaded = rf->pages[p] != NULL;
+        if (loaded)
+            memcpy(out, &rf->pages[p]->sums[i], k * sizeof(*out));
+        pthread_mutex_unlock(&rf->lock);
+        if (!loaded) {
+            r = sidecar_read_sums(rf->meta_fd, first, k, out, nowait);
+            if (r)
+                return r;
+        }
+        first += k;
+        out += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Loads the pages holding blocks [first, last] that are not in memory. */
+static int load_pages(struct replicafile *rf, uint64_t first, uint64_t last, bool nowait)
+{
+    for (uint32_t p = (uint32_t)(first / PER_PAGE); p <= last / PER_PAGE; p++) {
+        struct sums_page *pg;
+        bool have;
+        int r;
+
+        pthread_mutex_lock(&rf->lock);
+        have = rf->pages[p] != NULL;
+        pthread_mutex_unlock(&rf->lock);
+        if (have)
+            continue;
+        pg = malloc(sizeof(*pg));
+        if (!pg)
+            return -ENOMEM;
+        pg->dirty = false;
+        r = sidecar_read_sums(rf->meta_fd, (uint64_t)p * PER_PAGE, page_blocks(rf, p), pg->sums,
+                              nowait);
+        if (r) {
+            free(pg);
+            return r;
+        }
+        pthread_mutex_lock(&rf->lock);
+        if (!rf->pages[p]) {
+            rf->pages[p] = pg;
+            pg = NULL;
+        }
+        pthread_mutex_unlock(&rf->lock);
+        free(pg); /* another operation loaded it meanwhile */
+    }
+    return 0;
+}
+
+/* Stores new checksums of blocks [first, first + n) in their loaded pages.
+ * Called with the lock held. */
+static void put_sums_locked(struct replicafile *rf, uint64_t first, size_t n, const uint64_t *sums)
+{
+    for (size_t k = 0; k < n; k++) {
+        struct sums_page *pg = rf->pages[(first + k) / PER_PAGE];
+
+        pg->sums[(first + k) % PER_PAGE] = sums[k];
+        pg->dirty = true;
+    }
+}
+
+/* Writes every dirty page to the sidecar (not synced). */
+static int write_pages(struct replicafile *rf)
+{
+    int r = 0;
+
+    for (uint32_t p = 0; p < rf->npages && r == 0; p++) {
+        struct sums_page *pg = rf->pages[p];
+
+        if (pg && pg->dirty)
+            r = sidecar_write_sums(rf->meta_fd, (uint64_t)p * PER_PAGE, page_blocks(rf, p),
+                                   pg->sums);
+        if (r == 0 && pg)
+            pg->dirty = false;
+    }
+    return r;
+}
+
+/* The sidecar catches up with data synced first; the header becomes h
+ * (flag cleared by the caller), synced when asked. Runs alone. */
+static int settle_to(struct replicafile *rf, struct sidecar_header *h, bool sync_header)
+{
+    int r = diskio_datasync(rf->data_fd);
+
+    if (r == 0)
+        r = write_pages(rf);
+    if (r == 0)
+        r = diskio_datasync(rf->meta_fd);
+    if (r)
+        return poison(rf, r);
+    r = store_header(rf, h, sync_header);
+    if (r == 0)
+        drop_pages(rf);
+    return r;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+int replicafile_read_blocks(struct replicafile *rf, uint64_t first, size_t n, void *buf,
+                            struct replicafile_readout *out, unsigned flags)
+{
+    bool nowait = flags & REPLICAFILE_NOWAIT;
     uint8_t *p = buf;
-    uint64_t stack_sums[64];
+    uint64_t stack_sums[STACK_SUMS];
     uint64_t *sums = out->sums ? out->sums : stack_sums;
-    size_t got = 0;
+    size_t got = 0, len = n * KEEL_BLOCK_SIZE;
     int r;
 
     out->mismatch = false;
@@ -176,13 +362,14 @@ int replicafile_read_blocks(struct replicafile *rf, uint64_t first, size_t n, vo
         if (!sums)
             return -ENOMEM;
     }
-    r = diskio_pread(rf->data_fd, p, n * KEEL_BLOCK_SIZE, first * KEEL_BLOCK_SIZE, &got);
+    r = nowait ? diskio_pread_nowait(rf->data_fd, p, len, first * KEEL_BLOCK_SIZE, &got)
+               : diskio_pread(rf->data_fd, p, len, first * KEEL_BLOCK_SIZE, &got);
     if (r)
         goto out;
-    r = sidecar_read_sums(rf->meta_fd, first, n, sums);
+    r = get_sums(rf, first, n, sums, nowait);
     if (r)
         goto out;
-    memset(p + got, 0, n * KEEL_BLOCK_SIZE - got);
+    memset(p + got, 0, len - got);
     for (size_t i = 0; i < n; i++) {
         /* A block wholly past the end of the data is zeros: no need to hash it. */
         uint64_t sum = (uint64_t)i * KEEL_BLOCK_SIZE >= got
@@ -213,6 +400,10 @@ int replicafile_check(struct replicafile *rf)
         return -ENOENT;
     if (!(rf->hdr.flags & SIDECAR_DIRTY) && (uint64_t)data.st_size != rf->hdr.length)
         return -EBADMSG;
+    /* Writes running alongside only ever grow the file before its length
+     * here catches up; a file shorter than that was cut by someone else. */
+    if ((uint64_t)data.st_size < replicafile_length(rf))
+        return -EBADMSG;
     return 0;
 }
 
@@ -220,20 +411,23 @@ int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t 
 {
     if (first >= rf->hdr.blocks || n > rf->hdr.blocks - first)
         return -EINVAL;
-    return sidecar_read_sums(rf->meta_fd, first, n, sums);
+    return get_sums(rf, first, n, sums, false);
 }
 
-/* Reads block b (zeros past the end of the data) and checks its stored sum. */
-static int read_verified_block(struct replicafile *rf, uint64_t b, uint8_t *buf, bool *mismatch)
+/* Reads block b (zeros past the end of the data) and checks its checksum. */
+static int read_verified_block(struct replicafile *rf, uint64_t b, uint8_t *buf, bool nowait,
+                               bool *mismatch)
 {
     uint64_t sum;
     size_t got;
-    int r = diskio_pread(rf->data_fd, buf, KEEL_BLOCK_SIZE, b * KEEL_BLOCK_SIZE, &got);
+    int r = nowait
+                ? diskio_pread_nowait(rf->data_fd, buf, KEEL_BLOCK_SIZE, b * KEEL_BLOCK_SIZE, &got)
+                : diskio_pread(rf->data_fd, buf, KEEL_BLOCK_SIZE, b * KEEL_BLOCK_SIZE, &got);
 
     if (r)
         return r;
     memset(buf + got, 0, KEEL_BLOCK_SIZE - got);
-    r = sidecar_read_sums(rf->meta_fd, b, 1, &sum);
+    r = get_sums(rf, b, 1, &sum, nowait);
     if (r)
         return r;
     if (csum_buf(buf, KEEL_BLOCK_SIZE) != sum) {
@@ -248,15 +442,38 @@ static int read_edge(uint64_t block, void *buf, void *arg)
 {
     struct edge_ctx *e = arg;
 
-    return read_verified_block(e->rf, e->base + block, buf, &e->mismatch);
+    return read_verified_block(e->rf, e->base + block, buf, e->nowait, &e->mismatch);
+}
+
+/* --------------------------------------------------------------- writes */
+
+/* After a write that stopped after done bytes: the blocks it finished get
+ * their new checksums, the ones it never reached keep theirs; a block it
+ * stopped inside is known to no checksum (*torn). Called with the lock. */
+static void apply_partial_locked(struct replicafile *rf, uint64_t off, size_t len, size_t done,
+                                 uint64_t first, uint64_t last, const uint64_t *sums, bool *torn)
+{
+    uint64_t cut = off + done;
+
+    for (uint64_t b = first; b <= last; b++) {
+        uint64_t start = MAX(off, b * KEEL_BLOCK_SIZE);
+        uint64_t end = MIN(off + len, (b + 1) * KEEL_BLOCK_SIZE);
+
+        if (end <= cut)
+            put_sums_locked(rf, b, 1, &sums[b - first]);
+        else if (start < cut)
+            *torn = true;
+    }
+    if (done && cut > rf->length)
+        rf->length = cut;
 }
 
 int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, size_t len,
-                      bool *mismatch)
+                      unsigned flags, bool *mismatch)
 {
-    struct edge_ctx edge = {rf, 0, false};
-    uint64_t first, last, *sums = NULL;
-    size_t n;
+    struct edge_ctx edge = {rf, 0, flags & REPLICAFILE_NOWAIT, false};
+    uint64_t first, last, stack_sums[STACK_SUMS], *sums = stack_sums;
+    size_t n, done = 0;
     int r;
 
     *mismatch = false;
@@ -265,11 +482,15 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
     r = writable(rf);
     if (r)
         return r;
+    if (edge.nowait && !(rf->hdr.flags & SIDECAR_DIRTY))
+        return -EAGAIN; /* marking it dirty takes a sync */
     csum_block_range(off, len, &first, &last);
     n = (size_t)(last - first + 1);
-    sums = malloc(n * sizeof(*sums));
-    if (!sums)
-        return -ENOMEM;
+    if (n > ARRAY_SIZE(stack_sums)) {
+        sums = malloc(n * sizeof(*sums));
+        if (!sums)
+            return -ENOMEM;
+    }
     /* New checksums first: a bad edge block fails the write untouched. */
     edge.base = first;
     r = csum_update(sums, off - first * KEEL_BLOCK_SIZE, data, len, read_edge, &edge);
@@ -277,26 +498,194 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
         *mismatch = edge.mismatch;
         goto out;
     }
-    r = mark_dirty(rf);
+    r = load_pages(rf, first, last, edge.nowait);
+    if (r == 0)
+        r = mark_dirty(rf);
     if (r)
         goto out;
-    if (fallocate(rf->data_fd, 0, (off_t)off, (off_t)len) < 0 && errno != EOPNOTSUPP) {
-        /* Nothing changed yet, but this replica now lacks a write: it must
-         * not take later ones as if it had it. */
-        r = poison(rf, -errno);
+    r = diskio_pwrite_done(rf->data_fd, data, len, off, &done);
+    pthread_mutex_lock(&rf->lock);
+    if (r == 0) {
+        put_sums_locked(rf, first, n, sums);
+        if (off + len > rf->length)
+            rf->length = off + len;
+    } else {
+        apply_partial_locked(rf, off, len, done, first, last, sums, mismatch);
+    }
+    pthread_mutex_unlock(&rf->lock);
+    if (r)
+        poison(rf, r);
+out:
+    if (sums != stack_sums)
+        free(sums);
+    return r;
+}
+
+int replicafile_flush(struct replicafile *rf)
+{
+    int r = writable(rf);
+
+    if (r)
+        return r;
+    if (!(rf->hdr.flags & SIDECAR_DIRTY))
+        return 0; /* nothing written since the replica settled */
+    r = diskio_datasync(rf->data_fd);
+    return r ? poison(rf, r) : 0;
+}
+
+int replicafile_settle(struct replicafile *rf)
+{
+    struct sidecar_header h = rf->hdr;
+    int r = writable(rf);
+
+    if (r)
+        return r;
+    if (!(rf->hdr.flags & SIDECAR_DIRTY))
+        return 0;
+    h.length = replicafile_length(rf);
+    h.flags &= ~SIDECAR_DIRTY;
+    return settle_to(rf, &h, false);
+}
+
+int replicafile_set_version(struct replicafile *rf, uint64_t version)
+{
+    struct sidecar_header h = rf->hdr;
+    int r = writable(rf);
+
+    if (r)
+        return r;
+    h.version = version;
+    return store_header(rf, &h, true);
+}
+
+int replicafile_trim(struct replicafile *rf, uint64_t length, uint64_t version, bool *mismatch)
+{
+    struct sidecar_header h;
+    uint8_t block[KEEL_BLOCK_SIZE];
+    uint64_t size = 0, keep, end, cut, sum;
+    int r;
+
+    *mismatch = false;
+    if (length > chunk_bytes(rf))
+        return -EINVAL;
+    r = writable(rf);
+    if (r)
+        return r;
+    r = data_size(rf, &size);
+    if (r)
+        return r;
+    keep = length < size ? length : size;
+    cut = keep >> KEEL_BLOCK_SHIFT; /* first block whose checksum changes */
+    end = (size + KEEL_BLOCK_SIZE - 1) >> KEEL_BLOCK_SHIFT;
+    if (keep & (KEEL_BLOCK_SIZE - 1)) {
+        r = read_verified_block(rf, cut, block, false, mismatch);
+        if (r)
+            return r;
+    }
+    if (cut < end)
+        r = load_pages(rf, cut, end - 1, false);
+    if (r == 0)
+        r = mark_dirty(rf);
+    if (r)
+        return r;
+    if (keep < size && ftruncate(rf->data_fd, (off_t)keep) < 0)
+        return poison(rf, -errno);
+    pthread_mutex_lock(&rf->lock);
+    if (keep & (KEEL_BLOCK_SIZE - 1)) {
+        memset(block + (keep & (KEEL_BLOCK_SIZE - 1)), 0,
+               KEEL_BLOCK_SIZE - (keep & (KEEL_BLOCK_SIZE - 1)));
+        sum = csum_buf(block, sizeof(block));
+        put_sums_locked(rf, cut, 1, &sum);
+        cut++;
+    }
+    for (uint64_t b = cut; b < end; b++)
+        put_sums_locked(rf, b, 1, &rf->zero_sum);
+    rf->length = keep;
+    pthread_mutex_unlock(&rf->lock);
+    h = rf->hdr;
+    h.version = version;
+    h.length = keep;
+    h.flags &= ~SIDECAR_DIRTY;
+    return settle_to(rf, &h, true);
+}
+
+int replicafile_mark_corrupt(struct replicafile *rf)
+{
+    struct sidecar_header h = rf->hdr;
+    int r;
+
+    h.flags |= SIDECAR_CORRUPT;
+    r = sidecar_write_header(rf->meta_fd, &h);
+    if (r == 0)
+        r = diskio_datasync(rf->meta_fd);
+    /* Served as corrupt from now on even if the flag did not reach the disk. */
+    rf->hdr.flags |= SIDECAR_CORRUPT;
+    return r;
+}
+
+int replicafile_recover(struct replicafile *rf, uint64_t *changed)
+{
+    size_t piece = RECOVER_BLOCKS * KEEL_BLOCK_SIZE;
+    uint64_t *sums = NULL, *old = NULL, size = 0, diff = 0;
+    struct sidecar_header h;
+    uint8_t *buf = NULL;
+    int r;
+
+    r = data_size(rf, &size);
+    if (r)
+        return r;
+    buf = malloc(piece);
+    sums = malloc((size_t)rf->hdr.blocks * sizeof(*sums));
+    old = malloc((size_t)rf->hdr.blocks * sizeof(*old));
+    if (!buf || !sums || !old) {
+        r = -ENOMEM;
         goto out;
     }
-    r = diskio_pwrite(rf->data_fd, data, len, off);
+    r = get_sums(rf, 0, rf->hdr.blocks, old, false);
+    if (r)
+        goto out;
+    for (uint64_t b = 0; b < rf->hdr.blocks; b += RECOVER_BLOCKS) {
+        size_t n =
+            rf->hdr.blocks - b < RECOVER_BLOCKS ? (size_t)(rf->hdr.blocks - b) : RECOVER_BLOCKS;
+        size_t got = 0;
+
+        if (b * KEEL_BLOCK_SIZE >= size) {
+            for (size_t i = 0; i < n; i++)
+                sums[b + i] = rf->zero_sum;
+            continue;
+        }
+        r = diskio_pread(rf->data_fd, buf, n * KEEL_BLOCK_SIZE, b * KEEL_BLOCK_SIZE, &got);
+        if (r)
+            goto out;
+        memset(buf + got, 0, n * KEEL_BLOCK_SIZE - got);
+        csum_blocks(buf, n, sums + b);
+    }
+    for (uint64_t b = 0; b < rf->hdr.blocks; b++)
+        diff += sums[b] != old[b];
+    /* The checksums must describe data that is on disk, not only cached. */
+    r = diskio_datasync(rf->data_fd);
     if (r == 0)
-        r = sidecar_write_sums(rf->meta_fd, first, n, sums);
+        r = sidecar_write_sums(rf->meta_fd, 0, rf->hdr.blocks, sums);
+    if (r == 0)
+        r = diskio_datasync(rf->meta_fd);
     if (r) {
         poison(rf, r);
         goto out;
     }
-    if (off + len > rf->hdr.length)
-        rf->hdr.length = off + len;
+    drop_pages(rf);
+    pthread_mutex_lock(&rf->lock);
+    rf->length = size;
+    pthread_mutex_unlock(&rf->lock);
+    h = rf->hdr;
+    h.length = size;
+    h.flags &= ~SIDECAR_DIRTY;
+    r = store_header(rf, &h, true);
+    if (r == 0 && changed)
+        *changed = diff;
 out:
+    free(buf);
     free(sums);
+    free(old);
     return r;
 }
 
@@ -376,171 +765,5 @@ int replicafile_clone_data(struct replicafile *rf, int dst_fd)
     }
     if (r == 0 && ftruncate(dst_fd, (off_t)size) < 0)
         r = -errno;
-    return r;
-}
-
-int replicafile_flush(struct replicafile *rf)
-{
-    struct sidecar_header h = rf->hdr;
-    int r = writable(rf);
-
-    if (r)
-        return r;
-    if (!(rf->hdr.flags & SIDECAR_DIRTY))
-        return 0;
-    r = diskio_datasync(rf->data_fd);
-    if (r == 0)
-        r = diskio_datasync(rf->meta_fd);
-    if (r)
-        return poison(rf, r);
-    h.flags &= ~SIDECAR_DIRTY;
-    return store_header(rf, &h, false);
-}
-
-int replicafile_set_version(struct replicafile *rf, uint64_t version)
-{
-    struct sidecar_header h = rf->hdr;
-    int r = writable(rf);
-
-    if (r)
-        return r;
-    h.version = version;
-    return store_header(rf, &h, true);
-}
-
-int replicafile_trim(struct replicafile *rf, uint64_t length, uint64_t version, bool *mismatch)
-{
-    struct sidecar_header h;
-    uint8_t block[KEEL_BLOCK_SIZE];
-    uint64_t size = 0, keep, end, cut, zero[64];
-    int r;
-
-    *mismatch = false;
-    if (length > chunk_bytes(rf))
-        return -EINVAL;
-    r = writable(rf);
-    if (r)
-        return r;
-    r = data_size(rf, &size);
-    if (r)
-        return r;
-    keep = length < size ? length : size;
-    cut = keep >> KEEL_BLOCK_SHIFT; /* first block whose checksum changes */
-    end = (size + KEEL_BLOCK_SIZE - 1) >> KEEL_BLOCK_SHIFT;
-    if (keep & (KEEL_BLOCK_SIZE - 1)) {
-        r = read_verified_block(rf, cut, block, mismatch);
-        if (r)
-            return r;
-    }
-    r = mark_dirty(rf);
-    if (r)
-        return r;
-    if (keep < size && ftruncate(rf->data_fd, (off_t)keep) < 0)
-        return poison(rf, -errno);
-    if (keep & (KEEL_BLOCK_SIZE - 1)) {
-        uint64_t sum;
-
-        memset(block + (keep & (KEEL_BLOCK_SIZE - 1)), 0,
-               KEEL_BLOCK_SIZE - (keep & (KEEL_BLOCK_SIZE - 1)));
-        sum = csum_buf(block, sizeof(block));
-        r = sidecar_write_sums(rf->meta_fd, cut, 1, &sum);
-        if (r)
-            return poison(rf, r);
-        cut++;
-    }
-    for (size_t i = 0; i < ARRAY_SIZE(zero); i++)
-        zero[i] = rf->zero_sum;
-    for (uint64_t b = cut; b < end; b += ARRAY_SIZE(zero)) {
-        size_t k = end - b < ARRAY_SIZE(zero) ? (size_t)(end - b) : ARRAY_SIZE(zero);
-
-        r = sidecar_write_sums(rf->meta_fd, b, k, zero);
-        if (r)
-            return poison(rf, r);
-    }
-    r = diskio_datasync(rf->data_fd);
-    if (r == 0)
-        r = diskio_datasync(rf->meta_fd);
-    if (r)
-        return poison(rf, r);
-    h = rf->hdr;
-    h.version = version;
-    h.length = keep;
-    h.flags &= ~SIDECAR_DIRTY;
-    return store_header(rf, &h, true);
-}
-
-int replicafile_mark_corrupt(struct replicafile *rf)
-{
-    struct sidecar_header h = rf->hdr;
-    int r;
-
-    h.flags |= SIDECAR_CORRUPT;
-    r = sidecar_write_header(rf->meta_fd, &h);
-    if (r == 0)
-        r = diskio_datasync(rf->meta_fd);
-    /* Served as corrupt from now on even if the flag did not reach the disk. */
-    rf->hdr.flags |= SIDECAR_CORRUPT;
-    return r;
-}
-
-int replicafile_recover(struct replicafile *rf, uint64_t *changed)
-{
-    size_t piece = RECOVER_BLOCKS * KEEL_BLOCK_SIZE;
-    uint64_t *sums = NULL, *old = NULL, size = 0, diff = 0;
-    struct sidecar_header h;
-    uint8_t *buf = NULL;
-    int r;
-
-    r = data_size(rf, &size);
-    if (r)
-        return r;
-    buf = malloc(piece);
-    sums = malloc((size_t)rf->hdr.blocks * sizeof(*sums));
-    old = malloc((size_t)rf->hdr.blocks * sizeof(*old));
-    if (!buf || !sums || !old) {
-        r = -ENOMEM;
-        goto out;
-    }
-    r = sidecar_read_sums(rf->meta_fd, 0, rf->hdr.blocks, old);
-    if (r)
-        goto out;
-    for (uint64_t b = 0; b < rf->hdr.blocks; b += RECOVER_BLOCKS) {
-        size_t n =
-            rf->hdr.blocks - b < RECOVER_BLOCKS ? (size_t)(rf->hdr.blocks - b) : RECOVER_BLOCKS;
-        size_t got = 0;
-
-        if (b * KEEL_BLOCK_SIZE >= size) {
-            for (size_t i = 0; i < n; i++)
-                sums[b + i] = rf->zero_sum;
-            continue;
-        }
-        r = diskio_pread(rf->data_fd, buf, n * KEEL_BLOCK_SIZE, b * KEEL_BLOCK_SIZE, &got);
-        if (r)
-            goto out;
-        memset(buf + got, 0, n * KEEL_BLOCK_SIZE - got);
-        csum_blocks(buf, n, sums + b);
-    }
-    for (uint64_t b = 0; b < rf->hdr.blocks; b++)
-        diff += sums[b] != old[b];
-    /* The checksums must describe data that is on disk, not only cached. */
-    r = diskio_datasync(rf->data_fd);
-    if (r == 0)
-        r = sidecar_write_sums(rf->meta_fd, 0, rf->hdr.blocks, sums);
-    if (r == 0)
-        r = diskio_datasync(rf->meta_fd);
-    if (r) {
-        poison(rf, r);
-        goto out;
-    }
-    h = rf->hdr;
-    h.length = size;
-    h.flags &= ~SIDECAR_DIRTY;
-    r = store_header(rf, &h, true);
-    if (r == 0 && changed)
-        *changed = diff;
-out:
-    free(buf);
-    free(sums);
-    free(old);
     return r;
 }

@@ -4,17 +4,26 @@
  *
  * The data file holds the chunk's bytes (sparse; unwritten ranges read as
  * zeros). The sidecar (sidecar.h) holds the version, the flags and one
- * XXH3-64 per 4 KiB block. A write changes both files, and without a sync
- * in between either may reach the disk first. So:
+ * XXH3-64 per 4 KiB block. The block checksums of a replica being written
+ * live in memory (pages of 512, one 4 KiB page of the sidecar each) and
+ * reach the sidecar only when the replica settles, so a small write costs
+ * one write of its data and nothing else. What keeps this crash-safe is the
+ * SIDECAR_DIRTY flag:
  *
- *   CLEAN --write--> DIRTY --flush--> CLEAN
+ *   SETTLED --first write--> UNSETTLED --settle--> SETTLED
+ *               (flag set and synced)     (data synced, checksums written and
+ *                                          synced, then the flag cleared)
  *
- *   - before the first write after a flush, SIDECAR_DIRTY is set in the
- *     header and the sidecar synced: a chunk whose checksums may lag behind
- *     its data is marked so on stable storage first;
- *   - flush syncs the data, then the sidecar, and only then clears the flag
- *     (that header write needs no sync: a flag left set is merely
- *     conservative);
+ *   - before the first write after a settle, SIDECAR_DIRTY is set in the
+ *     header and the sidecar synced: while checksums on disk may lag behind
+ *     the data, the replica is marked so on stable storage;
+ *   - a flush only has to make the data durable (fdatasync of the data
+ *     file): the flag is on disk, so after a crash the checksums are
+ *     recomputed from exactly that data;
+ *   - settle (run when the replica goes idle, before its files close, and at
+ *     shutdown) syncs the data, writes the checksums, syncs the sidecar and
+ *     only then clears the flag (that header write needs no sync: a flag
+ *     left set is merely conservative);
  *   - after an unclean stop, replicafile_recover() recomputes the checksums
  *     of a DIRTY replica from its data. Flushed blocks are unchanged by
  *     this; blocks written after the last flush read back their old or new
@@ -25,13 +34,22 @@
  * corrupt block is never laundered into a fresh checksum.
  *
  * Errors: a write or sync that fails leaves the replica in an unknown state
- * on disk, so the error sticks: every later write, flush, version change or
- * trim fails with it (a failed fdatasync is never retried into a success).
- * Reads stay possible; the checksums still vouch for every byte.
+ * on disk, so the error sticks: every later write, flush, settle, version
+ * change or trim fails with it (a failed fdatasync is never retried into a
+ * success). Reads stay possible; the checksums still vouch for every byte.
  *
- * Threads: blocking I/O, run on worker threads. A replicafile is used by one
- * thread at a time, except that replicafile_read_blocks and
- * replicafile_sums may run concurrently with each other (they only read).
+ * Non-blocking use: with REPLICAFILE_NOWAIT, reads (of data, and of
+ * checksums not in memory) that would wait for the disk fail with -EAGAIN
+ * and change nothing, so a caller can try an operation on its event loop
+ * and hand it to a thread only on a page-cache miss. A buffered write of
+ * data itself cannot be made non-blocking on ext4; a caller that runs
+ * writes on its loop keeps them small.
+ *
+ * Threads: operations of one replicafile may run on several threads at
+ * once when they touch disjoint blocks or only read (reads, checksum reads,
+ * writes to an UNSETTLED replica, flush, check, clone). Those that change
+ * the header (a write to a SETTLED replica, settle, set_version, trim,
+ * mark_corrupt, recover) run alone. The caller orders them (replicas.c).
  */
 #ifndef KEEL_DATANODE_REPLICAFILE_H
 #define KEEL_DATANODE_REPLICAFILE_H
@@ -41,6 +59,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Flag: fail with -EAGAIN instead of waiting for a disk read. */
+#define REPLICAFILE_NOWAIT 0x1u
 
 struct replicafile;
 
@@ -52,13 +73,26 @@ struct replicafile;
  */
 int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t blocks,
                      struct replicafile **out);
-/* Closes the descriptors and frees rf. Unflushed writes stay in the page cache. */
+/*
+ * Closes the descriptors and frees rf. Unflushed writes stay in the page
+ * cache. An UNSETTLED replica loses its in-memory checksums: close it only
+ * after replicafile_settle, or when the process ends (the flag on disk then
+ * has them recomputed at the next start).
+ */
 void replicafile_close(struct replicafile *rf);
 
-/* The header as last read or written. Borrowed while rf is open. */
+/*
+ * The header as last written to disk: chunk id, blocks, version and flags
+ * (they change only in operations that run alone); its length is the one
+ * of the last settle. Borrowed while rf is open.
+ */
 const struct sidecar_header *replicafile_header(const struct replicafile *rf);
+/* The replica's length now (the data file's size). */
+uint64_t replicafile_length(struct replicafile *rf);
+/* True while SIDECAR_DIRTY is set on disk. */
+bool replicafile_unsettled(const struct replicafile *rf);
 /* The sticky error (0 if none). */
-int replicafile_error(const struct replicafile *rf);
+int replicafile_error(struct replicafile *rf);
 
 /* What a verified read found, besides the bytes. */
 struct replicafile_readout {
@@ -72,16 +106,17 @@ struct replicafile_readout {
  * Reads blocks [first, first + n) into buf (n * KEEL_BLOCK_SIZE bytes) and
  * verifies each against its checksum. Returns 0; -EIO if the replica is
  * marked corrupt, or if a block does not match (out->mismatch, out->bad);
- * -EINVAL for a range outside the chunk; or a read error.
+ * -EINVAL for a range outside the chunk; -EAGAIN (REPLICAFILE_NOWAIT) when
+ * the disk would have to be read; or a read error.
  */
 int replicafile_read_blocks(struct replicafile *rf, uint64_t first, size_t n, void *buf,
-                            struct replicafile_readout *out);
+                            struct replicafile_readout *out, unsigned flags);
 
 /*
  * Checks that the files are still the replica's: both still linked in the
- * directory (-ENOENT if one was removed behind the datanode's back) and, for
- * a clean replica, the data as long as the sidecar says (-EBADMSG). May run
- * alongside reads.
+ * directory (-ENOENT if one was removed behind the datanode's back) and the
+ * data as long as the sidecar says (settled) or as the writes made it
+ * (-EBADMSG).
  */
 int replicafile_check(struct replicafile *rf);
 
@@ -93,33 +128,35 @@ int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t 
  * touch (the edge blocks of an unaligned write are read, verified and
  * merged). Returns 0; -EINVAL for a range outside the chunk; -EIO with
  * *mismatch set when an edge block fails its checksum (nothing written);
- * the sticky error; or the write error (-ENOSPC, -EIO), which then sticks.
- * Space for the range is allocated first, so a full disk usually fails the
- * write before any byte changes.
+ * -EAGAIN (REPLICAFILE_NOWAIT) when a disk read, or the sync that marks a
+ * settled replica dirty, would be needed (nothing written); the sticky
+ * error; or the write error (-ENOSPC, -EIO), which then sticks. A full disk
+ * fails a write at the first page it cannot reserve: the blocks written
+ * before that page keep their new bytes and checksums, the others their
+ * old ones, and should the page boundary cut a block (an unaligned write),
+ * *mismatch is set as for damage, since that block's bytes are now known
+ * to no checksum.
  */
 int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, size_t len,
-                      bool *mismatch);
+                      unsigned flags, bool *mismatch);
+
+/* Makes every write so far durable (fdatasync of the data). 0 or an error. */
+int replicafile_flush(struct replicafile *rf);
 
 /*
- * Copies the data file into dst_fd (an empty file opened for writing) and
- * gives it the same size. Only the extents holding data are copied
- * (copy_file_range, so a filesystem that can share extents does), holes stay
- * holes. Returns 0 or an error of the copy (-ENOSPC...). May run alongside
- * reads.
+ * Brings the sidecar up to date and clears SIDECAR_DIRTY (see above), and
+ * drops the in-memory checksums. No-op for a settled replica.
  */
-int replicafile_clone_data(struct replicafile *rf, int dst_fd);
-
-/* Makes every write so far durable (data, then checksums). 0 or an error. */
-int replicafile_flush(struct replicafile *rf);
+int replicafile_settle(struct replicafile *rf);
 
 /* Durably sets the version. */
 int replicafile_set_version(struct replicafile *rf, uint64_t version);
 
 /*
  * Durably cuts the data to length bytes (no-op past the end) and sets the
- * version, in one step: every write before it is durable too. The block
- * holding the cut is verified before its checksum is recomputed (-EIO with
- * *mismatch set if it fails).
+ * version, in one step: every write before it is durable too, and the
+ * replica is settled. The block holding the cut is verified before its
+ * checksum is recomputed (-EIO with *mismatch set if it fails).
  */
 int replicafile_trim(struct replicafile *rf, uint64_t length, uint64_t version, bool *mismatch);
 
@@ -132,5 +169,14 @@ int replicafile_mark_corrupt(struct replicafile *rf);
  * *changed (may be NULL) receives the number of checksums that differed.
  */
 int replicafile_recover(struct replicafile *rf, uint64_t *changed);
+
+/*
+ * Copies the data file into dst_fd (an empty file opened for writing) and
+ * gives it the same size. Only the extents holding data are copied
+ * (copy_file_range, so a filesystem that can share extents does), holes stay
+ * holes. Returns 0 or an error of the copy (-ENOSPC...). May run alongside
+ * reads.
+ */
+int replicafile_clone_data(struct replicafile *rf, int dst_fd);
 
 #endif

@@ -1,12 +1,20 @@
 /*
  * replicas: see replicas.h for the model.
  *
- * An operation (struct op) is one row of the op_types table: a check run on
- * the loop when the op reaches the head of its chunk's queue, a run step on
- * a pool thread, and a done step back on the loop that folds the outcome
- * into the replica. An op whose check fails, or that has nothing to do,
- * completes without touching the pool; its callback is deferred to the
- * loop's idle phase so that no callback ever runs inside a submit call.
+ * An operation (struct op) is one row of the op_types table: a class that
+ * says what it may run alongside, a check run on the loop when it starts,
+ * a run step (on a pool thread, or first tried on the loop without waiting
+ * for the disk), and a done step on the loop that folds the outcome into
+ * the replica. An op whose check fails, that has nothing to do, or that ran
+ * on the loop completes without touching the pool; its callback is
+ * deferred to the loop's check (or idle) phase so that no callback ever
+ * runs inside a submit call.
+ *
+ * Ordering: an op may start when it is compatible with every op of its
+ * replica that is running or queued before it (compatible()). Writes carry
+ * an arrival sequence number: a flush makes durable the writes that arrived
+ * before it, and a replica is unflushed while a write at or after
+ * `durable_below` has started.
  *
  * Memory: a replica lives while it is in the table or has ops (queued,
  * running or deferred); ops are freed after their callback.
@@ -28,6 +36,21 @@
 
 #define SKIP 1 /* a check's verdict: done already, succeed without work */
 
+#define INLINE_MAX      (128u * 1024) /* largest read or write tried on the loop */
+#define INLINE_SLOW_NS  20000000ull   /* a loop write this slow (the kernel throttled it) ... */
+#define INLINE_PAUSE_MS 1000          /* ... sends writes to the pool for this long */
+#define SETTLE_IDLE_MS  1000          /* a replica idle this long settles */
+#define SETTLE_CHECK_MS 250
+#define MAX_SCAN        64 /* queued ops looked at before one that may start */
+
+/* What an op may run alongside (see compatible()). */
+enum op_class {
+    CLS_READ,  /* reads its block range */
+    CLS_WRITE, /* writes its block range */
+    CLS_FLUSH, /* syncs what the writes before it wrote */
+    CLS_ALONE, /* runs alone */
+};
+
 struct replica {
     struct replicas *r;
     uint64_t id;
@@ -36,14 +59,19 @@ struct replica {
     bool present; /* created or installed, not deleted */
     bool mapped;  /* in r->table */
     bool corrupt;
-    bool dirty; /* written since the last successful flush */
-    int error;  /* sticky disk error of a write path */
+    int error; /* sticky disk error of a write path */
     struct replicafile *file;
-    struct list queue; /* ops not yet started, in arrival order */
-    unsigned running;
-    bool exclusive; /* the running op runs alone */
+    struct list queue;   /* ops not yet started, in arrival order */
+    struct list running; /* ops started on the pool, not yet done */
     bool pumping;
     unsigned nops; /* ops queued, running or deferred */
+    uint64_t next_seq;
+    uint64_t last_write_seq; /* arrival number of the latest write started */
+    uint64_t durable_below;  /* writes that arrived before this one are flushed */
+    bool unsettled;          /* marked dirty on disk (replicafile_unsettled) */
+    bool settle_queued;
+    uint64_t last_write_ms;
+    struct list settle; /* on r->unsettled */
     struct list lru;
     bool in_lru;
 };
@@ -55,10 +83,14 @@ struct replicas {
     unsigned max_open;
     unsigned nopen;
     struct u64map table;
-    struct list lru;      /* idle, clean replicas with open files, oldest first */
-    struct list deferred; /* ops completed without work, callbacks pending */
-    uv_idle_t idle;
-    bool idle_closed;
+    struct list lru;       /* idle, settled replicas with open files, oldest first */
+    struct list unsettled; /* replicas marked dirty on disk */
+    struct list deferred;  /* ops completed without the pool, callbacks pending */
+    uv_check_t check;      /* runs deferred callbacks after the I/O that queued them */
+    uv_idle_t idle;        /* keeps the loop from blocking while some wait */
+    uv_timer_t settle_timer;
+    bool handles_closed;
+    uint64_t inline_paused_until_ms;
     size_t busy;
     bool stopping;
 };
@@ -67,22 +99,29 @@ struct op;
 
 struct op_type {
     const char *name;
-    bool shared; /* may run alongside other shared ops of the chunk */
-    bool opens;  /* needs the replica's files */
+    enum op_class cls;
+    bool opens;   /* needs the replica's files */
+    bool at_stop; /* still runs while shutting down */
     int (*check)(struct op *op);
     void (*run)(struct op *op);
+    /* Optional: the run step without waiting for the disk; -EAGAIN if it
+     * would have to (nothing was done), else 0 with op->status set. */
+    int (*try_now)(struct op *op);
     void (*done)(struct op *op);
 };
 
 struct op {
-    struct list link;
+    struct list link; /* queue, running list, or deferred list */
     uv_work_t work;
     struct replicas *r;
     struct replica *rep;
     const struct op_type *type;
+    enum op_class cls; /* as started */
     replicas_cb cb;
     void *arg;
     unsigned flags;
+    uint64_t seq;           /* arrival number */
+    uint64_t bfirst, blast; /* blocks touched (read and write classes) */
     uint64_t version, to, off, length, session;
     int fd;         /* clone: the file to copy into */
     uint64_t *sums; /* clone: where the checksums go */
@@ -97,8 +136,27 @@ struct op {
     struct replicas_result res;
 };
 
+enum {
+    OP_READ,
+    OP_WRITE,
+    OP_FLUSH,
+    OP_CHECKSUMS,
+    OP_SCRUB,
+    OP_CREATE,
+    OP_SET_VERSION,
+    OP_TRIM,
+    OP_DELETE,
+    OP_INSTALL,
+    OP_MARK,
+    OP_CLONE,
+    OP_SETTLE,
+};
+
 static void pump(struct replica *rep);
+static void enqueue(struct replica *rep, struct op *op);
 static void set_corrupt(struct replica *rep, uint64_t block, const char *what);
+static void on_settle_timer(uv_timer_t *t);
+static void queue_settle(struct replica *rep);
 
 /* ------------------------------------------------------------ replicas */
 
@@ -108,7 +166,11 @@ static struct replica *rep_new(struct replicas *r, uint64_t id)
 
     rep->r = r;
     rep->id = id;
+    rep->next_seq = 1;
+    rep->durable_below = 1;
     list_init(&rep->queue);
+    list_init(&rep->running);
+    list_init(&rep->settle);
     list_init(&rep->lru);
     if (u64map_put(&r->table, id, rep) < 0) {
         log_error("replicas: out of memory");
@@ -124,6 +186,17 @@ static void rep_info(const struct replica *rep, struct replica_info *ri)
     ri->version = rep->version;
     ri->length = rep->length;
     ri->corrupt = rep->corrupt;
+}
+
+/* Written since the last successful flush. */
+static bool unflushed(const struct replica *rep)
+{
+    return rep->last_write_seq >= rep->durable_below;
+}
+
+static bool idle_now(const struct replica *rep)
+{
+    return list_empty(&rep->running) && list_empty(&rep->queue);
 }
 
 static void lru_remove(struct replica *rep)
@@ -150,6 +223,7 @@ static void rep_release(struct replica *rep)
     if (rep->mapped || rep->nops)
         return;
     lru_remove(rep);
+    list_del(&rep->settle);
     close_file(rep);
     free(rep);
 }
@@ -162,14 +236,14 @@ static void rep_unmap(struct replica *rep)
     rep->present = false;
 }
 
-/* An idle, clean replica's files go to the LRU; the oldest beyond max_open
- * are closed. */
+/* An idle, settled replica's files go to the LRU; the oldest beyond
+ * max_open are closed. */
 static void rep_idle(struct replica *rep)
 {
     struct replicas *r = rep->r;
 
-    if (rep->mapped && rep->file && !rep->running && list_empty(&rep->queue) && !rep->dirty &&
-        !rep->error && !rep->in_lru) {
+    if (rep->mapped && rep->file && idle_now(rep) && !rep->unsettled && !rep->error &&
+        !rep->in_lru) {
         list_add_tail(&r->lru, &rep->lru);
         rep->in_lru = true;
     }
@@ -191,6 +265,24 @@ static void report(struct replica *rep, bool deleted)
         r->hooks.report(r->hooks.ctx, &ri, deleted);
 }
 
+/* Mirrors the file's dirty flag; unsettled replicas wait on r->unsettled. */
+static void track_settle(struct replica *rep)
+{
+    struct replicas *r = rep->r;
+
+    rep->unsettled = rep->file && replicafile_unsettled(rep->file);
+    if (!rep->unsettled) {
+        list_del(&rep->settle);
+        return;
+    }
+    if (list_empty(&rep->settle))
+        list_add_tail(&r->unsettled, &rep->settle);
+    if (r->stopping)
+        queue_settle(rep); /* a write that ran into the shutdown */
+    else if (!uv_is_active((uv_handle_t *)&r->settle_timer))
+        uv_timer_start(&r->settle_timer, on_settle_timer, SETTLE_CHECK_MS, SETTLE_CHECK_MS);
+}
+
 /* ------------------------------------------------------------ op plumbing */
 
 static struct op *op_new(struct replicas *r, const struct op_type *type, replicas_cb cb, void *arg)
@@ -199,17 +291,20 @@ static struct op *op_new(struct replicas *r, const struct op_type *type, replica
 
     op->r = r;
     op->type = type;
+    op->cls = type->cls;
     op->cb = cb;
     op->arg = arg;
     list_init(&op->link);
     return op;
 }
 
-static void maybe_close_idle(struct replicas *r)
+static void maybe_close_handles(struct replicas *r)
 {
-    if (r->stopping && r->busy == 0 && !r->idle_closed) {
-        r->idle_closed = true;
+    if (r->stopping && r->busy == 0 && !r->handles_closed) {
+        r->handles_closed = true;
+        uv_close((uv_handle_t *)&r->check, NULL);
         uv_close((uv_handle_t *)&r->idle, NULL);
+        uv_close((uv_handle_t *)&r->settle_timer, NULL);
     }
 }
 
@@ -219,7 +314,6 @@ static void op_complete(struct op *op)
     struct replicas *r = op->r;
     struct replica *rep = op->rep;
 
-    rep_info(rep, &op->res.info);
     if (op->cb)
         op->cb(op->status, &op->res, op->arg);
     free(op->res.base);
@@ -228,29 +322,44 @@ static void op_complete(struct op *op)
     rep->nops--;
     r->busy--;
     rep_release(rep);
-    maybe_close_idle(r);
+    maybe_close_handles(r);
 }
 
-static void on_idle(uv_idle_t *h)
+static void run_deferred(struct replicas *r)
 {
-    struct replicas *r = h->data;
     struct list *n;
 
     while ((n = list_pop(&r->deferred)))
         op_complete(list_entry(n, struct op, link));
-    if (!r->idle_closed)
+    if (!r->handles_closed) {
         uv_idle_stop(&r->idle);
+        uv_check_stop(&r->check);
+    }
 }
 
-/* Completes op without running it; the callback runs from the idle phase. */
+static void on_check(uv_check_t *h)
+{
+    run_deferred(h->data);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    run_deferred(h->data);
+}
+
+/* Completes op without the pool; the callback runs from the check phase of
+ * this loop iteration (or the idle phase of the next). */
 static void op_defer(struct op *op, int status)
 {
     struct replicas *r = op->r;
 
     op->status = status;
+    rep_info(op->rep, &op->res.info);
     list_add_tail(&r->deferred, &op->link);
-    if (!r->idle_closed)
+    if (!r->handles_closed) {
+        uv_check_start(&r->check, on_check);
         uv_idle_start(&r->idle, on_idle);
+    }
 }
 
 /* The files of a present replica would not open. Damage (a bad header, a
@@ -278,19 +387,16 @@ static void work_cb(uv_work_t *w)
     op->type->run(op);
 }
 
-static void after_work_cb(uv_work_t *w, int status)
+/* The outcome of a run, on the loop: fold it into the replica. */
+static void finish_run(struct op *op)
 {
-    struct op *op = list_entry(w, struct op, work);
     struct replica *rep = op->rep;
     struct replicas *r = op->r;
 
-    rep->running--;
     if (op->file_changed && op->file != rep->file) {
         r->nopen += (op->file != NULL) - (rep->file != NULL);
         rep->file = op->file;
     }
-    if (status < 0 && op->status == 0)
-        op->status = status;
     if (op->status && op->status != -ESTALE && op->status != -EINVAL)
         log_debug("replicas: %s of chunk %016" PRIx64 ": %s", op->type->name, rep->id,
                   err_str(op->status));
@@ -298,6 +404,19 @@ static void after_work_cb(uv_work_t *w, int status)
         open_failure(rep, op->status);
     else
         op->type->done(op);
+    track_settle(rep);
+    rep_info(rep, &op->res.info);
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    struct op *op = list_entry(w, struct op, work);
+    struct replica *rep = op->rep;
+
+    list_del(&op->link);
+    if (status < 0 && op->status == 0)
+        op->status = status;
+    finish_run(op);
     rep->nops++; /* keep rep while the callback may queue more */
     op_complete(op);
     rep->nops--;
@@ -306,54 +425,138 @@ static void after_work_cb(uv_work_t *w, int status)
     rep_release(rep);
 }
 
-static void op_start(struct op *op, bool alone)
+/* Tries the op on the loop; true if it ran there. */
+static bool run_now(struct op *op)
+{
+    struct replicas *r = op->r;
+    bool write = op->type->cls == CLS_WRITE;
+    uint64_t t0 = 0;
+
+    if (!op->type->try_now || !op->file || op->len > INLINE_MAX)
+        return false;
+    if (write) {
+        if (mono_ms() < r->inline_paused_until_ms)
+            return false;
+        t0 = mono_ns();
+    }
+    if (op->type->try_now(op) == -EAGAIN)
+        return false;
+    if (write && mono_ns() - t0 > INLINE_SLOW_NS) {
+        r->inline_paused_until_ms = mono_ms() + INLINE_PAUSE_MS;
+        log_info("replicas: a write took %" PRIu64 " us on the loop; writes go to the pool for "
+                 "%d ms",
+                 (mono_ns() - t0) / 1000, INLINE_PAUSE_MS);
+    }
+    return true;
+}
+
+static void op_start(struct op *op)
 {
     struct replica *rep = op->rep;
     int r;
 
     lru_remove(rep);
-    rep->running++;
-    rep->exclusive = alone;
     op->file = rep->file;
+    if (run_now(op)) {
+        finish_run(op);
+        op_defer(op, op->status);
+        return;
+    }
+    list_add_tail(&rep->running, &op->link);
     r = uv_queue_work(op->r->loop, &op->work, work_cb, after_work_cb);
     if (r < 0) {
-        rep->running--;
+        list_del(&op->link);
         op_defer(op, r);
     }
 }
 
-/* Starts what may start at the head of the chunk's queue. */
+/* How op would run if it started now. */
+static enum op_class class_now(const struct replica *rep, const struct op *op)
+{
+    if (op->type->opens && !rep->file)
+        return CLS_ALONE; /* opens the files */
+    if (op->type->cls == CLS_WRITE && !rep->unsettled)
+        return CLS_ALONE; /* marks the replica dirty on disk */
+    return op->type->cls;
+}
+
+/* May `later` run while `earlier` (running, or queued before it) has not
+ * finished? */
+static bool compatible(const struct op *earlier, enum op_class a, const struct op *later,
+                       enum op_class b)
+{
+    if (a == CLS_ALONE || b == CLS_ALONE)
+        return false;
+    if (a == CLS_FLUSH || b == CLS_FLUSH)
+        return !(a == CLS_WRITE && b == CLS_FLUSH); /* a flush waits for earlier writes */
+    if (a == CLS_READ && b == CLS_READ)
+        return true;
+    return earlier->blast < later->bfirst || later->blast < earlier->bfirst;
+}
+
+static bool may_start(const struct replica *rep, const struct op *op, enum op_class cls)
+{
+    const struct list *pos;
+
+    for (pos = rep->running.next; pos != &rep->running; pos = pos->next) {
+        const struct op *o = list_entry(pos, struct op, link);
+
+        if (!compatible(o, o->cls, op, cls))
+            return false;
+    }
+    for (pos = rep->queue.next; pos != &op->link; pos = pos->next) {
+        const struct op *o = list_entry(pos, struct op, link);
+
+        if (!compatible(o, class_now(rep, o), op, cls))
+            return false;
+    }
+    return true;
+}
+
+/* Starts every queued op that may start. */
 static void pump(struct replica *rep)
 {
+    struct list *pos, *tmp;
+    unsigned scanned = 0;
+
     if (rep->pumping)
         return;
     rep->pumping = true;
-    while (!list_empty(&rep->queue)) {
-        struct op *op = list_entry(rep->queue.next, struct op, link);
-        bool alone = !op->type->shared || (op->type->opens && !rep->file);
+    list_for_each_safe(pos, tmp, &rep->queue)
+    {
+        struct op *op = list_entry(pos, struct op, link);
+        enum op_class cls;
         int c;
 
-        if (rep->running && (alone || rep->exclusive))
-            break;
-        list_del(&op->link);
-        if (rep->r->stopping) {
+        if (rep->r->stopping && !op->type->at_stop) {
+            list_del(&op->link);
             op_defer(op, -ECANCELED);
             continue;
         }
+        cls = class_now(rep, op);
+        if (!may_start(rep, op, cls)) {
+            if (cls == CLS_ALONE || ++scanned >= MAX_SCAN)
+                break; /* nothing behind it may start either, or enough looked at */
+            continue;
+        }
+        list_del(&op->link);
+        op->cls = cls;
         /* A replica that left the table (deleted, or its creation failed)
          * runs nothing more; a new one may already stand in its place. */
         c = rep->mapped ? op->type->check(op) : -ENOENT;
         if (c)
             op_defer(op, c < 0 ? c : 0);
         else
-            op_start(op, alone);
+            op_start(op);
     }
     rep->pumping = false;
+    rep_idle(rep); /* what ran on the loop may have left it idle */
 }
 
 static void enqueue(struct replica *rep, struct op *op)
 {
     op->rep = rep;
+    op->seq = rep->next_seq++;
     list_add_tail(&rep->queue, &op->link);
     rep->nops++;
     rep->r->busy++;
@@ -453,27 +656,39 @@ static int check_move(struct op *op)
     return 0;
 }
 
-static void run_read(struct op *op)
+/* Reads the blocks of the op into a buffer it owns (kept should the read
+ * move from the loop to the pool). */
+static void read_into(struct op *op, unsigned flags)
 {
-    uint64_t first, last;
-    size_t n;
+    uint64_t first = op->bfirst;
+    size_t n = (size_t)(op->blast - first + 1);
 
-    csum_block_range(op->off, op->len, &first, &last);
-    n = (size_t)(last - first + 1);
-    op->res.base = malloc(n * KEEL_BLOCK_SIZE);
-    if (op->flags & REPLICAS_SUMS)
+    if (!op->res.base)
+        op->res.base = malloc(n * KEEL_BLOCK_SIZE);
+    if ((op->flags & REPLICAS_SUMS) && !op->res.sums)
         op->res.sums = op->ro.sums = malloc(n * sizeof(uint64_t));
     if (!op->res.base || ((op->flags & REPLICAS_SUMS) && !op->res.sums)) {
         op->status = -ENOMEM;
         return;
     }
-    op->status = replicafile_read_blocks(op->file, first, n, op->res.base, &op->ro);
+    op->status = replicafile_read_blocks(op->file, first, n, op->res.base, &op->ro, flags);
     if (op->status)
         return;
     op->res.data = (uint8_t *)op->res.base + (op->off - first * KEEL_BLOCK_SIZE);
     op->res.len = op->len;
     op->res.checksum = csum_buf(op->res.data, op->len);
     op->res.nsums = op->res.sums ? n : 0;
+}
+
+static void run_read(struct op *op)
+{
+    read_into(op, 0);
+}
+
+static int try_read(struct op *op)
+{
+    read_into(op, REPLICAFILE_NOWAIT);
+    return op->status == -EAGAIN ? -EAGAIN : 0;
 }
 
 static void done_read(struct op *op)
@@ -492,35 +707,52 @@ static void done_read(struct op *op)
 
 static int check_write(struct op *op)
 {
+    struct replica *rep = op->rep;
     int c = check_writable(op);
 
-    if (c == 0)
-        op->rep->dirty = true; /* even a failed write may have changed the files */
+    if (c == 0) {
+        /* Even a failed write may have changed the files. */
+        rep->last_write_seq = MAX(rep->last_write_seq, op->seq);
+        rep->last_write_ms = mono_ms();
+    }
     return c;
 }
 
 static void run_write(struct op *op)
 {
-    op->status = replicafile_write(op->file, op->off, op->data, op->len, &op->ro.mismatch);
+    op->status = replicafile_write(op->file, op->off, op->data, op->len, 0, &op->ro.mismatch);
+}
+
+static int try_write(struct op *op)
+{
+    op->status = replicafile_write(op->file, op->off, op->data, op->len, REPLICAFILE_NOWAIT,
+                                   &op->ro.mismatch);
+    return op->status == -EAGAIN ? -EAGAIN : 0;
 }
 
 static void done_write(struct op *op)
 {
     struct replica *rep = op->rep;
 
-    if (op->status == 0)
-        rep->length = replicafile_header(rep->file)->length;
-    else if (op->ro.mismatch)
-        set_corrupt(rep, UINT64_MAX, "write over a bad block");
-    else if (op->status != -EINVAL)
+    if (rep->file)
+        rep->length = replicafile_length(rep->file);
+    if (op->status == 0 || op->status == -EINVAL)
+        return;
+    if (rep->file && replicafile_error(rep->file)) {
+        /* The write reached the disk and failed there. */
         disk_failure(rep, "write", op->status);
+        if (op->ro.mismatch)
+            set_corrupt(rep, UINT64_MAX, "a failed write cut a block");
+    } else if (op->ro.mismatch) {
+        set_corrupt(rep, UINT64_MAX, "write over a bad block");
+    }
 }
 
 static int check_flush(struct op *op)
 {
     int c = check_writable(op);
 
-    if (c == 0 && !op->rep->dirty)
+    if (c == 0 && !unflushed(op->rep))
         return SKIP;
     return c;
 }
@@ -532,10 +764,12 @@ static void run_flush(struct op *op)
 
 static void done_flush(struct op *op)
 {
+    struct replica *rep = op->rep;
+
     if (op->status == 0)
-        op->rep->dirty = false;
+        rep->durable_below = MAX(rep->durable_below, op->seq);
     else
-        disk_failure(op->rep, "flush", op->status);
+        disk_failure(rep, "flush", op->status);
 }
 
 static void run_checksums(struct op *op)
@@ -555,6 +789,10 @@ static void run_checksums(struct op *op)
     op->res.len = (size_t)blocks * sizeof(*sums);
 }
 
+static void done_nothing(struct op *op)
+{
+}
+
 static void run_scrub(struct op *op)
 {
     void *buf;
@@ -571,7 +809,7 @@ static void run_scrub(struct op *op)
         op->status = -ENOMEM;
         return;
     }
-    op->status = replicafile_read_blocks(op->file, op->off, op->len, buf, &op->ro);
+    op->status = replicafile_read_blocks(op->file, op->off, op->len, buf, &op->ro, 0);
     op->res.data_bytes = op->ro.data_bytes;
     free(buf);
 }
@@ -640,8 +878,8 @@ static void done_trim(struct op *op)
 
     if (op->status == 0) {
         rep->version = op->to;
-        rep->length = replicafile_header(rep->file)->length;
-        rep->dirty = false;
+        rep->length = replicafile_length(rep->file);
+        rep->durable_below = MAX(rep->durable_below, op->seq);
         if (op->flags & REPLICAS_REPORT)
             report(rep, false);
     } else if (op->ro.mismatch) {
@@ -719,13 +957,25 @@ static void done_install(struct op *op)
     }
     rep->present = true;
     rep->version = replicafile_header(rep->file)->version;
-    rep->length = replicafile_header(rep->file)->length;
+    rep->length = replicafile_length(rep->file);
     rep->corrupt = false;
     rep->error = 0;
-    rep->dirty = false;
+    rep->durable_below = rep->last_write_seq + 1;
     log_info("replicas: installed chunk %016" PRIx64 " version %" PRIu64 " (%" PRIu64 " bytes)",
              rep->id, rep->version, rep->length);
     report(rep, false);
+}
+
+static void run_mark(struct op *op)
+{
+    op->status = replicafile_mark_corrupt(op->file);
+}
+
+static void done_mark(struct op *op)
+{
+    if (op->status)
+        log_warn("replicas: could not persist the corrupt flag of chunk %016" PRIx64 ": %s",
+                 op->rep->id, err_str(op->status));
 }
 
 static int check_clone(struct op *op)
@@ -746,57 +996,82 @@ static void run_clone(struct op *op)
         op->status = replicafile_sums(op->file, 0, replicafile_header(op->file)->blocks, op->sums);
 }
 
-static void run_mark(struct op *op)
+static int check_settle(struct op *op)
 {
-    op->status = replicafile_mark_corrupt(op->file);
+    struct replica *rep = op->rep;
+
+    rep->settle_queued = false;
+    if (!rep->present || !rep->file || !rep->unsettled || rep->corrupt || rep->error)
+        return SKIP;
+    return 0;
 }
 
-static void done_mark(struct op *op)
+static void run_settle(struct op *op)
 {
-    if (op->status)
-        log_warn("replicas: could not persist the corrupt flag of chunk %016" PRIx64 ": %s",
-                 op->rep->id, err_str(op->status));
+    op->status = replicafile_settle(op->file);
 }
 
-static void done_nothing(struct op *op)
+static void done_settle(struct op *op)
 {
-}
+    struct replica *rep = op->rep;
 
-enum {
-    OP_READ,
-    OP_WRITE,
-    OP_FLUSH,
-    OP_CHECKSUMS,
-    OP_SCRUB,
-    OP_CREATE,
-    OP_SET_VERSION,
-    OP_TRIM,
-    OP_DELETE,
-    OP_INSTALL,
-    OP_MARK,
-    OP_CLONE,
-};
+    if (op->status) {
+        disk_failure(rep, "settle", op->status);
+        list_del(&rep->settle); /* not retried: the flag on disk stays */
+        return;
+    }
+    rep->durable_below = rep->last_write_seq + 1; /* settle syncs the data too */
+}
 
 static const struct op_type op_types[] = {
-    [OP_READ] = {"read", true, true, check_readable, run_read, done_read},
-    [OP_WRITE] = {"write", false, true, check_write, run_write, done_write},
-    [OP_FLUSH] = {"flush", false, true, check_flush, run_flush, done_flush},
-    [OP_CHECKSUMS] = {"checksums", true, true, check_readable, run_checksums, done_nothing},
-    [OP_SCRUB] = {"scrub", true, true, check_readable, run_scrub, done_scrub},
-    [OP_CREATE] = {"create", false, false, check_create, run_create, done_create},
-    [OP_SET_VERSION] = {"set-version", false, true, check_move, run_set_version, done_set_version},
-    [OP_TRIM] = {"trim", false, true, check_move, run_trim, done_trim},
-    [OP_DELETE] = {"delete", false, false, check_delete, run_delete, done_delete},
-    [OP_INSTALL] = {"install", false, false, check_install, run_install, done_install},
-    [OP_MARK] = {"mark-corrupt", false, true, check_present, run_mark, done_mark},
-    [OP_CLONE] = {"clone", false, true, check_clone, run_clone, done_nothing},
+    [OP_READ] = {"read", CLS_READ, true, false, check_readable, run_read, try_read, done_read},
+    [OP_WRITE] = {"write", CLS_WRITE, true, false, check_write, run_write, try_write, done_write},
+    [OP_FLUSH] = {"flush", CLS_FLUSH, true, false, check_flush, run_flush, NULL, done_flush},
+    [OP_CHECKSUMS] = {"checksums", CLS_READ, true, false, check_readable, run_checksums, NULL,
+                      done_nothing},
+    [OP_SCRUB] = {"scrub", CLS_READ, true, false, check_readable, run_scrub, NULL, done_scrub},
+    [OP_CREATE] = {"create", CLS_ALONE, false, false, check_create, run_create, NULL, done_create},
+    [OP_SET_VERSION] = {"set-version", CLS_ALONE, true, false, check_move, run_set_version, NULL,
+                        done_set_version},
+    [OP_TRIM] = {"trim", CLS_ALONE, true, false, check_move, run_trim, NULL, done_trim},
+    [OP_DELETE] = {"delete", CLS_ALONE, false, false, check_delete, run_delete, NULL, done_delete},
+    [OP_INSTALL] = {"install", CLS_ALONE, false, false, check_install, run_install, NULL,
+                    done_install},
+    [OP_MARK] = {"mark-corrupt", CLS_ALONE, true, false, check_present, run_mark, NULL, done_mark},
+    [OP_CLONE] = {"clone", CLS_ALONE, true, false, check_clone, run_clone, NULL, done_nothing},
+    [OP_SETTLE] = {"settle", CLS_ALONE, true, true, check_settle, run_settle, NULL, done_settle},
 };
+
+/* Queues a settle of an unsettled replica, once. */
+static void queue_settle(struct replica *rep)
+{
+    if (rep->settle_queued || !rep->mapped)
+        return;
+    rep->settle_queued = true;
+    enqueue(rep, op_new(rep->r, &op_types[OP_SETTLE], NULL, NULL));
+}
+
+/* Replicas idle for SETTLE_IDLE_MS settle. */
+static void on_settle_timer(uv_timer_t *t)
+{
+    struct replicas *r = t->data;
+    uint64_t now = mono_ms();
+    struct list *pos, *tmp;
+
+    list_for_each_safe(pos, tmp, &r->unsettled)
+    {
+        struct replica *rep = list_entry(pos, struct replica, settle);
+
+        if (idle_now(rep) && now - rep->last_write_ms >= SETTLE_IDLE_MS)
+            queue_settle(rep);
+    }
+    if (list_empty(&r->unsettled))
+        uv_timer_stop(t);
+}
 
 /* A checksum failed: stop serving the replica, persist the flag, tell. */
 static void set_corrupt(struct replica *rep, uint64_t block, const char *what)
 {
-    struct op *op;
-
     if (rep->corrupt)
         return;
     rep->corrupt = true;
@@ -808,10 +1083,8 @@ static void set_corrupt(struct replica *rep, uint64_t block, const char *what)
         log_error("replicas: chunk %016" PRIx64 " version %" PRIu64 " is unusable (%s)", rep->id,
                   rep->version, what);
     report(rep, false);
-    if (!rep->r->stopping) {
-        op = op_new(rep->r, &op_types[OP_MARK], NULL, NULL);
-        enqueue(rep, op);
-    }
+    if (!rep->r->stopping)
+        enqueue(rep, op_new(rep->r, &op_types[OP_MARK], NULL, NULL));
 }
 
 /* ------------------------------------------------------------ public API */
@@ -828,24 +1101,38 @@ int replicas_new(uv_loop_t *loop, struct chunkstore *cs, unsigned max_open,
         r->hooks = *hooks;
     u64map_init(&r->table);
     list_init(&r->lru);
+    list_init(&r->unsettled);
     list_init(&r->deferred);
+    uv_check_init(loop, &r->check);
     uv_idle_init(loop, &r->idle);
-    r->idle.data = r;
+    uv_timer_init(loop, &r->settle_timer);
+    r->check.data = r->idle.data = r->settle_timer.data = r;
     *out = r;
     return 0;
 }
 
 void replicas_shutdown(struct replicas *r)
 {
+    struct list *pos, *tmp;
     size_t i = 0;
     void *val;
 
     if (r->stopping)
         return;
     r->stopping = true;
+    uv_timer_stop(&r->settle_timer);
+    /* Unsettled replicas settle on the way out, so the next start has no
+     * checksums to recompute; everything else queued is cancelled. */
+    list_for_each_safe(pos, tmp, &r->unsettled)
+    {
+        struct replica *rep = list_entry(pos, struct replica, settle);
+
+        if (!rep->corrupt && !rep->error)
+            queue_settle(rep);
+    }
     while (u64map_next(&r->table, &i, NULL, &val))
         pump(val);
-    maybe_close_idle(r);
+    maybe_close_handles(r);
 }
 
 void replicas_free(struct replicas *r)
@@ -972,6 +1259,7 @@ int replicas_read(struct replicas *r, uint64_t chunk_id, uint64_t version, uint6
     op->off = off;
     op->len = len;
     op->flags = flags;
+    csum_block_range(off, len, &op->bfirst, &op->blast);
     enqueue(rep, op);
     return 0;
 }
@@ -992,6 +1280,7 @@ int replicas_write(struct replicas *r, uint64_t chunk_id, uint64_t version, uint
     op->off = off;
     op->data = data;
     op->len = len;
+    csum_block_range(off, len, &op->bfirst, &op->blast);
     enqueue(rep, op);
     return 0;
 }
@@ -1022,6 +1311,8 @@ int replicas_checksums(struct replicas *r, uint64_t chunk_id, uint64_t version, 
         return e;
     op = op_new(r, &op_types[OP_CHECKSUMS], cb, arg);
     op->version = version; /* 0: any */
+    op->bfirst = 0;
+    op->blast = chunkstore_blocks(r->cs) - 1;
     enqueue(rep, op);
     return 0;
 }
@@ -1041,6 +1332,8 @@ int replicas_scrub(struct replicas *r, uint64_t chunk_id, uint64_t first, size_t
     op = op_new(r, &op_types[OP_SCRUB], cb, arg);
     op->off = first;
     op->len = MIN(n, (size_t)(blocks - first));
+    op->bfirst = first;
+    op->blast = first + op->len - 1;
     enqueue(rep, op);
     return 0;
 }

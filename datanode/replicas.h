@@ -1,14 +1,27 @@
 /*
  * replicas: the datanode's table of chunk replicas and the per-chunk
- * operation queues that put every disk access on the thread pool.
+ * operation queues that order every disk access.
  *
- * Each replica has one queue. Operations of a chunk start in arrival order;
- * a mutation (write, flush, version change, trim, delete, install) runs
- * alone, while reads, checksum reads and scrub passes of a chunk may run
- * together once its files are open. Different chunks run in parallel. The
- * version and state checks of an operation (fencing: a version other than
- * the replica's is -ESTALE) happen when it reaches the head of its queue,
- * so they see every earlier operation of the chunk.
+ * Each replica has one queue, and operations start in arrival order unless
+ * they cannot interfere with what came before them: reads, checksum reads
+ * and scrub passes run alongside each other, and alongside writes to other
+ * blocks; writes to disjoint blocks run alongside each other; a flush waits
+ * for the writes that arrived before it (and only those: later writes run
+ * while it syncs). Everything else (version change, trim, delete, install,
+ * clone, settle, and the first write after a settle, which marks the
+ * replica dirty on disk) runs alone. Overlapping operations therefore apply
+ * in arrival order, and different chunks run in parallel. The version and
+ * state checks of an operation (fencing: a version other than the
+ * replica's is -ESTALE) happen when it starts, so they see every earlier
+ * operation it could conflict with.
+ *
+ * Where operations run: small reads and writes that find what they need in
+ * memory run at once on the loop (a read whose blocks are in the page
+ * cache; a write of at most 128 KiB to a replica already marked dirty, whose
+ * edge blocks, if any, are cached), since a thread handoff costs more than
+ * the work. Everything else runs on the libuv pool. Should a write on the
+ * loop ever take long (the kernel throttling dirty pages), writes go to the
+ * pool for a while.
  *
  * A replica in the table is:
  *
@@ -23,16 +36,20 @@
  * the files in an unknown state, so it also makes the replica CORRUPT and
  * the namenode replaces it.
  *
- * Writes mark a replica dirty until a flush succeeds; the files of clean,
- * idle replicas are kept open in a bounded LRU, dirty ones until flushed
- * (a writeback error must reach the fsync of the descriptor that wrote).
+ * Written replicas keep their checksums in memory and are marked dirty on
+ * disk (replicafile.h); one idle for a second settles (checksums to the
+ * sidecar, flag cleared), and so does every one at shutdown. The files of
+ * settled, idle replicas are kept open in a bounded LRU; unsettled ones stay
+ * open until they settle (their checksums are only in memory, and a
+ * writeback error must reach the fsync of the descriptor that wrote).
  *
  * Callbacks: an operation that returns 0 from its submit function calls its
  * callback exactly once, later, on the loop thread; one that returns an
  * error never calls it.
  *
  * Threads: every function here runs on the loop thread; the work itself runs
- * on the libuv pool and touches only its own operation and replica file.
+ * there or on the libuv pool and touches only its own operation and the
+ * replica file (replicafile.h allows the overlaps above).
  */
 #ifndef KEEL_DATANODE_REPLICAS_H
 #define KEEL_DATANODE_REPLICAS_H

@@ -102,11 +102,12 @@ int sidecar_write_header(int fd, const struct sidecar_header *h)
     return diskio_pwrite(fd, buf, sizeof(buf), 0);
 }
 
-int sidecar_read_sums(int fd, uint64_t first, size_t n, uint64_t *sums)
+int sidecar_read_sums(int fd, uint64_t first, size_t n, uint64_t *sums, bool nowait)
 {
+    uint64_t off = SIDECAR_SUMS_OFF + first * sizeof(uint64_t);
     size_t got;
-    int r = diskio_pread(fd, sums, n * sizeof(uint64_t),
-                         SIDECAR_SUMS_OFF + first * sizeof(uint64_t), &got);
+    int r = nowait ? diskio_pread_nowait(fd, sums, n * sizeof(uint64_t), off, &got)
+                   : diskio_pread(fd, sums, n * sizeof(uint64_t), off, &got);
 
     if (r)
         return r;

@@ -14,19 +14,23 @@
  * disk sector, so it is rewritten in place atomically; its own checksum
  * catches a flipped bit. `length` is exact whenever SIDECAR_DIRTY is clear;
  * while it is set the data file's size is the truth and the block checksums
- * may lag behind the data (see replicafile.c for the protocol).
+ * may lag behind the data (see replicafile.h for the protocol). Checksums
+ * are grouped in pages of SIDECAR_SUMS_PER_PAGE, one 4 KiB page of the
+ * file each, which a datanode keeps in memory while it writes.
  *
  * Pure I/O helpers on a file descriptor, no policy; safe on any thread.
  */
 #ifndef KEEL_DATANODE_SIDECAR_H
 #define KEEL_DATANODE_SIDECAR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define SIDECAR_LAYOUT     1u
-#define SIDECAR_HEADER_LEN 64u
-#define SIDECAR_SUMS_OFF   4096u
+#define SIDECAR_LAYOUT        1u
+#define SIDECAR_HEADER_LEN    64u
+#define SIDECAR_SUMS_OFF      4096u
+#define SIDECAR_SUMS_PER_PAGE 512u
 
 /* Writes since the last flush may have reached the data but not the sums. */
 #define SIDECAR_DIRTY 0x1u
@@ -60,9 +64,10 @@ int sidecar_write_header(int fd, const struct sidecar_header *h);
 
 /*
  * Reads the checksums of blocks [first, first + n) into sums (host order).
- * A sidecar too short to hold them is -EBADMSG.
+ * A sidecar too short to hold them is -EBADMSG. nowait: -EAGAIN rather than
+ * wait for the disk (diskio_pread_nowait).
  */
-int sidecar_read_sums(int fd, uint64_t first, size_t n, uint64_t *sums);
+int sidecar_read_sums(int fd, uint64_t first, size_t n, uint64_t *sums, bool nowait);
 /* Writes the checksums of blocks [first, first + n); sums is not modified. */
 int sidecar_write_sums(int fd, uint64_t first, size_t n, const uint64_t *sums);
 

@@ -5,6 +5,7 @@
 #   dn_node_id I                the node id datanode I was given (its VERSION)
 #   chunk_file DIR CHUNK EXT    path of a replica file under a data directory
 #   flip_byte FILE OFFSET       inverts one byte in place
+#   settled DIR CHUNK           the replica's checksums are on disk (SIDECAR_DIRTY clear)
 #   dntool ...                  the test tool, output kept in $T/dntool.log too
 #   $CID                        one client id for every namenode call of a test,
 #                               so its write leases never need handing over
@@ -38,6 +39,12 @@ flip_byte() {
     b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
     [[ -n "$b" ]] || fail "no byte $2 in $1"
     printf "$(printf '\\%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+settled() {
+    local flags
+    flags=$(od -An -tu4 -j 32 -N 4 "$(chunk_file "$1" "$2" meta)" 2>/dev/null | tr -d ' ')
+    [[ -n "$flags" ]] && ((!(flags & 1)))
 }
 
 dntool() {

@@ -49,7 +49,9 @@ wait_for 10 "the namenode to learn chunk $A is corrupt" namenode_says_corrupt 0
 out=$(dntool read --dn "$ADDR" --chunk "$A" --version "$AV" --offset 0 --len 4096 --seed 11) &&
     fail "a corrupt replica served a read: $out"
 
-# Block 10's checksum in the sidecar (after its 4 KiB header).
+# Block 10's checksum in the sidecar (after its 4 KiB header), once the
+# checksums of the replica, idle now, have left memory for the sidecar.
+wait_for 10 "chunk $B to settle" settled "$DIR" "$B"
 flip_byte "$(chunk_file "$DIR" "$B" meta)" $((4096 + 10 * 8 + 3))
 out=$(dntool read --dn "$ADDR" --chunk "$B" --version "$BV" --offset 0 --len 32768 --seed 12)
 [[ "$(kv match "$out")" == yes ]] || fail "blocks before the damage must read: $out"
@@ -78,6 +80,7 @@ C2=$C
 make_chunk 3 14
 D=$C
 flip_byte "$(chunk_file "$DIR" "$C2" data)" 777777
+wait_for 10 "chunk $D to settle" settled "$DIR" "$D"
 flip_byte "$(chunk_file "$DIR" "$D" meta)" $((4096 + 200 * 8))
 wait_for 20 "the scrubber to find the flipped data byte" namenode_says_corrupt 2
 wait_for 20 "the scrubber to find the flipped checksum" namenode_says_corrupt 3

@@ -167,6 +167,9 @@ static int call(rpc_conn *c, Keel__Envelope *env, rpc_payload p, struct reply *r
     int e;
 
     memset(r, 0, sizeof(*r));
+    /* Timers count from the loop's clock, which stands still while this
+     * tool computes between calls. */
+    uv_update_time(&loop);
     e = rpc_call(c, env, p, &opts, on_reply, r);
     if (e) {
         if (p.release)

@@ -387,7 +387,7 @@ START_TEST(install_replaces_a_replica)
     ck_assert_int_eq(chunkstore_install(cs, 0x31, 7), 0);
     ck_assert_int_eq(chunkstore_open_replica(cs, 0x31, &rf), 0);
     ck_assert_uint_eq(replicafile_header(rf)->version, 3);
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, &ro), 0);
+    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, &ro, 0), 0);
     ck_assert_uint_eq(buf[100], 0xab);
     replicafile_close(rf);
     /* Installing into an empty slot works too; the session's files are gone. */

@@ -119,7 +119,7 @@ static int read_blocks(struct replicafile *rf, uint64_t first, size_t n, void *b
                        bool *mismatch, size_t *data_bytes)
 {
     struct replicafile_readout ro = {0};
-    int r = replicafile_read_blocks(rf, first, n, buf, &ro);
+    int r = replicafile_read_blocks(rf, first, n, buf, &ro, 0);
 
     *mismatch = ro.mismatch;
     if (bad && ro.mismatch)
@@ -139,7 +139,7 @@ static void check_against(struct replicafile *rf, const uint8_t *model)
     struct replicafile_readout ro = {0};
 
     ro.sums = verified;
-    ck_assert_int_eq(replicafile_read_blocks(rf, 0, BLOCKS, buf, &ro), 0);
+    ck_assert_int_eq(replicafile_read_blocks(rf, 0, BLOCKS, buf, &ro, 0), 0);
     ck_assert(!ro.mismatch);
     ck_assert_int_eq(memcmp(buf, model, CHUNK), 0);
     ck_assert_int_eq(replicafile_sums(rf, 0, BLOCKS, sums), 0);
@@ -190,7 +190,7 @@ START_TEST(fresh_replica_reads_zeros)
     ck_assert_int_eq(memcmp(buf, zeros, CHUNK), 0);
     ck_assert_uint_eq(data_bytes, 0); /* nothing was on disk to read */
     ck_assert_uint_eq(replicafile_header(rf)->version, 3);
-    ck_assert_uint_eq(replicafile_header(rf)->length, 0);
+    ck_assert_uint_eq(replicafile_length(rf), 0);
     /* Out of range. */
     ck_assert_int_eq(read_blocks(rf, BLOCKS, 1, buf, NULL, &mismatch, NULL), -EINVAL);
     ck_assert_int_eq(read_blocks(rf, BLOCKS - 1, 2, buf, NULL, &mismatch, NULL), -EINVAL);
@@ -207,11 +207,11 @@ START_TEST(holes_between_writes_read_as_zeros)
     bool mismatch;
 
     fill(data, sizeof(data), 1);
-    ck_assert_int_eq(replicafile_write(rf, 700000, data, sizeof(data), &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 700000, data, sizeof(data), 0, &mismatch), 0);
     memcpy(model + 700000, data, sizeof(data));
-    ck_assert_int_eq(replicafile_write(rf, 5, data, 100, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 5, data, 100, 0, &mismatch), 0);
     memcpy(model + 5, data, 100);
-    ck_assert_uint_eq(replicafile_header(rf)->length, 710000);
+    ck_assert_uint_eq(replicafile_length(rf), 710000);
     check_against(rf, model);
     replicafile_close(rf);
     free(model);
@@ -234,20 +234,20 @@ START_TEST(random_unaligned_writes_match_model)
         if (len > CHUNK - off)
             len = CHUNK - off;
         fill(data, len, (unsigned)i);
-        ck_assert_int_eq(replicafile_write(rf, off, data, len, &mismatch), 0);
+        ck_assert_int_eq(replicafile_write(rf, off, data, len, 0, &mismatch), 0);
         memcpy(model + off, data, len);
         if (i % 50 == 0)
             check_against(rf, model);
     }
     check_against(rf, model);
     /* The last byte of the chunk, and a write past it. */
-    ck_assert_int_eq(replicafile_write(rf, CHUNK - 1, data, 1, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, CHUNK - 1, data, 1, 0, &mismatch), 0);
     model[CHUNK - 1] = data[0];
-    ck_assert_int_eq(replicafile_write(rf, CHUNK - 1, data, 2, &mismatch), -EINVAL);
-    ck_assert_int_eq(replicafile_write(rf, CHUNK, data, 1, &mismatch), -EINVAL);
-    ck_assert_int_eq(replicafile_write(rf, 0, data, 0, &mismatch), -EINVAL);
+    ck_assert_int_eq(replicafile_write(rf, CHUNK - 1, data, 2, 0, &mismatch), -EINVAL);
+    ck_assert_int_eq(replicafile_write(rf, CHUNK, data, 1, 0, &mismatch), -EINVAL);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, 0, 0, &mismatch), -EINVAL);
     check_against(rf, model);
-    ck_assert_uint_eq(replicafile_header(rf)->length, CHUNK);
+    ck_assert_uint_eq(replicafile_length(rf), CHUNK);
     replicafile_close(rf);
     free(model);
     free(data);
@@ -262,11 +262,11 @@ START_TEST(partial_block_write_inside_one_block)
 
     fill(data, sizeof(data), 9);
     /* Whole block, then a few bytes in its middle, then across its end. */
-    ck_assert_int_eq(replicafile_write(rf, 8192, data, 4096, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 8192, data, 4096, 0, &mismatch), 0);
     memcpy(model + 8192, data, 4096);
-    ck_assert_int_eq(replicafile_write(rf, 8192 + 100, data + 7, 13, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 8192 + 100, data + 7, 13, 0, &mismatch), 0);
     memcpy(model + 8192 + 100, data + 7, 13);
-    ck_assert_int_eq(replicafile_write(rf, 8192 + 4000, data, 200, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 8192 + 4000, data, 200, 0, &mismatch), 0);
     memcpy(model + 8192 + 4000, data, 200);
     check_against(rf, model);
     replicafile_close(rf);
@@ -284,7 +284,7 @@ START_TEST(flipped_data_byte_fails_the_read_of_its_block_only)
     bool mismatch;
 
     fill(data, sizeof(data), 3);
-    ck_assert_int_eq(replicafile_write(rf, 4096, data, sizeof(data), &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 4096, data, sizeof(data), 0, &mismatch), 0);
     ck_assert_int_eq(replicafile_flush(rf), 0);
     flip_byte("data", 2 * 4096 + 17);
     ck_assert_int_eq(read_blocks(rf, 0, 4, buf, &bad, &mismatch, NULL), -EIO);
@@ -325,19 +325,19 @@ START_TEST(partial_write_over_corrupt_block_is_refused_untouched)
     int fd;
 
     fill(data, sizeof(data), 5);
-    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
     flip_byte("data", 10);
     file_path("data", path, sizeof(path));
     fd = open(path, O_RDONLY);
     ck_assert_int_eq(pread(fd, before, 4096, 0), 4096);
     /* Merging new bytes into the bad block would launder the damage. */
-    ck_assert_int_eq(replicafile_write(rf, 100, data, 50, &mismatch), -EIO);
+    ck_assert_int_eq(replicafile_write(rf, 100, data, 50, 0, &mismatch), -EIO);
     ck_assert(mismatch);
     ck_assert_int_eq(pread(fd, after, 4096, 0), 4096);
     ck_assert_int_eq(memcmp(before, after, 4096), 0);
     close(fd);
     /* A write covering the whole block needs no old bytes and heals it. */
-    ck_assert_int_eq(replicafile_write(rf, 0, data, 4096, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, 4096, 0, &mismatch), 0);
     ck_assert_int_eq(read_blocks(rf, 0, 1, after, NULL, &mismatch, NULL), 0);
     ck_assert_int_eq(memcmp(after, data, 4096), 0);
     replicafile_close(rf);
@@ -352,7 +352,7 @@ START_TEST(mark_corrupt_persists_and_stops_reads_and_writes)
 
     ck_assert_int_eq(replicafile_mark_corrupt(rf), 0);
     ck_assert_int_eq(read_blocks(rf, 0, 1, buf, NULL, &mismatch, NULL), -EIO);
-    ck_assert_int_eq(replicafile_write(rf, 0, buf, 10, &mismatch), -EIO);
+    ck_assert_int_eq(replicafile_write(rf, 0, buf, 10, 0, &mismatch), -EIO);
     ck_assert(!mismatch);
     replicafile_close(rf);
     ck_assert_uint_eq(disk_header().flags & SIDECAR_CORRUPT, SIDECAR_CORRUPT);
@@ -364,7 +364,7 @@ END_TEST
 
 /* ------------------------------------------------------- dirty / recovery */
 
-START_TEST(dirty_flag_is_on_disk_before_data_and_cleared_by_flush)
+START_TEST(dirty_flag_is_on_disk_before_data_and_cleared_by_settle)
 {
     struct replicafile *rf = create(1);
     uint8_t data[100];
@@ -372,16 +372,106 @@ START_TEST(dirty_flag_is_on_disk_before_data_and_cleared_by_flush)
 
     fill(data, sizeof(data), 1);
     ck_assert_uint_eq(disk_header().flags, 0);
-    ck_assert_int_eq(replicafile_write(rf, 10, data, sizeof(data), &mismatch), 0);
+    ck_assert(!replicafile_unsettled(rf));
+    ck_assert_int_eq(replicafile_write(rf, 10, data, sizeof(data), 0, &mismatch), 0);
     ck_assert_uint_eq(disk_header().flags, SIDECAR_DIRTY);
+    ck_assert(replicafile_unsettled(rf));
+    /* A flush makes the data durable; the flag stays, so a crash now has the
+     * checksums recomputed from that data. */
     ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_uint_eq(disk_header().flags, SIDECAR_DIRTY);
+    ck_assert_int_eq(replicafile_settle(rf), 0);
     ck_assert_uint_eq(disk_header().flags, 0);
     ck_assert_uint_eq(disk_header().length, 110);
-    /* A flush with nothing written is free and changes nothing. */
+    ck_assert(!replicafile_unsettled(rf));
+    /* Nothing written: flush and settle are free and change nothing. */
     ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(replicafile_settle(rf), 0);
     ck_assert_uint_eq(disk_header().flags, 0);
-    ck_assert_int_eq(replicafile_write(rf, 5000, data, sizeof(data), &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 5000, data, sizeof(data), 0, &mismatch), 0);
     ck_assert_uint_eq(disk_header().flags, SIDECAR_DIRTY);
+    replicafile_close(rf);
+}
+END_TEST
+
+START_TEST(checksums_reach_the_sidecar_when_it_settles)
+{
+    /* Chunks of 4 MiB here: two pages of checksums (512 blocks each). */
+    const uint32_t blocks = 1024;
+    struct chunkstore_identity id = {"test-cluster", 7, (uint64_t)blocks * KEEL_BLOCK_SIZE};
+    struct chunkstore *big;
+    struct replicafile *rf;
+    uint8_t data[3 * 4096], buf[3 * 4096];
+    uint64_t on_disk[4], zero = csum_zero_block();
+    struct replicafile_readout ro = {0};
+    char sub[128], path[256];
+    bool mismatch;
+    int fd;
+
+    snprintf(sub, sizeof(sub), "%s/big", dir);
+    ck_assert_int_eq(chunkstore_open(sub, &big), 0);
+    ck_assert_int_eq(chunkstore_write_identity(big, &id), 0);
+    chunkstore_adopt_identity(big, &id);
+    ck_assert_int_eq(chunkstore_create(big, ID, 1, &rf), 0);
+    fill(data, sizeof(data), 5);
+    ck_assert_int_eq(replicafile_write(rf, 510 * 4096, data, sizeof(data), 0, &mismatch), 0);
+    snprintf(path, sizeof(path), "%s/chunks/%02x/%016llx.meta", sub, (unsigned)(ID & 0xff),
+             (unsigned long long)ID);
+    fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(sidecar_read_sums(fd, 510, 3, on_disk, false), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(on_disk[i], zero); /* only in memory so far... */
+    ck_assert_int_eq(replicafile_read_blocks(rf, 510, 3, buf, &ro, 0),
+                     0); /* ...which reads trust */
+    ck_assert_int_eq(memcmp(buf, data, sizeof(buf)), 0);
+    ck_assert_int_eq(replicafile_settle(rf), 0);
+    ck_assert_int_eq(sidecar_read_sums(fd, 509, 4, on_disk, false), 0);
+    ck_assert_uint_eq(on_disk[0], zero);
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(on_disk[1 + i], csum_buf(data + i * 4096, 4096));
+    close(fd);
+    replicafile_close(rf);
+    ck_assert_int_eq(chunkstore_open_replica(big, ID, &rf), 0);
+    memset(buf, 0, sizeof(buf));
+    ck_assert_int_eq(replicafile_read_blocks(rf, 510, 3, buf, &ro, 0), 0);
+    ck_assert_int_eq(memcmp(buf, data, sizeof(buf)), 0);
+    replicafile_close(rf);
+    chunkstore_close(big);
+}
+END_TEST
+
+START_TEST(nowait_never_blocks_and_changes_nothing_when_it_cannot)
+{
+    struct replicafile *rf = create(1);
+    uint8_t data[4096], buf[4096];
+    struct replicafile_readout ro = {0};
+    bool mismatch;
+
+    fill(data, sizeof(data), 6);
+    /* A settled replica needs a sync to be marked dirty: not without waiting. */
+    ck_assert_int_eq(replicafile_write(rf, 0, data, 100, REPLICAFILE_NOWAIT, &mismatch), -EAGAIN);
+    ck_assert_uint_eq(disk_header().flags, 0);
+    ck_assert_uint_eq(replicafile_length(rf), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
+    /* Now dirty, with its data in the page cache: both work at once. */
+    ck_assert_int_eq(replicafile_write(rf, 8192 + 7, data, 10, REPLICAFILE_NOWAIT, &mismatch), 0);
+    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, &ro, REPLICAFILE_NOWAIT), 0);
+    ck_assert_int_eq(memcmp(buf, data, sizeof(buf)), 0);
+    /* Data dropped from the cache: the read says so instead of waiting. */
+    ck_assert_int_eq(replicafile_flush(rf), 0);
+    {
+        char path[256];
+        int fd;
+
+        file_path("data", path, sizeof(path));
+        fd = open(path, O_RDONLY);
+        ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+        close(fd);
+    }
+    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, &ro, REPLICAFILE_NOWAIT), -EAGAIN);
+    ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, &ro, 0), 0);
+    ck_assert_int_eq(memcmp(buf, data, sizeof(buf)), 0);
     replicafile_close(rf);
 }
 END_TEST
@@ -406,12 +496,12 @@ START_TEST(recovery_after_data_without_checksums)
     bool mismatch;
 
     fill(data, sizeof(data), 1);
-    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
     memcpy(model, data, sizeof(data));
     ck_assert_int_eq(replicafile_flush(rf), 0);
     /* Unflushed write through the store, then bytes "from a write whose
      * checksums were lost": the header stays dirty. */
-    ck_assert_int_eq(replicafile_write(rf, 30000, data, 10, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 30000, data, 10, 0, &mismatch), 0);
     memcpy(model + 30000, data, 10);
     replicafile_close(rf);
     fill(data, sizeof(data), 2);
@@ -445,11 +535,11 @@ START_TEST(recovery_after_checksums_without_data)
     bool mismatch;
 
     fill(old, sizeof(old), 3);
-    ck_assert_int_eq(replicafile_write(rf, 0, old, sizeof(old), &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, old, sizeof(old), 0, &mismatch), 0);
     ck_assert_int_eq(replicafile_flush(rf), 0);
     memcpy(model, old, sizeof(old));
     fill(data, sizeof(data), 4);
-    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
     replicafile_close(rf);
     poke("data", 0, old, sizeof(old)); /* the new data "never made it" */
     poke("meta", SIDECAR_SUMS_OFF + 200 * 8, &junk, 8);
@@ -472,8 +562,8 @@ START_TEST(clean_replica_is_not_recomputed)
     bool mismatch;
 
     fill(data, sizeof(data), 3);
-    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), &mismatch), 0);
-    ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
+    ck_assert_int_eq(replicafile_settle(rf), 0);
     replicafile_close(rf);
     flip_byte("data", 99);
     ck_assert_int_eq(chunkstore_scan(cs, collect, &ri), 0);
@@ -493,18 +583,18 @@ START_TEST(trim_cuts_mid_block_and_sets_version)
     bool mismatch;
 
     fill(data, 100000, 6);
-    ck_assert_int_eq(replicafile_write(rf, 0, data, 100000, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, 100000, 0, &mismatch), 0);
     memcpy(model, data, 100000);
     ck_assert_int_eq(replicafile_trim(rf, 50001, 2, &mismatch), 0);
     memset(model + 50001, 0, 100000 - 50001);
-    ck_assert_uint_eq(replicafile_header(rf)->length, 50001);
+    ck_assert_uint_eq(replicafile_length(rf), 50001);
     ck_assert_uint_eq(replicafile_header(rf)->version, 2);
     check_against(rf, model);
     ck_assert_uint_eq(disk_header().version, 2);
     ck_assert_uint_eq(disk_header().flags, 0);
     /* Trimming past the end only changes the version. */
     ck_assert_int_eq(replicafile_trim(rf, 900000, 3, &mismatch), 0);
-    ck_assert_uint_eq(replicafile_header(rf)->length, 50001);
+    ck_assert_uint_eq(replicafile_length(rf), 50001);
     check_against(rf, model);
     /* Trim to an aligned length, then to zero. */
     ck_assert_int_eq(replicafile_trim(rf, 8192, 4, &mismatch), 0);
@@ -540,8 +630,8 @@ START_TEST(clean_data_size_change_is_detected_at_open)
     bool mismatch;
     char path[256];
 
-    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), &mismatch), 0);
-    ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
+    ck_assert_int_eq(replicafile_settle(rf), 0);
     replicafile_close(rf);
     file_path("data", path, sizeof(path));
     ck_assert_int_eq(truncate(path, 50), 0);
@@ -568,8 +658,8 @@ START_TEST(clone_copies_data_and_keeps_holes)
 
     fill(model + 8192, 5000, 3);
     fill(model + 700000, 20000, 4);
-    ck_assert_int_eq(replicafile_write(rf, 8192, model + 8192, 5000, &mismatch), 0);
-    ck_assert_int_eq(replicafile_write(rf, 700000, model + 700000, 20000, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 8192, model + 8192, 5000, 0, &mismatch), 0);
+    ck_assert_int_eq(replicafile_write(rf, 700000, model + 700000, 20000, 0, &mismatch), 0);
     snprintf(path, sizeof(path), "%s/clone", dir);
     fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
     ck_assert_int_ge(fd, 0);
@@ -602,7 +692,9 @@ static Suite *suite(void)
     tcase_add_test(tc, flipped_checksum_byte_fails_the_read);
     tcase_add_test(tc, partial_write_over_corrupt_block_is_refused_untouched);
     tcase_add_test(tc, mark_corrupt_persists_and_stops_reads_and_writes);
-    tcase_add_test(tc, dirty_flag_is_on_disk_before_data_and_cleared_by_flush);
+    tcase_add_test(tc, dirty_flag_is_on_disk_before_data_and_cleared_by_settle);
+    tcase_add_test(tc, checksums_reach_the_sidecar_when_it_settles);
+    tcase_add_test(tc, nowait_never_blocks_and_changes_nothing_when_it_cannot);
     tcase_add_test(tc, recovery_after_data_without_checksums);
     tcase_add_test(tc, recovery_after_checksums_without_data);
     tcase_add_test(tc, clean_replica_is_not_recomputed);

@@ -181,6 +181,7 @@ START_TEST(writes_of_one_chunk_apply_in_arrival_order)
     enum { N = 200 };
     static struct res rs[N];
     static uint8_t data[N][9000];
+    static uint64_t blocks[N][2];
     uint8_t *model = calloc(1, CHUNK);
     struct res rd;
 
@@ -194,16 +195,19 @@ START_TEST(writes_of_one_chunk_apply_in_arrival_order)
         size_t len = 1 + (size_t)rand() % sizeof(data[i]);
 
         fill(data[i], len, (unsigned)i);
+        csum_block_range(off, len, &blocks[i][0], &blocks[i][1]);
         ck_assert_int_eq(replicas_write(reps, 5, 1, off, data[i], len, done, &rs[i]), 0);
         memcpy(model + off, data[i], len);
     }
     ck_assert_uint_ge(replicas_busy(reps), 1);
     wait_all(rs, N);
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < N; i++)
         ck_assert_int_eq(rs[i].status, 0);
-        if (i)
-            ck_assert_int_gt(rs[i].order, rs[i - 1].order);
-    }
+    /* Writes whose blocks overlap completed in arrival order. */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < i; j++)
+            if (!(blocks[j][1] < blocks[i][0] || blocks[i][1] < blocks[j][0]))
+                ck_assert_int_gt(rs[i].order, rs[j].order);
     rd = read_sync(5, 1, 0, 40000);
     ck_assert_int_eq(rd.status, 0);
     ck_assert_int_eq(memcmp(rd.data, model, 40000), 0);
@@ -640,6 +644,124 @@ START_TEST(clone_copies_an_older_replica_in_queue_order)
 }
 END_TEST
 
+static struct res write_sync(uint64_t id, uint64_t version, uint64_t off, const void *data,
+                             size_t len)
+{
+    struct res r = {0};
+
+    ck_assert_int_eq(replicas_write(reps, id, version, off, data, len, done, &r), 0);
+    wait_all(&r, 1);
+    return r;
+}
+
+START_TEST(disjoint_ops_do_not_wait_for_each_other)
+{
+    static uint8_t big[200 * 1024], small[4096], over[4096];
+    struct res w1 = {0}, w2 = {0}, w3 = {0}, f = {0}, rd = {0};
+
+    fill(big, sizeof(big), 1);
+    fill(small, sizeof(small), 2);
+    fill(over, sizeof(over), 3);
+    ck_assert_int_eq(create(17, 1), 0);
+    ck_assert_int_eq(write_sync(17, 1, 240 * 1024, small, 100).status, 0); /* now dirty */
+    /* Too big for the loop: runs on the pool. */
+    ck_assert_int_eq(replicas_write(reps, 17, 1, 0, big, sizeof(big), done, &w1), 0);
+    ck_assert_int_eq(replicas_flush(reps, 17, 1, done, &f), 0);
+    /* Other blocks: need not wait for the big write, nor for the flush. */
+    ck_assert_int_eq(replicas_write(reps, 17, 1, 220 * 1024, small, sizeof(small), done, &w2), 0);
+    /* The same blocks as the big write: after it. */
+    ck_assert_int_eq(replicas_write(reps, 17, 1, 4096, over, sizeof(over), done, &w3), 0);
+    ck_assert_int_eq(replicas_read(reps, 17, 1, 0, 8192, 0, done, &rd), 0);
+    wait_all(&rd, 1);
+    wait_all(&f, 1);
+    wait_all(&w2, 1);
+    ck_assert_int_eq(w1.status, 0);
+    ck_assert_int_eq(w2.status, 0);
+    ck_assert_int_eq(w3.status, 0);
+    ck_assert_int_eq(f.status, 0);
+    ck_assert_int_eq(rd.status, 0);
+    ck_assert_int_lt(w2.order, w1.order);
+    ck_assert_int_lt(w1.order, f.order); /* a flush covers the writes before it */
+    ck_assert_int_lt(w1.order, w3.order);
+    ck_assert_int_lt(w3.order, rd.order);
+    ck_assert_int_eq(memcmp(rd.data, big, 4096), 0);
+    ck_assert_int_eq(memcmp(rd.data + 4096, over, 4096), 0);
+    free(rd.data);
+    rd = read_sync(17, 1, 220 * 1024, sizeof(small));
+    ck_assert_int_eq(memcmp(rd.data, small, sizeof(small)), 0);
+    free(rd.data);
+}
+END_TEST
+
+/* The replica's header as on disk now. */
+static struct sidecar_header disk_header(uint64_t id)
+{
+    struct sidecar_header h;
+    char rel[64], path[160];
+    int fd;
+
+    chunkstore_path(id, "meta", rel, sizeof(rel));
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(sidecar_read_header(fd, &h), 0);
+    close(fd);
+    return h;
+}
+
+static void on_nap(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* Runs the loop for ms milliseconds. */
+static void run_for(unsigned ms)
+{
+    uv_timer_t t;
+    bool over = false;
+
+    uv_timer_init(&loop, &t);
+    t.data = &over;
+    uv_timer_start(&t, on_nap, ms, 0);
+    while (!over)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+START_TEST(idle_replicas_settle_and_shutdown_settles_the_rest)
+{
+    uint8_t data[100];
+    struct replicafile *rf;
+    struct res rd;
+
+    fill(data, sizeof(data), 4);
+    ck_assert_int_eq(create(18, 1), 0);
+    ck_assert_int_eq(create(19, 1), 0);
+    ck_assert_int_eq(write_sync(18, 1, 5000, data, sizeof(data)).status, 0);
+    ck_assert_uint_eq(disk_header(18).flags, SIDECAR_DIRTY);
+    run_for(1700); /* idle for over a second: settles */
+    ck_assert_uint_eq(disk_header(18).flags, 0);
+    ck_assert_uint_eq(disk_header(18).length, 5100);
+    rd = read_sync(18, 1, 5000, sizeof(data));
+    ck_assert_int_eq(rd.status, 0);
+    ck_assert_int_eq(memcmp(rd.data, data, sizeof(data)), 0);
+    free(rd.data);
+    /* Written just before a clean shutdown: settled on the way out. */
+    ck_assert_int_eq(write_sync(19, 1, 0, data, sizeof(data)).status, 0);
+    ck_assert_uint_eq(disk_header(19).flags, SIDECAR_DIRTY);
+    stop_keep();
+    ck_assert_uint_eq(disk_header(19).flags, 0);
+    ck_assert_int_eq(chunkstore_open(dir, &cs), 0);
+    ck_assert_int_eq(chunkstore_open_replica(cs, 19, &rf), 0);
+    ck_assert_uint_eq(replicafile_length(rf), sizeof(data));
+    replicafile_close(rf);
+    chunkstore_close(cs);
+    cs = NULL;
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("replicas");
@@ -660,6 +782,8 @@ static Suite *suite(void)
     tcase_add_test(tc, shutdown_answers_every_queued_op_once);
     tcase_add_test(tc, install_replaces_and_reports);
     tcase_add_test(tc, clone_copies_an_older_replica_in_queue_order);
+    tcase_add_test(tc, disjoint_ops_do_not_wait_for_each_other);
+    tcase_add_test(tc, idle_replicas_settle_and_shutdown_settles_the_rest);
     suite_add_tcase(s, tc);
     return s;
 }
