@@ -64,6 +64,7 @@ struct rpc_conn {
     int refs;
     bool client;
     bool closed; /* rpc_conn_close called, or a server socket gone */
+    bool paused; /* rpc_conn_pause: not reading */
     enum conn_state state;
     struct sockaddr_in addr;
     char peer[64];
@@ -584,7 +585,7 @@ static void on_watchdog(uv_timer_t *t)
     struct rpc_sock *s = t->data;
     rpc_conn *c = s->conn;
 
-    if (!c || !s->frame_start_ms)
+    if (!c || !s->frame_start_ms || c->paused)
         return;
     if (mono_ms() - s->frame_start_ms > c->opts.frame_timeout_ms) {
         log_warn("rpc: partial frame from %s stalled for %ums, closing", c->peer,
@@ -626,7 +627,7 @@ static void sock_open(struct rpc_sock *s)
     uv_tcp_nodelay(&s->tcp, 1);
     c->state = C_OPEN;
     c->backoff_ms = 0;
-    r = uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
+    r = c->paused ? 0 : uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read);
     if (r < 0) {
         sock_close(s, r);
         return;
@@ -809,6 +810,30 @@ void rpc_conn_set_data(rpc_conn *c, void *data)
 size_t rpc_conn_pending(const rpc_conn *c)
 {
     return c->calls.len;
+}
+
+void rpc_conn_pause(rpc_conn *c)
+{
+    if (c->paused)
+        return;
+    c->paused = true;
+    if (c->sock && c->state == C_OPEN)
+        uv_read_stop((uv_stream_t *)&c->sock->tcp);
+}
+
+void rpc_conn_resume(rpc_conn *c)
+{
+    struct rpc_sock *s = c->sock;
+
+    if (!c->paused)
+        return;
+    c->paused = false;
+    if (!s || c->state != C_OPEN)
+        return;
+    if (s->frame_start_ms)
+        s->frame_start_ms = mono_ms(); /* a frame cut by the pause starts its clock again */
+    if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) < 0)
+        sock_close(s, -ECONNRESET);
 }
 
 /* ----------------------------------------------------------------- server */

@@ -160,6 +160,17 @@ void rpc_conn_set_data(rpc_conn *c, void *data);
 size_t rpc_conn_pending(const rpc_conn *c);
 
 /*
+ * Backpressure: stop and restart reading from c's socket. While paused,
+ * nothing more is read (no requests dispatched, no replies delivered), so
+ * the peer's sends back up into TCP; what was already read when it paused
+ * (the rest of one read buffer) is still dispatched, and the partial-frame
+ * watchdog does not count the paused time. Writes go on. Idempotent; a
+ * client connection that reconnects stays paused until resumed.
+ */
+void rpc_conn_pause(rpc_conn *c);
+void rpc_conn_resume(rpc_conn *c);
+
+/*
  * Sends a call. env carries the request body (its call_id, reply, status and
  * error fields are set here); it is encoded before return and stays the
  * caller's. cb runs exactly once, later, on the loop thread, unless this

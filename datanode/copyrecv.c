@@ -49,6 +49,7 @@ struct copyrecv {
     uv_loop_t *loop;
     struct chunkstore *cs;
     struct replicas *reps;
+    struct inflight *inflight;
     uint32_t idle_ms;
     struct u64map sessions;
     uv_timer_t sweep;
@@ -58,8 +59,9 @@ struct copyrecv {
 struct piece {
     uv_work_t work;
     struct session *s;
-    rpc_req *req;   /* NULL for the removal of an aborted session's files */
-    bool need_base; /* stopped before its blocks: the older replica comes first */
+    rpc_req *req;    /* NULL for the removal of an aborted session's files */
+    uint64_t charge; /* held against the inflight bound until answered */
+    bool need_base;  /* stopped before its blocks: the older replica comes first */
     int status;
 };
 
@@ -201,6 +203,13 @@ static struct piece *piece_new(struct session *s, rpc_req *req)
     return p;
 }
 
+/* The piece's request was answered: its bytes are no longer held. */
+static void piece_answered(struct piece *p)
+{
+    inflight_give(p->s->cr->inflight, p->charge);
+    free(p);
+}
+
 /* Drops the session; its files are removed on the pool. */
 static void session_abort(struct session *s, const char *why)
 {
@@ -230,7 +239,7 @@ static void piece_failed(struct piece *p, int err)
 
     s->busy = false;
     rpc_reply_error(p->req, err, "copy of chunk %016" PRIx64 ": %s", s->chunk_id, err_str(err));
-    free(p);
+    piece_answered(p);
     session_abort(s, err_str(err));
 }
 
@@ -253,7 +262,7 @@ static void install_done(int status, struct replicas_result *res, void *arg)
                  " bytes, %" PRIu64 " blocks sent)",
                  s->chunk_id, s->version, s->length, s->received);
     rpc_reply(p->req, NULL, RPC_NO_PAYLOAD);
-    free(p);
+    piece_answered(p);
     if (u64map_get(&cr->sessions, s->id) == s)
         u64map_del(&cr->sessions, s->id);
     s->files = false; /* installed: they are the replica's now */
@@ -312,7 +321,7 @@ static void piece_done(uv_work_t *w, int status)
     }
     if (!p->req->env->copy_chunk_req->last) {
         rpc_reply(p->req, NULL, RPC_NO_PAYLOAD);
-        free(p);
+        piece_answered(p);
         return;
     }
     /* The files are complete and synced: hand them over. */
@@ -458,10 +467,19 @@ static struct session *admit(struct copyrecv *cr, rpc_req *req)
 
 void copyrecv_handle(struct copyrecv *cr, rpc_req *req)
 {
-    struct session *s = admit(cr, req);
+    uint64_t charge = INFLIGHT_REQUEST_COST + req->payload_len;
+    struct session *s;
+    struct piece *p;
 
-    if (s)
-        queue_piece(s, piece_new(s, req));
+    inflight_take(cr->inflight, charge);
+    s = admit(cr, req);
+    if (!s) {
+        inflight_give(cr->inflight, charge); /* answered already */
+        return;
+    }
+    p = piece_new(s, req);
+    p->charge = charge;
+    queue_piece(s, p);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -482,14 +500,15 @@ static void on_sweep(uv_timer_t *t)
         session_abort(stale[i], "no piece arrived in time");
 }
 
-int copyrecv_new(uv_loop_t *loop, struct chunkstore *cs, struct replicas *reps, uint32_t idle_ms,
-                 struct copyrecv **out)
+int copyrecv_new(uv_loop_t *loop, struct chunkstore *cs, struct replicas *reps,
+                 struct inflight *inflight, uint32_t idle_ms, struct copyrecv **out)
 {
     struct copyrecv *cr = xcalloc(1, sizeof(*cr));
 
     cr->loop = loop;
     cr->cs = cs;
     cr->reps = reps;
+    cr->inflight = inflight;
     cr->idle_ms = idle_ms ? idle_ms : 30000;
     u64map_init(&cr->sessions);
     uv_timer_init(loop, &cr->sweep);

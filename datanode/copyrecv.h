@@ -30,6 +30,7 @@
 #define KEEL_DATANODE_COPYRECV_H
 
 #include "chunkstore.h"
+#include "inflight.h"
 #include "replicas.h"
 #include "rpc.h"
 
@@ -39,9 +40,10 @@
 
 struct copyrecv;
 
-/* cs and reps are borrowed. A session idle for idle_ms is aborted. */
-int copyrecv_new(uv_loop_t *loop, struct chunkstore *cs, struct replicas *reps, uint32_t idle_ms,
-                 struct copyrecv **out);
+/* cs, reps and inflight (charged for each piece until it is answered) are
+ * borrowed. A session idle for idle_ms is aborted. */
+int copyrecv_new(uv_loop_t *loop, struct chunkstore *cs, struct replicas *reps,
+                 struct inflight *inflight, uint32_t idle_ms, struct copyrecv **out);
 /* Handles one CopyChunkReq; takes ownership of req (answers it). */
 void copyrecv_handle(struct copyrecv *cr, rpc_req *req);
 /* Sessions in progress. */

@@ -7,6 +7,7 @@
 #include "copyrecv.h"
 #include "dataserv.h"
 #include "errors.h"
+#include "inflight.h"
 #include "log.h"
 #include "nnlink.h"
 #include "peers.h"
@@ -28,6 +29,7 @@ struct datanode {
     struct chunkstore *cs;
     struct replicas *reps;
     struct peers *peers;
+    struct inflight *inflight;
     struct copyrecv *copies;
     struct replicate *repl;
     struct dataserv *ds;
@@ -136,8 +138,9 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
     }
     log_info("datanode: %zu replicas in %s", replicas_count(dn->reps), cfg->data_dir);
     peers_new(loop, peer_ms, &dn->peers);
+    inflight_new(cfg->max_inflight, &dn->inflight);
     /* A copy whose source went quiet for several peer timeouts is dead. */
-    copyrecv_new(loop, dn->cs, dn->reps, 6 * peer_ms, &dn->copies);
+    copyrecv_new(loop, dn->cs, dn->reps, dn->inflight, 6 * peer_ms, &dn->copies);
     dn->phooks = (struct replicate_hooks){on_copied, dn};
     replicate_new(loop, dn->reps, dn->peers, &pcfg, &dn->phooks, &dn->repl);
 
@@ -147,6 +150,7 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
     dcfg.reps = dn->reps;
     dcfg.peers = dn->peers;
     dcfg.copies = dn->copies;
+    dcfg.inflight = dn->inflight;
     r = dataserv_start(&dcfg, &dn->ds);
     if (r) {
         log_error("datanode: cannot listen on %s: %s", cfg->listen, err_str(r));
@@ -235,6 +239,7 @@ void datanode_free(struct datanode *dn)
     dataserv_free(dn->ds);
     replicate_free(dn->repl);
     copyrecv_free(dn->copies);
+    inflight_free(dn->inflight);
     replicas_free(dn->reps);
     chunkstore_close(dn->cs);
     free(dn);

@@ -4,6 +4,7 @@
  *
  *   chunkstore (the data directory) <- replicas (table, per-chunk queues)
  *   replicas <- dataserv (clients, peers), copyrecv, replicate, scrubber
+ *   inflight (bytes of requests in progress) <- dataserv, copyrecv
  *   nnlink (namenode) -> replicas, replicate; replicas/replicate -> nnlink (reports)
  *
  * Start-up: open the data directory and scan it (recovering replicas left
@@ -35,6 +36,7 @@ struct datanode_config {
     unsigned max_open;            /* idle replicas whose files stay open */
     uint64_t replication_rate;    /* outgoing copy bytes per second; 0: unlimited */
     unsigned replication_streams; /* outgoing copies at once (0: 1) */
+    uint64_t max_inflight;        /* bytes of requests in progress; 0: unbounded */
 };
 
 /*

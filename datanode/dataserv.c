@@ -28,6 +28,7 @@ struct dataserv {
     struct replicas *reps;
     struct peers *peers;
     struct copyrecv *copies;
+    struct inflight *inflight;
     rpc_service svc; /* the handler table with this instance as context */
     rpc_server *server;
     uint32_t load;
@@ -57,10 +58,39 @@ static void served(struct dataserv *ds)
 
 /* ------------------------------------------------------------------ read */
 
+/* A read or checksum request; it holds its charge until the reply's bytes
+ * have gone out (the payload release). */
 struct read_call {
     struct dataserv *ds;
     rpc_req *req;
+    uint64_t charge;
+    void *base; /* the reply's buffer */
 };
+
+static void read_call_end(struct read_call *fr)
+{
+    served(fr->ds);
+    inflight_give(fr->ds->inflight, fr->charge);
+    free(fr->base);
+    free(fr);
+}
+
+static void read_release(void *arg)
+{
+    read_call_end(arg);
+}
+
+static struct read_call *read_call_new(struct dataserv *ds, rpc_req *req, uint64_t bytes)
+{
+    struct read_call *fr = xcalloc(1, sizeof(*fr));
+
+    fr->ds = ds;
+    fr->req = req;
+    fr->charge = INFLIGHT_REQUEST_COST + bytes;
+    ds->load++;
+    inflight_take(ds->inflight, fr->charge);
+    return fr;
+}
 
 static void read_done(int status, struct replicas_result *res, void *arg)
 {
@@ -69,20 +99,19 @@ static void read_done(int status, struct replicas_result *res, void *arg)
     Keel__ReadRep body = KEEL__READ_REP__INIT;
     const Keel__ReadReq *q = fr->req->env->read_req;
 
-    served(fr->ds);
     if (status) {
         rpc_reply_error(fr->req, status, "read of chunk %016" PRIx64 ": %s", q->chunk_id,
                         err_str(status));
-        free(fr);
+        read_call_end(fr);
         return;
     }
     body.checksum = res->checksum;
     rep.body_case = KEEL__ENVELOPE__BODY_READ_REP;
     rep.read_rep = &body;
     /* The bytes go out from the buffer they were read into. */
-    rpc_reply(fr->req, &rep, (rpc_payload){res->data, res->len, free, res->base});
+    fr->base = res->base;
     res->base = NULL;
-    free(fr);
+    rpc_reply(fr->req, &rep, (rpc_payload){res->data, res->len, read_release, fr});
 }
 
 static void h_read(rpc_req *req, void *ctx)
@@ -97,16 +126,12 @@ static void h_read(rpc_req *req, void *ctx)
                         q->length);
         return;
     }
-    fr = xmalloc(sizeof(*fr));
-    fr->ds = ds;
-    fr->req = req;
+    fr = read_call_new(ds, req, q->length);
     r = replicas_read(ds->reps, q->chunk_id, q->version, q->offset, q->length, 0, read_done, fr);
     if (r) {
         rpc_reply_error(req, r, "read of chunk %016" PRIx64 ": %s", q->chunk_id, err_str(r));
-        free(fr);
-        return;
+        read_call_end(fr);
     }
-    ds->load++;
 }
 
 /* ----------------------------------------------------------------- write */
@@ -115,6 +140,7 @@ struct chain_write {
     struct dataserv *ds;
     rpc_req *req;
     uint8_t *payload;
+    uint64_t charge;
     int refs;
     bool local_done, fwd_done;
     int local_status;
@@ -131,6 +157,7 @@ static void chain_write_unref(struct chain_write *fw)
 {
     if (--fw->refs)
         return;
+    inflight_give(fw->ds->inflight, fw->charge);
     free(fw->payload);
     free(fw);
 }
@@ -309,7 +336,9 @@ static void h_write(rpc_req *req, void *ctx)
     req->payload = NULL;
     fw->refs = 2; /* the reply, the local write */
     fw->self = id.node_id;
+    fw->charge = INFLIGHT_REQUEST_COST + q->length;
     ds->load++;
+    inflight_take(ds->inflight, fw->charge);
     if (q->n_chain)
         forward(fw);
     else
@@ -344,6 +373,7 @@ static void flush_reply(struct flush_call *ff)
     rep.flush_rep = &body;
     served(ff->ds);
     rpc_reply(ff->req, &rep, RPC_NO_PAYLOAD);
+    inflight_give(ff->ds->inflight, INFLIGHT_REQUEST_COST);
     free(ff->status);
     free(ff);
 }
@@ -381,6 +411,7 @@ static void h_flush(rpc_req *req, void *ctx)
     ff->status = xcalloc(q->n_chunk_ids ? q->n_chunk_ids : 1, sizeof(*ff->status));
     ff->left = 1; /* until every flush is submitted */
     ds->load++;
+    inflight_take(ds->inflight, INFLIGHT_REQUEST_COST);
     for (size_t i = 0; i < q->n_chunk_ids; i++) {
         struct flush_one *one = xmalloc(sizeof(*one));
         int r;
@@ -407,11 +438,10 @@ static void checksums_done(int status, struct replicas_result *res, void *arg)
     Keel__Envelope rep = KEEL__ENVELOPE__INIT;
     Keel__ChecksumsRep body = KEEL__CHECKSUMS_REP__INIT;
 
-    served(fr->ds);
     if (status) {
         rpc_reply_error(fr->req, status, "checksums of chunk %016" PRIx64 ": %s",
                         fr->req->env->checksums_req->chunk_id, err_str(status));
-        free(fr);
+        read_call_end(fr);
         return;
     }
     body.version = res->info.version;
@@ -419,27 +449,23 @@ static void checksums_done(int status, struct replicas_result *res, void *arg)
     body.block_size = KEEL_BLOCK_SIZE;
     rep.body_case = KEEL__ENVELOPE__BODY_CHECKSUMS_REP;
     rep.checksums_rep = &body;
-    rpc_reply(fr->req, &rep, (rpc_payload){res->data, res->len, free, res->base});
+    fr->base = res->base;
     res->base = NULL;
-    free(fr);
+    rpc_reply(fr->req, &rep, (rpc_payload){res->data, res->len, read_release, fr});
 }
 
 static void h_checksums(rpc_req *req, void *ctx)
 {
     struct dataserv *ds = ctx;
     const Keel__ChecksumsReq *q = req->env->checksums_req;
-    struct read_call *fr = xmalloc(sizeof(*fr));
-    int r;
+    struct read_call *fr =
+        read_call_new(ds, req, (uint64_t)chunkstore_blocks(ds->cs) * sizeof(uint64_t));
+    int r = replicas_checksums(ds->reps, q->chunk_id, q->version, checksums_done, fr);
 
-    fr->ds = ds;
-    fr->req = req;
-    r = replicas_checksums(ds->reps, q->chunk_id, q->version, checksums_done, fr);
     if (r) {
         rpc_reply_error(req, r, "checksums of chunk %016" PRIx64 ": %s", q->chunk_id, err_str(r));
-        free(fr);
-        return;
+        read_call_end(fr);
     }
-    ds->load++;
 }
 
 /* ------------------------------------------------------------------ copy */
@@ -459,6 +485,20 @@ static const rpc_handler handlers[] = {
     {KEEL__ENVELOPE__BODY_COPY_CHUNK_REQ, "copy-chunk", h_copy},
 };
 
+static void on_open(rpc_conn *c, void *ctx)
+{
+    struct dataserv *ds = ctx;
+
+    inflight_watch(ds->inflight, c);
+}
+
+static void on_close(rpc_conn *c, int err, void *ctx)
+{
+    struct dataserv *ds = ctx;
+
+    inflight_unwatch(ds->inflight, c);
+}
+
 int dataserv_start(const struct dataserv_config *cfg, struct dataserv **out)
 {
     struct dataserv *ds = xcalloc(1, sizeof(*ds));
@@ -469,9 +509,12 @@ int dataserv_start(const struct dataserv_config *cfg, struct dataserv **out)
     ds->reps = cfg->reps;
     ds->peers = cfg->peers;
     ds->copies = cfg->copies;
+    ds->inflight = cfg->inflight;
     ds->svc.handlers = handlers;
     ds->svc.nhandlers = ARRAY_SIZE(handlers);
     ds->svc.ctx = ds;
+    ds->svc.on_open = on_open;
+    ds->svc.on_close = on_close;
     r = rpc_listen(cfg->loop, cfg->listen, &ds->svc, NULL, &ds->server);
     if (r) {
         free(ds);

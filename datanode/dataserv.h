@@ -16,6 +16,11 @@
  * upstream node never gives up before a downstream one has named the slow
  * node.
  *
+ * Every request is charged to the inflight bound (inflight.h) from its
+ * arrival until its memory is released: its payload, or the reply it sends,
+ * plus a fixed cost. The connections it serves are the ones paused when the
+ * bound is passed.
+ *
  * Threads: loop thread.
  */
 #ifndef KEEL_DATANODE_DATASERV_H
@@ -23,6 +28,7 @@
 
 #include "chunkstore.h"
 #include "copyrecv.h"
+#include "inflight.h"
 #include "peers.h"
 #include "replicas.h"
 
@@ -42,6 +48,7 @@ struct dataserv_config {
     struct replicas *reps;
     struct peers *peers;
     struct copyrecv *copies;
+    struct inflight *inflight; /* charged for every request in progress */
 };
 
 /* Listens and serves. Everything in cfg is borrowed for the service's life.

@@ -47,7 +47,7 @@ int main(int argc, char **argv)
     const char *data = NULL, *namenode = getenv("KEEL_NAMENODE");
     const char *listen = "127.0.0.1:0", *domain = "default";
     uint64_t scrub_rate = 8u << 20, capacity = 0, peer_timeout = 5000, io_threads = 4;
-    uint64_t repl_rate = 64u << 20, repl_streams = 2;
+    uint64_t repl_rate = 64u << 20, repl_streams = 2, max_inflight = 256u << 20;
     enum log_level level = LOG_INFO;
     const struct flag flags[] = {
         {"data", FLAG_STRING, &data, "data directory: VERSION, chunks/ (required)"},
@@ -67,6 +67,9 @@ int main(int argc, char **argv)
          "priority; 0: unlimited, else at least 64K"},
         {"replication-streams", FLAG_UINT, &repl_streams,
          "outgoing replication copies at once (1..64); more wait their turn"},
+        {"max-inflight", FLAG_SIZE, &max_inflight,
+         "bytes that requests in progress may hold (payloads, replies); past it, connections "
+         "are not read until work drains; 0: unbounded, else at least 1M"},
         {"io-threads", FLAG_UINT, &io_threads, "disk I/O threads (1..128)"},
         {"log-level", FLAG_LOGLEVEL, &level, "error, warn, info or debug"},
     };
@@ -108,6 +111,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "keel-datanode: --replication-rate must be 0 or at least 64K\n");
         return 2;
     }
+    if (max_inflight != 0 && max_inflight < (1u << 20)) {
+        fprintf(stderr, "keel-datanode: --max-inflight must be 0 or at least 1M\n");
+        return 2;
+    }
     if (repl_streams < 1 || repl_streams > 64) {
         fprintf(stderr, "keel-datanode: --replication-streams must be 1..64\n");
         return 2;
@@ -132,6 +139,7 @@ int main(int argc, char **argv)
     cfg.peer_timeout_ms = peer_timeout;
     cfg.replication_rate = repl_rate;
     cfg.replication_streams = (unsigned)repl_streams;
+    cfg.max_inflight = max_inflight;
     if (uv_loop_init(&loop) < 0) {
         fprintf(stderr, "keel-datanode: cannot create the event loop\n");
         return 1;

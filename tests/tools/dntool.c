@@ -23,10 +23,10 @@
  *   dntool flush --dn A --chunk C --version V        prints status=
  *   dntool checksums --dn A --chunk C [--version V]  prints version= length= digest=
  *   dntool stream --dn A --chunk C --version V --journal F [--span S] [--seconds T]
- *                 [--flush-every K] [--inflight Q]
+ *                 [--flush-every K] [--inflight Q] [--chain ID@ADDR,...]
  *       Overlapping random writes with flushes, Q in flight, until the
  *       datanode goes away or T seconds pass; records every write and its
- *       outcome in F.
+ *       outcome in F. With --chain the writes go down that chain too.
  *   dntool verify-stream --dn A --chunk C --version V --journal F
  *       Every byte must hold what the acknowledged writes left there, or the
  *       bytes of a write whose outcome is unknown that came after them; any
@@ -585,6 +585,7 @@ static struct {
     struct sop *ops;
     size_t n, cap, inflight;
     bool dead;
+    struct chain chain;
 } st;
 
 static void stream_reply(int status, rpc_msg *m, void *arg)
@@ -647,6 +648,8 @@ static void stream_send(rpc_conn *c)
         wq.offset = op->off;
         wq.length = (uint32_t)op->len;
         wq.checksum = csum_buf(data, op->len);
+        wq.n_chain = st.chain.n;
+        wq.chain = st.chain.ptrs;
         env.body_case = KEEL__ENVELOPE__BODY_WRITE_REQ;
         env.write_req = &wq;
         p = rpc_payload_malloced(data, op->len);
@@ -669,6 +672,7 @@ static int cmd_stream(void)
     FILE *f;
 
     srand((unsigned)o.seed);
+    parse_chain(o.chain, &st.chain);
     if (!o.journal || o.span == 0) {
         fprintf(stderr, "dntool: stream needs --journal and a --span\n");
         return 2;
@@ -843,7 +847,7 @@ int main(int argc, char **argv)
         {"len", FLAG_SIZE, &o.len, "bytes per read or write"},
         {"seed", FLAG_UINT, &o.seed, "pattern seed"},
         {"zeros", FLAG_BOOL, &o.zeros, "read: expect zeros"},
-        {"chain", FLAG_STRING, &o.chain, "write: ID@ADDR,... after the first node"},
+        {"chain", FLAG_STRING, &o.chain, "write, stream: ID@ADDR,... after the first node"},
         {"count", FLAG_UINT, &o.count, "write: number of writes"},
         {"span", FLAG_SIZE, &o.span, "bytes of the chunk used"},
         {"interval", FLAG_UINT, &o.interval, "write: milliseconds between writes"},

@@ -1,8 +1,8 @@
 /*
  * Unit tests for common/rpc: real TCP on 127.0.0.1 inside one process.
  * Calls in flight answered out of order, timeouts, closes, bad frames from a
- * raw socket, unknown messages, reconnects, payloads read in place, and calls
- * from the server side.
+ * raw socket, unknown messages, reconnects, payloads read in place, calls
+ * from the server side, and pausing a connection's reads.
  */
 #include "frame.h"
 #include "rpc.h"
@@ -630,6 +630,78 @@ START_TEST(stalled_partial_frame_closes_after_deadline)
 }
 END_TEST
 
+START_TEST(paused_connection_reads_nothing_until_resumed)
+{
+    rpc_conn *c = client();
+
+    ck_assert_int_eq(call_stat(c, 1, 10000), 0);
+    run_until(&completed, 2000);
+    ck_assert_int_eq(completed, 1);
+    ck_assert_ptr_nonnull(last_server_conn);
+    rpc_conn_pause(last_server_conn);
+    rpc_conn_pause(last_server_conn); /* idempotent */
+    ck_assert_int_eq(call_stat(c, 2, 10000), 0);
+    ck_assert_int_eq(call_stat(c, 3, 10000), 0);
+    sleep_loop(300);
+    ck_assert_int_eq(completed, 1); /* neither read nor answered */
+    ck_assert_int_eq(results[2].calls, 0);
+    rpc_conn_resume(last_server_conn);
+    rpc_conn_resume(last_server_conn);
+    for (int i = 0; i < 200 && completed < 3; i++)
+        sleep_loop(10);
+    ck_assert_int_eq(completed, 3);
+    ck_assert_int_eq(results[2].status, 0);
+    ck_assert_uint_eq(results[2].ino, 2);
+    ck_assert_int_eq(results[3].status, 0);
+    ck_assert_uint_eq(results[3].ino, 3);
+    rpc_conn_close(c);
+}
+END_TEST
+
+static void pause_server_conn(uv_timer_t *t)
+{
+    if (last_server_conn)
+        rpc_conn_pause(last_server_conn);
+}
+
+static void resume_server_conn(uv_timer_t *t)
+{
+    if (last_server_conn)
+        rpc_conn_resume(last_server_conn);
+}
+
+START_TEST(paused_time_does_not_count_against_a_partial_frame)
+{
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    Keel__StatReq req = KEEL__STAT_REQ__INIT;
+    uv_timer_t pause_t, resume_t;
+    uint8_t *hdr;
+    size_t hlen;
+    struct raw r;
+
+    rpc_server_close(server);
+    start_server("127.0.0.1:0", 300);
+    req.path = "/x";
+    env.call_id = 1;
+    env.body_case = KEEL__ENVELOPE__BODY_STAT_REQ;
+    env.stat_req = &req;
+    ck_assert_int_eq(frame_encode(&env, 100, &hdr, &hlen), 0);
+    /* The header arrives, the payload never does: paused from 100 ms to
+     * 900 ms, the frame's 300 ms run from the resume. */
+    uv_timer_init(&loop, &pause_t);
+    uv_timer_init(&loop, &resume_t);
+    uv_timer_start(&pause_t, pause_server_conn, 100, 0);
+    uv_timer_start(&resume_t, resume_server_conn, 900, 0);
+    r = run_raw(hdr, hlen);
+    free(hdr);
+    ck_assert(r.closed_by_server);
+    ck_assert(r.seconds >= 1.1);
+    ck_assert(r.seconds < 4.0);
+    close_and_wait((uv_handle_t *)&pause_t);
+    close_and_wait((uv_handle_t *)&resume_t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rpc");
@@ -650,6 +722,8 @@ int main(void)
     tcase_add_test(tc, garbage_closes_connection);
     tcase_add_test(tc, oversized_frame_closes_connection);
     tcase_add_test(tc, stalled_partial_frame_closes_after_deadline);
+    tcase_add_test(tc, paused_connection_reads_nothing_until_resumed);
+    tcase_add_test(tc, paused_time_does_not_count_against_a_partial_frame);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
