@@ -153,9 +153,11 @@ struct chain_write {
     size_t nunreached;
 };
 
-static void chain_write_unref(struct chain_write *fw)
+/* Drops n references; the last one frees. */
+static void chain_write_unref(struct chain_write *fw, int n)
 {
-    if (--fw->refs)
+    fw->refs -= n;
+    if (fw->refs)
         return;
     inflight_give(fw->ds->inflight, fw->charge);
     free(fw->payload);
@@ -164,16 +166,18 @@ static void chain_write_unref(struct chain_write *fw)
 
 static void release_payload(void *arg)
 {
-    chain_write_unref(arg);
+    chain_write_unref(arg, 1);
 }
 
-static void chain_write_reply(struct chain_write *fw)
+/* Answers once both the local write and the forward are done. Returns the
+ * references the caller now drops: the reply's, once it is sent. */
+static int chain_write_reply(struct chain_write *fw)
 {
     Keel__Envelope rep = KEEL__ENVELOPE__INIT;
     Keel__WriteRep body = KEEL__WRITE_REP__INIT;
 
     if (!fw->local_done || !fw->fwd_done)
-        return;
+        return 0;
     if (fw->local_status) {
         /* This node first, then the ones after it. */
         memmove(fw->failed + 1, fw->failed, fw->nfailed * sizeof(*fw->failed));
@@ -193,7 +197,7 @@ static void chain_write_reply(struct chain_write *fw)
     served(fw->ds);
     rpc_reply(fw->req, &rep, RPC_NO_PAYLOAD);
     fw->req = NULL;
-    chain_write_unref(fw);
+    return 1;
 }
 
 static void local_done(int status, struct replicas_result *res, void *arg)
@@ -205,8 +209,7 @@ static void local_done(int status, struct replicas_result *res, void *arg)
     if (status)
         log_debug("dataserv: local write of chunk %016" PRIx64 ": %s",
                   fw->req->env->write_req->chunk_id, err_str(status));
-    chain_write_reply(fw);
-    chain_write_unref(fw);
+    chain_write_unref(fw, 1 + chain_write_reply(fw)); /* the local write's, and maybe the reply's */
 }
 
 /* The next node failed (err): it is failed, the ones after it unreached. */
@@ -249,7 +252,7 @@ static void forward_done(int status, rpc_msg *msg, void *arg)
             memcpy(fw->unreached, w->unreached, w->n_unreached * sizeof(*fw->unreached));
     }
     fw->fwd_done = true;
-    chain_write_reply(fw);
+    chain_write_unref(fw, chain_write_reply(fw));
 }
 
 /* Sends the write on to chain[0] with chain[1..]. */
@@ -346,10 +349,9 @@ static void h_write(rpc_req *req, void *ctx)
     r = replicas_write(ds->reps, q->chunk_id, q->version, q->offset, fw->payload, q->length,
                        local_done, fw);
     if (r) {
-        fw->refs--;
         fw->local_done = true;
         fw->local_status = r;
-        chain_write_reply(fw);
+        chain_write_unref(fw, 1 + chain_write_reply(fw));
     }
 }
 
