@@ -22,9 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TICK_MS       50
-#define RETRY_BASE_MS 50
-#define RETRY_MAX_MS  2000
+#define TICK_MS 50
+/* The namenode answers some calls only after its own round trips to
+ * datanodes (a recovery bumps versions on them), so its calls wait longer
+ * than data calls; a namenode that dies is still noticed at once, by the
+ * connection. */
+#define NN_MIN_TIMEOUT_MS 20000
+#define RETRY_BASE_MS     50
+#define RETRY_MAX_MS      2000
 
 /* ---------------------------------------------------------------- waits */
 
@@ -177,7 +182,7 @@ static void nn_done(int status, rpc_msg *m, void *arg)
 
 static void nn_send(struct nn_call *call)
 {
-    struct rpc_call_opts o = {.timeout_ms = core_call_timeout(call->c)};
+    struct rpc_call_opts o = {.timeout_ms = MAX(core_call_timeout(call->c), NN_MIN_TIMEOUT_MS)};
     int r;
 
     call->attempts++;

@@ -151,6 +151,21 @@ wait_healthy() {
     echo $((SECONDS - t0))
 }
 
+# node_state I: the namenode's state of datanode I ("alive", "dead", ...).
+node_state() {
+    local addr
+    addr=$(cat "$CLUSTER/dn$1.addr")
+    keel --json nodes 2>/dev/null | jq -r --arg a "$addr" '.nodes[] | select(.addr == $a) | .state'
+}
+
+# wait_dead I...: waits until the namenode has declared each datanode dead.
+wait_dead() {
+    local i
+    for i in "$@"; do
+        wait_for 30 "datanode $i to be declared dead" bash -c "[[ \$(KEEL_NAMENODE=$NN \"$KEEL_BIN/keel\" --json nodes | jq -r --arg a \"\$(cat $CLUSTER/dn$i.addr)\" '.nodes[] | select(.addr == \$a) | .state') == dead ]]"
+    done
+}
+
 # writer MODE ARGS...: the model-keeping test writer against this cluster.
 writer() {
     local mode=$1

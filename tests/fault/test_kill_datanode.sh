@@ -22,6 +22,7 @@ wait $seq || { cat "$T/seq.log"; fail "sequential writer"; }
 wait $rand || { cat "$T/rand.log"; fail "random writer"; }
 log "seq: $(head -1 "$T/seq.log"); rand: $(head -1 "$T/rand.log")"
 
+wait_dead 2
 wait_healthy 120 >/dev/null
 t1=$(date +%s.%N)
 log "re-replication: $held chunks of 1 MiB held by the dead node back to 3 replicas $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s after its death (dead timeout 3 s)"

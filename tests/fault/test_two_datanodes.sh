@@ -12,8 +12,9 @@ log "two datanodes at once"
 local_cluster kill-datanode 1
 local_cluster kill-datanode 2
 writer verify --path /data --size 40M --io 512K --seed 5 >"$T/v1.log" || fail "data lost with two nodes down"
+wait_dead 1 2
 wait_healthy 120 >/dev/null
-keel fsck --verify >/dev/null || fail "replicas differ after the first repair"
+keel fsck --verify >"$T/fsck1.txt" || { cat "$T/fsck1.txt"; fail "replicas differ after the first repair"; }
 
 log "they come back: over-replicated chunks lose their extra replicas"
 local_cluster start-datanode 1
@@ -27,7 +28,8 @@ local_cluster kill-datanode 3
 sleep 0.5
 local_cluster kill-datanode 4
 writer verify --path /data --size 40M --io 512K --seed 5 >"$T/v2.log" || fail "data lost"
+wait_dead 3 4
 wait_healthy 120 >/dev/null
-keel fsck --verify >/dev/null || fail "replicas differ after the second repair"
+keel fsck --verify >"$T/fsck2.txt" || { cat "$T/fsck2.txt"; fail "replicas differ after the second repair"; }
 writer verify --path /data --size 40M --io 512K --seed 5 >/dev/null || fail "data after repair"
 pass

@@ -101,6 +101,12 @@ static uint64_t rng(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* libkeel's warnings go to stderr, which the tests keep with the output. */
+static void log_line(int level, const char *line, void *arg)
+{
+    fprintf(stderr, "%s\n", line);
+}
+
 static keel_client *connect_or_die(uint32_t idle_ms)
 {
     struct keel_options o;
@@ -112,6 +118,8 @@ static keel_client *connect_or_die(uint32_t idle_ms)
     o.retry_ms = 60000;
     o.lease_idle_ms = idle_ms;
     o.client_name = "keel_writer";
+    o.log_fn = log_line;
+    o.log_level = KEEL_LOG_INFO;
     r = keel_connect(A.namenode, &o, &c);
     if (r)
         die("connect %s: %s", A.namenode, keel_strerror(r));

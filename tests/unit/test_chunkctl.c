@@ -547,11 +547,13 @@ START_TEST(collect_waits_for_enough_current_replicas)
     dns[stale_node - 1].fail = -EIO;
     ck_assert_int_eq(chunkctl_bump(ctl, id, NULL, 0, on_bump, &r), 0);
     run_until(&r.done);
+    struct cm_view v = chunkctl_view(ctl);
+
     c = chunkmap_get(map, id);
-    chunkctl_collect(ctl, c); /* 2 current < 3 wanted: keep it */
+    chunkctl_collect(ctl, c, &v); /* 2 current < 3 wanted: keep it */
     ck_assert_uint_eq(registry_take_commands(registry_get(reg, stale_node), cmds, 4), 0);
     c->replication = 2; /* now enough */
-    chunkctl_collect(ctl, c);
+    chunkctl_collect(ctl, c, &v);
     ck_assert_uint_eq(registry_take_commands(registry_get(reg, stale_node), cmds, 4), 1);
     ck_assert_uint_eq(cmds[0].version, 1);
     ck_assert(!has_replica(c, stale_node));
@@ -565,6 +567,7 @@ START_TEST(excess_replicas_go_from_the_crowded_domain)
     /* Nodes 1 and 4 share d0; the allocation used one of them. */
     uint64_t extra = has_replica(c, 1) ? 4 : 1, other = extra == 1 ? 4 : 1;
     struct reg_cmd cmds[4];
+    struct cm_view v;
 
     ck_assert(has_replica(c, other));
     chunkmap_set_replica(map, c, extra, c->version);
@@ -582,7 +585,8 @@ START_TEST(excess_replicas_go_from_the_crowded_domain)
     registry_get(reg, other)->state = REG_DECOMMISSIONING;
     chunkmap_set_replica(map, c, other, c->version);
     ck_assert_uint_eq(chunkctl_drop_excess(ctl, c), 0);
-    ck_assert_uint_eq(chunkctl_collect(ctl, c), 0);
+    v = chunkctl_view(ctl);
+    ck_assert_uint_eq(chunkctl_collect(ctl, c, &v), 0);
     ck_assert_uint_eq(registry_take_commands(registry_get(reg, other), cmds, 4), 0);
 }
 END_TEST
