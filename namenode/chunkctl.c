@@ -133,26 +133,22 @@ static enum cm_node_state view_node(void *ctx, uint64_t id, const char **domain)
     return n->state == REG_DECOMMISSIONING ? CM_NODE_LEAVING : CM_NODE_GONE;
 }
 
-/* Failure domains with an ALIVE node. */
+/* Failure domains with an ALIVE node: each counted at its first node. */
 static uint32_t live_domains(const struct registry *reg)
 {
-    const char *seen[256];
-    struct reg_node *n;
+    struct reg_node *n, *m;
     uint32_t count = 0;
-    size_t i = 0, nseen = 0;
+    size_t i = 0;
 
     while ((n = registry_next(reg, &i))) {
-        bool dup = false;
+        size_t k = 0;
+        bool first = true;
 
         if (n->state != REG_ALIVE)
             continue;
-        for (size_t k = 0; k < nseen && !dup; k++)
-            dup = strcmp(seen[k], n->domain) == 0;
-        if (dup)
-            continue;
-        count++;
-        if (nseen < ARRAY_SIZE(seen))
-            seen[nseen++] = n->domain;
+        while (first && (m = registry_next(reg, &k)) && m != n)
+            first = m->state != REG_ALIVE || strcmp(m->domain, n->domain) != 0;
+        count += first;
     }
     return count;
 }
@@ -778,15 +774,14 @@ bool chunkctl_busy(const struct chunkctl *ctl, uint64_t chunk_id)
     return chunk_id && u64map_get(&ctl->busy, chunk_id) != NULL;
 }
 
-size_t chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c)
+size_t chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c, const struct cm_view *v)
 {
-    struct cm_view v = chunkctl_view(ctl);
     struct cm_chunk_health h;
     uint64_t gone[MAX_REPS];
     uint64_t id = c->id;
     size_t ngone = 0;
 
-    chunkmap_chunk_health(c, &v, &h);
+    chunkmap_chunk_health(c, v, &h);
     if (h.good < c->replication || (h.stale == 0 && h.corrupt == 0))
         return 0;
     if (u64map_get(&ctl->busy, c->id))

@@ -120,9 +120,10 @@ bool chunkctl_busy(const struct chunkctl *ctl, uint64_t chunk_id);
 /*
  * Orders c's stale and corrupt replicas on live nodes deleted, and forgets
  * them, if c has enough good replicas and no version change runs; returns
- * how many went. The caller checks safe mode.
+ * how many went. v is a view from chunkctl_view (borrowed). The caller
+ * checks safe mode.
  */
-size_t chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c);
+size_t chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c, const struct cm_view *v);
 
 /*
  * Orders the good replicas of c beyond its replication factor deleted and
@@ -133,8 +134,9 @@ size_t chunkctl_collect(struct chunkctl *ctl, struct cm_chunk *c);
 size_t chunkctl_drop_excess(struct chunkctl *ctl, struct cm_chunk *c);
 
 /* Registry-backed view of nodes for chunkmap health: ALIVE nodes are live,
- * DECOMMISSIONING ones leaving, the others gone. The view is valid until
- * the registry changes (use it at once). */
+ * DECOMMISSIONING ones leaving, the others gone. Building it counts the
+ * live domains (a walk of the registry): build one per batch of chunks,
+ * and use it at once (it does not follow later registry changes). */
 struct cm_view chunkctl_view(struct chunkctl *ctl);
 
 /* Allocations and version changes in flight. */

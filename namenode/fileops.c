@@ -89,11 +89,12 @@ static void set_replica(Keel__Replica *r, const struct reg_node *n)
 
 /*
  * Fills b for one chunk. c is the chunk map entry (NULL if the map does not
- * know the chunk: no replicas then). Strings point into the registry and
- * stay valid until the loop runs again.
+ * know the chunk: no replicas then). With a view (GetChunksReq.detail), stale
+ * and corrupt replicas and the placement are filled too. Strings point into
+ * the registry and stay valid until the loop runs again.
  */
 static void fill_loc(struct nn_core *core, struct locbuf *b, uint64_t index, uint64_t chunk_id,
-                     uint64_t version, const struct cm_chunk *c, bool detail)
+                     uint64_t version, const struct cm_chunk *c, const struct cm_view *detail)
 {
     const struct reg_node *order[64];
     size_t nrep = c ? MIN(c->nrep, ARRAY_SIZE(order)) : 0, k = 0;
@@ -139,10 +140,9 @@ static void fill_loc(struct nn_core *core, struct locbuf *b, uint64_t index, uin
     b->loc.stale = b->stale;
     b->loc.corrupt = b->corrupt;
     if (detail) {
-        struct cm_view view = chunkctl_view(core->ctl);
         struct cm_chunk_health h;
 
-        chunkmap_chunk_health(c, &view, &h);
+        chunkmap_chunk_health(c, detail, &h);
         b->loc.misplaced = h.misplaced;
         b->loc.replication = c->replication;
     }
@@ -196,6 +196,7 @@ static void gc_reply(struct gcreq *g)
     struct store_inode in;
     struct locbuf *bufs = NULL;
     Keel__ChunkLoc **locs = NULL;
+    struct cm_view view = {0};
     MDB_txn *txn;
     int r = store_read_begin(core->store, &txn);
 
@@ -206,6 +207,8 @@ static void gc_reply(struct gcreq *g)
         r = store_file_chunks(core->store, txn, g->ino, g->first, g->last, found_cb, &f);
     bufs = xcalloc(f.n + 1, sizeof(*bufs));
     locs = xcalloc(f.n + 1, sizeof(*locs));
+    if (rq->detail)
+        view = chunkctl_view(core->ctl);
     for (size_t i = 0; r == 0 && i < f.n; i++) {
         struct cm_chunk *c = chunkmap_get(core->cm, f.id[i]);
         struct store_chunk sc = {0};
@@ -215,7 +218,7 @@ static void gc_reply(struct gcreq *g)
             if (r)
                 break;
         }
-        fill_loc(core, &bufs[i], f.index[i], f.id[i], sc.version, c, rq->detail);
+        fill_loc(core, &bufs[i], f.index[i], f.id[i], sc.version, c, rq->detail ? &view : NULL);
         locs[i] = &bufs[i].loc;
     }
     mdb_txn_abort(txn);
@@ -395,7 +398,7 @@ static void rc_reply_loc(struct rcreq *rc, const struct cm_chunk *c)
     Keel__RecoverChunkRep rep = KEEL__RECOVER_CHUNK_REP__INIT;
     struct locbuf b;
 
-    fill_loc(rc->core, &b, c->index, c->id, c->version, c, false);
+    fill_loc(rc->core, &b, c->index, c->id, c->version, c, NULL);
     lease_given(rc->core->leases, rc->ino, rc->client, &c->id, 1);
     rep.chunk = &b.loc;
     env.body_case = KEEL__ENVELOPE__BODY_RECOVER_CHUNK_REP;

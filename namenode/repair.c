@@ -140,7 +140,7 @@ static void examine(struct repair *rp, struct cm_chunk *c, const struct cm_view 
     }
     if (h.good >= c->replication) {
         /* Changes re-announce the chunk; it is looked at again then. */
-        if (chunkctl_collect(rp->cfg.ctl, c) > 0)
+        if (chunkctl_collect(rp->cfg.ctl, c, v) > 0)
             return;
         if (h.good > c->replication) {
             size_t n = chunkctl_drop_excess(rp->cfg.ctl, c);
@@ -276,6 +276,7 @@ static size_t pick(struct plan_ctx *pc, const struct cm_chunk *c, const struct c
     bool delta[REPLQ_MAX_COPIES] = {false};
     size_t navoid = replq_avoid(rp->q, c->id, avoid), navoided = 0;
     size_t ngood = 0, nholders = 0, nsrc = 0, ntgt = 0, ndoms = 0, ncopies = 0;
+    bool other_src = false, other_tgt = false;
     uint32_t streams = replq_streams(rp->q), need;
     struct cm_chunk_health h;
 
@@ -303,6 +304,8 @@ static size_t pick(struct plan_ctx *pc, const struct cm_chunk *c, const struct c
         }
         if (st == CM_NODE_GONE || !cd || !can_send(cd))
             continue;
+        if (!listed(r->node, avoid, navoid))
+            other_src = true; /* busy or not */
         if (o.limits && cd->out >= streams)
             continue;
         if (listed(r->node, avoid, navoid))
@@ -310,7 +313,9 @@ static size_t pick(struct plan_ctx *pc, const struct cm_chunk *c, const struct c
         else
             srcs[nsrc++] = r->node;
     }
-    if (nsrc == 0) {
+    /* A node that failed this chunk sends it again only if no other can
+     * (not merely: no other is free now). */
+    if (nsrc == 0 && !other_src) {
         memcpy(srcs, avoided_srcs, navoided * sizeof(*srcs));
         nsrc = navoided;
     }
@@ -335,9 +340,18 @@ static size_t pick(struct plan_ctx *pc, const struct cm_chunk *c, const struct c
 
     /* Then the placement policy, over nodes holding no current replica;
      * nodes with a corrupt replica, then nodes that failed this chunk,
-     * only as a last resort. Every node is listed (placement needs the
-     * holders' domains); the ones not to pick are excluded. */
-    for (int pass = 0; pass < 3 && ntgt < need; pass++) {
+     * only as a last resort: the latter only when no other node could take
+     * the copy even once its streams are free. Every node is listed
+     * (placement needs the holders' domains); the ones not to pick are
+     * excluded. */
+    for (size_t i = 0; i < pc->n && navoid; i++) {
+        const struct cand *cd = &pc->nodes[i];
+
+        other_tgt |= placement_usable(&cd->p, rp->chunk_size) &&
+                     !listed(cd->p.id, holders, nholders) && !listed(cd->p.id, tgts, ntgt) &&
+                     !listed(cd->p.id, avoid, navoid);
+    }
+    for (int pass = 0; pass < (other_tgt ? 2 : 3) && ntgt < need; pass++) {
         struct placement_node *nodes = xcalloc(pc->n + 1, sizeof(*nodes));
         uint64_t *exclude = xcalloc(pc->n + 1, sizeof(*exclude));
         uint64_t existing[MAX_HOLDERS + REPLQ_MAX_COPIES], picked[REPLQ_MAX_COPIES];
