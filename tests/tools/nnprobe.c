@@ -14,8 +14,10 @@
  *   nnprobe op --namenode A [--client-id N] CMD ARGS...
  *       One metadata operation; prints its result, or "ERR ENAME message"
  *       and exits 1. CMD: mkdir stat ls create rm rmdir mv ln symlink
- *       readlink chmod truncate extend statfs status chunks recover
- *       decommission recommission.
+ *       readlink chmod truncate extend extends statfs status chunks recover
+ *       decommission recommission. `extends PATH COUNT [durable]` grows a
+ *       file COUNT times by 1 MiB, one call at a time, and prints the mean
+ *       time per call.
  *   nnprobe burst --namenode A --dir D --count N [--inflight K] --log FILE
  *       Creates D/f000000... with K calls in flight; appends "sent NAME"
  *       before each call and "ack NAME" after each success to FILE (one
@@ -1005,6 +1007,29 @@ static int cmd_op(int argc, char **argv)
         r = call(c, &env, 20000, &rep, err, sizeof(err));
         if (r == 0)
             printf("size=%" PRIu64 "\n", rep->extend_rep->size);
+    } else if (strcmp(cmd, "extends") == 0) {
+        Keel__ExtendReq rq = KEEL__EXTEND_REQ__INIT;
+        uint64_t count, t0;
+
+        need(n, 3, "extends PATH COUNT [durable]");
+        rq.ino = ino_of(c, a[1]);
+        count = num(a[2]);
+        rq.client_id = client_id;
+        rq.durable = n > 3 && strcmp(a[3], "durable") == 0;
+        env.body_case = KEEL__ENVELOPE__BODY_EXTEND_REQ;
+        env.extend_req = &rq;
+        t0 = mono_ns();
+        for (uint64_t i = 1; i <= count && r == 0; i++) {
+            rq.size = i << 20;
+            r = call(c, &env, 20000, &rep, err, sizeof(err));
+            if (r == 0) {
+                keel__envelope__free_unpacked(rep, NULL);
+                rep = NULL;
+            }
+        }
+        if (r == 0)
+            printf("extends=%" PRIu64 " durable=%d us_per_call=%.1f\n", count, rq.durable,
+                   count ? (double)(mono_ns() - t0) / 1000.0 / (double)count : 0.0);
     } else if (strcmp(cmd, "statfs") == 0) {
         Keel__StatfsReq rq = KEEL__STATFS_REQ__INIT;
 
