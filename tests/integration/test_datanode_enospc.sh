@@ -52,6 +52,12 @@ out=$(dntool write --dn "$ADDR" --chunk $c --version 1 --offset 0 --len 4096 --s
     fail "write: $out"
 [[ "$(kv failed "$out")" == "1:ENOSPC" ]] || fail "a later write must fail the same way: $out"
 
+# The write the full disk cut short left each block with its old or its new
+# bytes, and a checksum that vouches for them: the whole replica still reads.
+out=$(dntool read --dn "$ADDR" --chunk $c --version 1 --len 1M --seed $c) || true
+[[ "$(kv status "$out")" == OK ]] || fail "the replica the full disk cut no longer reads: $out"
+grep -q "is corrupt\|is unusable" "$T/dnfull.log" && fail "a replica was found corrupt"
+
 # What was acknowledged is intact and verified; the datanode still serves.
 if ((acked > 0)); then
     out=$(dntool read --dn "$ADDR" --chunk $c --version 1 --len $((acked * 262144)) \
