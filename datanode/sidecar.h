@@ -32,7 +32,7 @@
 #define SIDECAR_SUMS_OFF      4096u
 #define SIDECAR_SUMS_PER_PAGE 512u
 
-/* Writes since the last flush may have reached the data but not the sums. */
+/* Writes since the last settle may have reached the data but not the sums. */
 #define SIDECAR_DIRTY 0x1u
 /* A checksum failed: the replica must not be served again. */
 #define SIDECAR_CORRUPT 0x2u
