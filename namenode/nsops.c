@@ -314,7 +314,7 @@ static void fill_node_status(struct nn_core *core, Keel__NodeStatus *st, struct 
     st->since_heartbeat_ms = now > n->last_seen_ms ? now - n->last_seen_ms : 0;
     st->load = n->load;
     if (n->state == REG_DECOMMISSIONING)
-        st->decommission_left = repair_decommission_left(core->repair, n->id);
+        st->decommission_left = n->decommission_left;
 }
 
 static void h_status(rpc_req *req, void *ctx)

@@ -34,7 +34,8 @@
 #define SCHED_SCAN      2048u  /* queue entries looked at per run */
 #define POSTPONE_MS     2000u  /* a chunk with nowhere to go waits this long */
 #define BACKOFF_MAX_MS  30000u /* longest wait after repeated failures */
-#define DECOM_EVERY_MS  1000u  /* decommission progress is counted this often */
+#define DECOM_EVERY_MS  1000u  /* decommission progress is counted at most this often */
+#define DECOM_DUTY      50u    /* ... and at least this many times its own cost apart */
 #define MAX_HOLDERS     32u    /* replicas of one chunk considered */
 #define REPORT_GRACE_MS 15000u /* longest wait for a registered node's full report */
 #define MARK            ((void *)1)
@@ -52,7 +53,7 @@ struct repair {
     struct u64map decom_busy; /* nodes with a decommission commit in flight */
     uv_timer_t *kick;         /* its own allocation: freed by its close callback */
     bool want_schedule, stopping;
-    uint64_t last_decom_ms;
+    uint64_t next_decom_ms;
     size_t calls; /* bumps and pushes in flight */
     struct repair_stats stats;
 };
@@ -912,6 +913,8 @@ static void decom_done(struct commit_op *op, int status)
         chunkmap_drop_node(rp->cfg.cm, n->id); /* announces every chunk */
     else
         dirty_node_chunks(rp, n->id);
+    if (n->state == REG_DECOMMISSIONING && before != REG_DECOMMISSIONING)
+        n->decommission_left = repair_decommission_left(rp, n->id);
     replq_wake(rp->q, 0, true);
     rp->want_schedule = true;
     kick(rp);
@@ -965,10 +968,14 @@ uint64_t repair_decommission_left(struct repair *rp, uint64_t node)
     return left;
 }
 
-static void decommission_progress(struct repair *rp)
+/* Counts what each leaving node still has to copy away, and marks a node
+ * with nothing left decommissioned. The count walks the node's replicas, so
+ * the next one waits DECOM_DUTY times as long as this one took. */
+static void decommission_progress(struct repair *rp, uint64_t now)
 {
     struct reg_node *n;
     size_t i = 0;
+    uint64_t t0 = mono_ms();
 
     while ((n = registry_next(rp->cfg.reg, &i))) {
         if (n->state != REG_DECOMMISSIONING)
@@ -979,6 +986,7 @@ static void decommission_progress(struct repair *rp)
         must(u64map_put(&rp->decom_busy, n->id, MARK));
         decom_submit(rp, n->id, DK_FINISH, NULL, NULL);
     }
+    rp->next_decom_ms = now + MAX((uint64_t)DECOM_EVERY_MS, (mono_ms() - t0) * DECOM_DUTY);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -1004,10 +1012,8 @@ void repair_tick(struct repair *rp, uint64_t now)
     u64map_free(&rp->later);
     u64map_init(&rp->later);
     replq_wake(rp->q, now, false);
-    if (now - rp->last_decom_ms >= DECOM_EVERY_MS) {
-        rp->last_decom_ms = now;
-        decommission_progress(rp);
-    }
+    if (now >= rp->next_decom_ms)
+        decommission_progress(rp, now);
     rp->want_schedule = true;
     run(rp);
 }

@@ -128,7 +128,9 @@ typedef void (*repair_decom_fn)(void *arg, int status, uint64_t node);
 void repair_decommission(struct repair *rp, uint64_t node, bool recommission, repair_decom_fn cb,
                          void *arg);
 
-/* Chunks node still has to copy away (computed now). */
+/* Chunks node still has to copy away, counted now (a walk of the node's
+ * replicas; status shows the count kept in reg_node.decommission_left,
+ * refreshed a few times a minute or more often). */
 uint64_t repair_decommission_left(struct repair *rp, uint64_t node);
 
 void repair_get_stats(const struct repair *rp, struct repair_stats *out);
