@@ -25,6 +25,9 @@ nn_format --chunk-size 1M --replication 3
 out=$("$KEEL_BIN/keel-namenode" --meta "$META" --min-replicas 4 --listen 127.0.0.1:0 2>&1) &&
     fail "accepted --min-replicas above the replication"
 [[ "$out" == *"min-replicas"* ]] || fail "unclear message: $out"
+out=$("$KEEL_BIN/keel-namenode" --meta "$META" --replication-streams 0 --listen 127.0.0.1:0 2>&1) &&
+    fail "accepted --replication-streams 0"
+[[ "$out" == *"replication-streams"* && $(wc -l <<<"$out") -eq 1 ]] || fail "unclear message: $out"
 
 nn_start --dead-timeout 2s --heartbeat-interval 200ms --lease-timeout 3s --safe-mode-timeout 5s
 out=$("$KEEL_BIN/keel-namenode" --meta "$META" --listen 127.0.0.1:0 2>&1) &&
