@@ -120,6 +120,24 @@ static void on_wake(uv_async_t *a)
 
 /* ------------------------------------------------------------- namenode */
 
+void core_attr_to_stat(const Keel__Attr *a, uint64_t chunk_size, struct keel_stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (!a)
+        return;
+    st->ino = a->ino;
+    st->mode = a->mode;
+    st->nlink = a->nlink;
+    st->uid = a->uid;
+    st->gid = a->gid;
+    st->size = a->size;
+    st->allocated = a->chunks * chunk_size;
+    st->atime_ns = a->atime_ns;
+    st->mtime_ns = a->mtime_ns;
+    st->ctime_ns = a->ctime_ns;
+    st->replication = a->replication;
+}
+
 bool core_transport_error(int err)
 {
     switch (-err) {

@@ -123,6 +123,9 @@ void core_node_done(keel_client *c, struct core_node *n, int status, uint64_t us
 /* The call timeout for data calls. */
 uint32_t core_call_timeout(const keel_client *c);
 
+/* A namenode Attr as the public struct (allocated bytes from chunks). */
+void core_attr_to_stat(const Keel__Attr *a, uint64_t chunk_size, struct keel_stat *st);
+
 /* True for errors that say "try again elsewhere or later", not "no". */
 bool core_transport_error(int err);
 

@@ -41,24 +41,6 @@ struct keel_aio {
     struct fop op;
 };
 
-static void attr_to_stat(const Keel__Attr *a, struct keel_stat *st)
-{
-    memset(st, 0, sizeof(*st));
-    if (!a)
-        return;
-    st->ino = a->ino;
-    st->mode = a->mode;
-    st->nlink = a->nlink;
-    st->uid = a->uid;
-    st->gid = a->gid;
-    st->size = a->size;
-    st->atime_ns = a->atime_ns;
-    st->mtime_ns = a->mtime_ns;
-    st->ctime_ns = a->ctime_ns;
-    st->replication = a->replication;
-    st->allocated = a->chunks; /* scaled by the chunk size in copy_attr */
-}
-
 /* ------------------------------------------------------------- sync ops */
 
 struct sync_fop {
@@ -274,8 +256,7 @@ static void copy_attr(const Keel__Envelope *rep, void *arg)
     default:
         break;
     }
-    attr_to_stat(a, &o->st);
-    o->st.allocated *= o->chunk_size;
+    core_attr_to_stat(a, o->chunk_size, &o->st);
 }
 
 struct attach_op {
@@ -401,8 +382,7 @@ static void setattr_done(int status, const Keel__Envelope *rep, void *arg)
     if (status == 0 && rep->body_case != KEEL__ENVELOPE__BODY_SETATTR_REP)
         status = -EPROTO;
     if (status == 0) {
-        attr_to_stat(rep->setattr_rep->attr, &s->st);
-        s->st.allocated *= s->f->c->chunk_size;
+        core_attr_to_stat(rep->setattr_rep->attr, s->f->c->chunk_size, &s->st);
         if (s->req.valid & KEEL__SETATTR_VALID__SETATTR_SIZE) {
             chunkio_truncated(in, s->req.size);
             in->lease = true;

@@ -21,24 +21,6 @@
 
 #define READDIR_PAGE 256
 
-static void fill_stat(const Keel__Attr *a, uint64_t chunk_size, struct keel_stat *st)
-{
-    memset(st, 0, sizeof(*st));
-    if (!a)
-        return;
-    st->ino = a->ino;
-    st->mode = a->mode;
-    st->nlink = a->nlink;
-    st->uid = a->uid;
-    st->gid = a->gid;
-    st->size = a->size;
-    st->allocated = a->chunks * chunk_size;
-    st->atime_ns = a->atime_ns;
-    st->mtime_ns = a->mtime_ns;
-    st->ctime_ns = a->ctime_ns;
-    st->replication = a->replication;
-}
-
 struct attr_out {
     keel_client *c;
     struct keel_stat *st;
@@ -67,7 +49,7 @@ static void copy_attr(const Keel__Envelope *rep, void *arg)
     struct attr_out *o = arg;
 
     if (o->st)
-        fill_stat(reply_attr(rep), o->c->chunk_size, o->st);
+        core_attr_to_stat(reply_attr(rep), o->c->chunk_size, o->st);
 }
 
 static bool bad_path(const char *p)
@@ -148,7 +130,7 @@ static void copy_page(const Keel__Envelope *rep, void *arg)
             pg->err = -ENOMEM;
             return;
         }
-        fill_stat(r->entries[i]->attr, pg->c->chunk_size, &pg->stats[i]);
+        core_attr_to_stat(r->entries[i]->attr, pg->c->chunk_size, &pg->stats[i]);
         pg->n = i + 1;
     }
 }
