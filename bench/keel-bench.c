@@ -30,6 +30,11 @@ static struct {
 } A = {NULL, "/keel-bench", "write", 1u << 20, 1u << 30, 0, 1, 0, 0, false};
 
 static keel_file *file;
+
+static void log_line(int level, const char *line, void *arg)
+{
+    fprintf(stderr, "%s\n", line);
+}
 static uint64_t deadline_ms, next_off, ops, bytes;
 static int failures;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -107,8 +112,13 @@ static void *sync_worker(void *arg)
             is_write() ? keel_pwrite(file, buf, A.bs, off) : keel_pread(file, buf, A.bs, off);
 
         record(t, r);
-        if (is_write() && A.fsync_every && ++n % A.fsync_every == 0 && keel_flush(file))
-            __atomic_add_fetch(&failures, 1, __ATOMIC_SEQ_CST);
+        if (is_write() && A.fsync_every && ++n % A.fsync_every == 0) {
+            int fr = keel_flush(file);
+            if (fr) {
+                fprintf(stderr, "keel-bench: flush: %s\n", keel_strerror(fr));
+                __atomic_add_fetch(&failures, 1, __ATOMIC_SEQ_CST);
+            }
+        }
     }
     free(buf);
     return NULL;
@@ -229,6 +239,8 @@ int main(int argc, char **argv)
         A.seconds = 10;
     keel_options_init(&o);
     o.client_name = "keel-bench";
+    o.log_fn = log_line; /* warnings and errors, on stderr */
+    o.log_level = getenv("KEEL_BENCH_DEBUG") ? KEEL_LOG_INFO : KEEL_LOG_WARN;
     r = keel_connect(A.namenode, &o, &c);
     if (r) {
         fprintf(stderr, "keel-bench: connect: %s\n", keel_strerror(r));

@@ -21,6 +21,9 @@
 #define MAX_RECOVER_ROUNDS 12
 #define MAX_FLUSH_ROUNDS   6
 
+/* A flush's view of one chunk of its set. */
+enum { FS_DONE = 0, FS_AGAIN = 1, FS_ROUND = 2 };
+
 struct piece {
     struct fop *op;
     struct kchunk *ch;
@@ -196,6 +199,8 @@ static void op_finish(struct fop *op)
     op->pieces = NULL;
     free(op->flush_chunks);
     op->flush_chunks = NULL;
+    free(op->flush_state);
+    op->flush_state = NULL;
     in->ops--;
     op->done(op);
 }
@@ -968,6 +973,9 @@ static void flush_node_done(int status, rpc_msg *m, void *arg)
         log_info("flush of chunk %llu on %s: %s", (unsigned long long)ch->id, fc->node->addr,
                  err_str(st));
         ch->dirty = true;
+        for (size_t j = 0; j < op->nflush; j++)
+            if (op->flush_chunks[j] == ch)
+                op->flush_state[j] = FS_AGAIN;
         if (fc->versions[i] != ch->version)
             continue; /* already moved on */
         for (unsigned k = 0; k < ch->nreps; k++)
@@ -982,7 +990,8 @@ static void flush_node_done(int status, rpc_msg *m, void *arg)
     op->pending = 1;
     for (size_t i = 0; i < op->nflush; i++) {
         struct kchunk *ch = op->flush_chunks[i];
-        if (ch->recovering && list_empty(&ch->inflight) && !ch->fetching)
+        if (op->flush_state[i] == FS_AGAIN && ch->recovering && list_empty(&ch->inflight) &&
+            !ch->fetching)
             recover(ch);
     }
     flush_round(op);
@@ -1027,6 +1036,8 @@ static struct flush_call *build_flush_call(struct fop *op, struct core_node *nod
     for (size_t j = 0; j < n; j++) {
         struct kchunk *ch = op->flush_chunks[j];
 
+        if (op->flush_state[j] != FS_ROUND)
+            continue;
         for (unsigned k = 0; k < ch->nreps; k++) {
             if (strcmp(ch->reps[k].addr, node->addr) == 0) {
                 fc->ids[fc->n] = ch->id;
@@ -1046,9 +1057,13 @@ static struct flush_call *build_flush_call(struct fop *op, struct core_node *nod
     return fc;
 }
 
-/* Flushes the dirty chunks of op's set on every replica; chunks whose flush
- * failed somewhere are recovered (the failed replicas dropped) and flushed
- * again, a bounded number of rounds. */
+/*
+ * Flushes op's chunks on every replica. The set is the chunks dirty when the
+ * flush began: writes that complete later are not this flush's business, so
+ * a chunk is flushed once, and again only if its flush failed on some
+ * replica (after that replica has been dropped by a recovery), at most
+ * MAX_FLUSH_ROUNDS times. Then the file's size is made durable.
+ */
 static void flush_round(struct fop *op)
 {
     struct kinode *in = op->in;
@@ -1057,19 +1072,25 @@ static void flush_round(struct fop *op)
     size_t n = 0, nnodes = 0;
 
     for (size_t i = 0; i < op->nflush; i++) {
-        if (!chunk_settled(op->flush_chunks[i])) {
-            /* Wait for the recovery; chunkio_tick tries again. */
+        struct kchunk *ch = op->flush_chunks[i];
+
+        if (op->flush_state[i] != FS_AGAIN)
+            continue;
+        if (!chunk_settled(ch)) {
+            /* Wait for the recovery or the location; chunkio_tick retries. */
             list_add_tail(&in->deferred, &op->defer_link);
             return;
         }
-        if (op->flush_chunks[i]->error) {
-            op->err = op->flush_chunks[i]->error;
+        if (ch->error || !ch->known || ch->id == 0 || ch->nreps == 0) {
+            /* A failed recovery, or a chunk truncated away: nothing to flush. */
+            if (ch->error)
+                op->err = ch->error;
+            op->flush_state[i] = FS_DONE;
             continue;
         }
-        if (op->flush_chunks[i]->dirty && op->flush_chunks[i]->known)
-            op->flush_chunks[n++] = op->flush_chunks[i];
+        op->flush_state[i] = FS_ROUND;
+        n++;
     }
-    op->nflush = n;
     if (n == 0) {
         /* The data is durable; now the size that covers it. */
         if (!op->err && in->ext_done > in->ext_durable)
@@ -1086,9 +1107,11 @@ static void flush_round(struct fop *op)
         op_step_done(op, -ENOMEM);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < op->nflush; i++) {
         struct kchunk *ch = op->flush_chunks[i];
 
+        if (op->flush_state[i] != FS_ROUND)
+            continue;
         ch->dirty = false;
         for (unsigned r = 0; r < ch->nreps; r++) {
             struct core_node *node = core_node_get(c, ch->reps[r].addr);
@@ -1117,6 +1140,9 @@ static void flush_round(struct fop *op)
             free_flush_call(fc);
         op->err = -ENOMEM;
     }
+    for (size_t i = 0; i < op->nflush; i++)
+        if (op->flush_state[i] == FS_ROUND)
+            op->flush_state[i] = FS_DONE;
     free(nodes);
     /* Drop the hold taken for this round. */
     op_step_done(op, 0);
@@ -1129,14 +1155,17 @@ static void start_flush(struct fop *op)
     void *val;
 
     op->flush_chunks = calloc(in->chunks.len ? in->chunks.len : 1, sizeof(*op->flush_chunks));
-    if (!op->flush_chunks) {
+    op->flush_state = calloc(in->chunks.len ? in->chunks.len : 1, 1);
+    if (!op->flush_chunks || !op->flush_state) {
         op_step_done(op, -ENOMEM);
         return;
     }
     while (u64map_next(&in->chunks, &i, NULL, &val)) {
         struct kchunk *ch = val;
-        if (ch->dirty || ch->recovering)
+        if (ch->dirty || ch->recovering) {
+            op->flush_state[n] = FS_AGAIN;
             op->flush_chunks[n++] = ch;
+        }
     }
     op->nflush = n;
     flush_round(op);

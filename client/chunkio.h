@@ -107,7 +107,8 @@ struct fop {
     struct piece *pieces;
     size_t npieces;
     /* flush state */
-    struct kchunk **flush_chunks;
+    struct kchunk **flush_chunks; /* the chunks dirty when the flush began */
+    uint8_t *flush_state;         /* per chunk: FS_DONE, FS_AGAIN, FS_ROUND */
     size_t nflush;
     unsigned flush_rounds;
     struct list defer_link;

@@ -466,22 +466,26 @@ static void dn_read(rpc_req *req, void *ctx)
     rpc_reply(req, &rep, rpc_payload_malloced(buf, q->length));
 }
 
-static void dn_flush(rpc_req *req, void *ctx)
+struct late_flush {
+    uv_timer_t timer;
+    rpc_req *req;
+    int self;
+};
+
+static void flush_answer(uv_timer_t *t)
 {
-    int self = (int)(intptr_t)ctx;
-    const Keel__FlushReq *q = req->env->flush_req;
+    struct late_flush *lf = t->data;
+    const Keel__FlushReq *q = lf->req->env->flush_req;
     Keel__Envelope rep = KEEL__ENVELOPE__INIT;
     Keel__FlushRep b = KEEL__FLUSH_REP__INIT;
     int32_t st[64] = {0};
 
-    if (dead_check(req, self))
-        return;
     pthread_mutex_lock(&F.lock);
     for (size_t k = 0; k < q->n_chunk_ids && k < 64; k++) {
         int i = (int)(q->chunk_ids[k] - 100);
-        if (i < 0 || i >= NCHUNK || !F.dn[self].has[i])
+        if (i < 0 || i >= NCHUNK || !F.dn[lf->self].has[i])
             st[k] = -ENOENT;
-        else if (F.dn[self].version[i] != q->versions[k])
+        else if (F.dn[lf->self].version[i] != q->versions[k])
             st[k] = -ESTALE;
     }
     pthread_mutex_unlock(&F.lock);
@@ -489,7 +493,24 @@ static void dn_flush(rpc_req *req, void *ctx)
     b.n_status = q->n_chunk_ids;
     rep.body_case = KEEL__ENVELOPE__BODY_FLUSH_REP;
     rep.flush_rep = &b;
-    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+    rpc_reply(lf->req, &rep, RPC_NO_PAYLOAD);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+/* Flushes take a few milliseconds, as fdatasync does, so writes land
+ * while a flush is under way. */
+static void dn_flush(rpc_req *req, void *ctx)
+{
+    struct late_flush *lf;
+
+    if (dead_check(req, (int)(intptr_t)ctx))
+        return;
+    lf = calloc(1, sizeof(*lf));
+    lf->req = req;
+    lf->self = (int)(intptr_t)ctx;
+    uv_timer_init(&F.loop, &lf->timer);
+    lf->timer.data = lf;
+    uv_timer_start(&lf->timer, flush_answer, 5, 0);
 }
 
 static const rpc_handler dn_handlers[] = {
@@ -806,6 +827,43 @@ START_TEST(overlapping_writes_leave_identical_replicas)
 }
 END_TEST
 
+/* Some threads flush often while others never stop writing: a flush owes
+ * nothing to writes that complete after it began, so it must never be
+ * starved into an error by them. */
+static void *flushing_writer(void *arg)
+{
+    struct writer *w = arg;
+    uint8_t buf[4096];
+
+    memset(buf, w->id, sizeof(buf));
+    for (int i = 0; i < 300; i++) {
+        uint64_t off = (uint64_t)((w->id * 300 + i) % 120) * sizeof(buf);
+
+        if (keel_pwrite(file, buf, sizeof(buf), off) != (ssize_t)sizeof(buf))
+            w->errors++;
+        /* Odd threads flush every other write; even ones only write. */
+        if ((w->id & 1) && i % 2 == 1 && keel_flush(file) != 0)
+            w->errors++;
+    }
+    return NULL;
+}
+
+START_TEST(flushes_amid_other_writers_succeed)
+{
+    pthread_t th[8];
+    struct writer w[8];
+
+    for (int i = 0; i < 8; i++) {
+        w[i] = (struct writer){i + 1, 0};
+        pthread_create(&th[i], NULL, flushing_writer, &w[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(w[i].errors, 0);
+    }
+}
+END_TEST
+
 static int aio_calls;
 
 static void count_aio(keel_aio *aio, void *arg)
@@ -884,6 +942,7 @@ int main(void)
     tcase_add_test(tc, version_bump_in_flight_is_waited_out);
     tcase_add_test(tc, reads_fail_over_and_report_bad_replicas);
     tcase_add_test(tc, overlapping_writes_leave_identical_replicas);
+    tcase_add_test(tc, flushes_amid_other_writers_succeed);
     tcase_add_test(tc, async_with_64_in_flight);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
