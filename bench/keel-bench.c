@@ -252,6 +252,19 @@ int main(int argc, char **argv)
         keel_disconnect(c);
         return 1;
     }
+    if (!is_write()) {
+        /* Reads cover the file as it is: past its end they would be short. */
+        struct keel_stat st;
+
+        if (keel_fstat(file, &st) == 0 && st.size < A.size)
+            A.size = st.size / A.bs * A.bs;
+        if (A.size < A.bs) {
+            fprintf(stderr, "keel-bench: %s holds less than one block: write it first\n", A.path);
+            keel_close(file);
+            keel_disconnect(c);
+            return 1;
+        }
+    }
     lat_us = malloc(MAX_SAMPLES * sizeof(*lat_us));
     t0 = mono_ms();
     deadline_ms = A.seconds ? t0 + A.seconds * 1000 : 0;

@@ -319,7 +319,8 @@ static void nn_close(rpc_conn *conn, int err, void *ctx)
 {
     keel_client *c = ctx;
 
-    log_info("lost namenode %s: %s", c->nn_addr, err_str(err));
+    if (!c->disconnecting)
+        log_info("lost namenode %s: %s", c->nn_addr, err_str(err));
 }
 
 static void recall_replied(int released, void *arg)
@@ -531,6 +532,7 @@ static void stop_run(struct core_op *op)
     }
     for (size_t i = 0; i < c->nnodes; i++)
         rpc_conn_close(c->nodes[i]->conn);
+    c->disconnecting = true;
     rpc_conn_close(c->nn);
     uv_close((uv_handle_t *)&c->tick, NULL);
     uv_close((uv_handle_t *)&c->wake, NULL);

@@ -60,6 +60,7 @@ struct keel_client {
 
     rpc_conn *nn;
     bool hello_done;
+    bool disconnecting;  /* keel_disconnect is closing the namenode link */
     struct list retries; /* nn calls waiting to be retried */
     uint64_t chunk_size;
     uint32_t lease_ms;
