@@ -6,6 +6,8 @@
  */
 #include "keelfs.h"
 
+#include "fdio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -205,6 +207,8 @@ static int finish_open(keel_file *f, struct fuse_file_info *fi)
     fi->fh = (uintptr_t)h;
     fi->direct_io = (fi->flags & O_DIRECT) != 0;
     fi->keep_cache = 0;
+    if (fi->direct_io)
+        fdio_flag_this_open();
     return 0;
 }
 

@@ -15,7 +15,6 @@
 #ifndef KEEL_FUSE_KEELFS_H
 #define KEEL_FUSE_KEELFS_H
 
-#define FUSE_USE_VERSION 31
 #include <fuse.h>
 
 #include "keel.h"

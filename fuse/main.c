@@ -11,6 +11,8 @@
  */
 #include "keelfs.h"
 
+#include "fdio.h"
+
 #include <fuse_lowlevel.h>
 
 #include "flags.h"
@@ -152,6 +154,8 @@ int main(int argc, char **argv)
         goto out;
     if (fuse_mount(fuse, fo.mountpoint) != 0)
         goto out;
+    if (fdio_install(fuse_get_session(fuse)) != 0)
+        log_line(KEEL_LOG_WARN, "keel-fuse: direct writes to one file will be serialised", NULL);
     if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
         goto unmount;
     to_syslog = !fo.foreground;
