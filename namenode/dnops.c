@@ -191,6 +191,7 @@ static void h_block_report(rpc_req *req, void *ctx)
     struct reg_node *n = registry_get(core->reg, rq->node_id);
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__BlockReportRep rep = KEEL__BLOCK_REPORT_REP__INIT;
+    uint64_t t0 = mono_ns();
     struct cmdbuf *b;
     size_t orphans = 0;
     bool drained;
@@ -199,6 +200,14 @@ static void h_block_report(rpc_req *req, void *ctx)
         rpc_reply_error(req, -EINVAL, "datanode %" PRIu64 " must register on this connection",
                         rq->node_id);
         return;
+    }
+    if (rq->full && rq->first) {
+        n->report_start_ns = t0;
+        n->report_busy_ns = n->report_batches = n->report_replicas = 0;
+    }
+    if (rq->full) {
+        n->report_batches++;
+        n->report_replicas += rq->n_replicas;
     }
     /* A drained node holds nothing the cluster needs: only deletions count. */
     drained = n->state == REG_DECOMMISSIONED;
@@ -250,9 +259,17 @@ static void h_block_report(rpc_req *req, void *ctx)
         n->reported = true;
     if (rq->full && rq->last && !drained) {
         size_t gone = chunkmap_full_end(core->cm, n->id);
+        uint64_t end = mono_ns();
 
-        log_info("dnops: full block report of datanode %" PRIu64 " done: %zu replicas%s", n->id,
-                 chunkmap_node_replicas(core->cm, n->id), gone ? ", some forgotten" : "");
+        n->report_busy_ns += end - t0;
+        log_info("dnops: full block report of datanode %" PRIu64 " done: %zu replicas%s; %" PRIu64
+                 " reported in %" PRIu64 " batches over %" PRIu64 " ms, %" PRIu64
+                 " ms of it handling them",
+                 n->id, chunkmap_node_replicas(core->cm, n->id), gone ? ", some forgotten" : "",
+                 n->report_replicas, n->report_batches, (end - n->report_start_ns) / 1000000,
+                 n->report_busy_ns / 1000000);
+    } else if (rq->full) {
+        n->report_busy_ns += mono_ns() - t0;
     }
     dnops_check_safe_mode(core);
     b = xmalloc(sizeof(*b));

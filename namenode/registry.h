@@ -82,6 +82,9 @@ struct reg_node {
     struct u64map deletes;      /* chunk id -> struct reg_cmd, waiting to be sent */
     struct reg_cmd *copy_cmds;  /* REPLICATE commands waiting to be sent */
     size_t ncopies, copies_cap;
+    /* The full report in progress (for its log line): when its first batch
+     * arrived, batches and replicas so far, time spent handling them. */
+    uint64_t report_start_ns, report_busy_ns, report_batches, report_replicas;
 };
 
 struct registry;

@@ -1,10 +1,16 @@
 /*
  * replq: see replq.h for the states.
  *
- * Each class is a list kept in order of age (`since`). New entries are the
- * youngest and go to the tail in O(1); an entry that changes class or wakes
- * from the postponed list is inserted by age, walking from whichever end
- * of the list is nearer in age. Entries are found by chunk id through a
+ * Each class is a skip list ordered by age (`since`, then the order in
+ * which entries were first queued, `seq`), so an entry that changes class
+ * or wakes from the postponed list finds its place in O(log n) however
+ * many entries share its age: re-replication after a datanode's death
+ * moves hundreds of thousands of entries between classes, and a sorted
+ * list walked from either end made that quadratic. Lane 0 links every
+ * entry of a class in order (iteration and removal use it); an entry also
+ * sits in lanes 1..level-1, each holding about a quarter of the entries
+ * of the lane below. New entries are usually the youngest and go to the
+ * tail of each lane in O(levels). Entries are found by chunk id through a
  * hash map; running entries also sit in a second map so that timeouts and
  * node deaths look only at what runs. Per-node stream counts live in a map
  * of their own, freed when a node's counts return to zero.
@@ -20,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define RQ_LEVELS 16u /* lanes of a class: enough for 4^16 entries */
+
 enum rq_state { RQ_IDLE, RQ_QUEUED, RQ_POSTPONED, RQ_RUNNING };
 
 struct rq_entry {
@@ -27,13 +35,22 @@ struct rq_entry {
     enum rq_state state;
     uint32_t cls;
     uint64_t since;    /* first queued */
+    uint64_t seq;      /* order of first queueing, among equal ages */
     uint64_t until_ms; /* POSTPONED */
-    struct list link;  /* in its class or in the postponed list */
     uint32_t failures;
     uint64_t avoid[REPLQ_MAX_AVOID];
     size_t navoid;
     struct replq_copy copies[REPLQ_MAX_COPIES];
     size_t ncopies;
+    uint32_t level; /* lanes it has, 1..RQ_LEVELS */
+    /* links[0]: in its class's lane 0, or in the postponed list;
+     * links[1..level): in the upper lanes of its class (QUEUED only). */
+    struct list links[];
+};
+
+/* A class: the heads of its lanes. */
+struct rq_class {
+    struct list lanes[RQ_LEVELS];
 };
 
 struct rq_node {
@@ -42,12 +59,14 @@ struct rq_node {
 
 struct replq {
     uint32_t nclasses, streams;
-    struct list *classes;  /* nclasses lists of QUEUED entries */
-    struct list postponed; /* POSTPONED entries */
-    struct u64map entries; /* chunk id -> struct rq_entry */
-    struct u64map running; /* chunk id -> struct rq_entry (RUNNING) */
-    struct u64map nodes;   /* node id -> struct rq_node */
+    struct rq_class *classes; /* nclasses skip lists of QUEUED entries */
+    struct list postponed;    /* POSTPONED entries */
+    struct u64map entries;    /* chunk id -> struct rq_entry */
+    struct u64map running;    /* chunk id -> struct rq_entry (RUNNING) */
+    struct u64map nodes;      /* node id -> struct rq_node */
     size_t nqueued, ncopies;
+    uint64_t next_seq;
+    uint64_t rng; /* lane levels */
 };
 
 static void must(int r)
@@ -66,7 +85,9 @@ struct replq *replq_new(uint32_t nclasses, uint32_t streams)
     q->streams = streams ? streams : 1;
     q->classes = xcalloc(q->nclasses, sizeof(*q->classes));
     for (uint32_t i = 0; i < q->nclasses; i++)
-        list_init(&q->classes[i]);
+        for (uint32_t l = 0; l < RQ_LEVELS; l++)
+            list_init(&q->classes[i].lanes[l]);
+    q->rng = 0x9E3779B97F4A7C15ull;
     list_init(&q->postponed);
     u64map_init(&q->entries);
     u64map_init(&q->running);
@@ -95,35 +116,72 @@ void replq_free(struct replq *q)
 
 static struct rq_entry *entry_of(struct list *l)
 {
-    return list_entry(l, struct rq_entry, link);
+    return list_entry(l, struct rq_entry, links);
 }
 
-/* Inserts e into list h, which is ordered by age. */
-static void insert_by_age(struct list *h, struct rq_entry *e)
+/* The entry whose link in lane lvl is l. */
+static struct rq_entry *lane_entry(struct list *l, uint32_t lvl)
 {
-    struct list *pos;
+    return (struct rq_entry *)((char *)(l - lvl) - offsetof(struct rq_entry, links));
+}
 
-    if (list_empty(h) || entry_of(h->prev)->since <= e->since) {
-        list_add_tail(h, &e->link);
+static bool older(const struct rq_entry *a, const struct rq_entry *b)
+{
+    return a->since < b->since || (a->since == b->since && a->seq < b->seq);
+}
+
+/* 1, 2, ... with probability 3/4, 3/16, ... */
+static uint32_t random_level(struct replq *q)
+{
+    uint32_t level = 1;
+    uint64_t x;
+
+    q->rng ^= q->rng << 13;
+    q->rng ^= q->rng >> 7;
+    q->rng ^= q->rng << 17;
+    for (x = q->rng; level < RQ_LEVELS && (x & 3) == 0; x >>= 2)
+        level++;
+    return level;
+}
+
+/* Puts e in its place by age in class k (e is in no lane). Lane 0 alone
+ * decides the order: the upper lanes only let the walk start later, at an
+ * entry known to be older than e, so they must never hold an entry that
+ * has left lane 0 (unlink_lanes takes an entry out of all its lanes). */
+static void insert_by_age(struct rq_class *k, struct rq_entry *e)
+{
+    struct rq_entry *at = NULL; /* the last entry older than e; NULL: the heads */
+    struct list *h0 = &k->lanes[0];
+
+    if (list_empty(h0) || older(entry_of(h0->prev), e)) {
+        /* The youngest: the tail of every lane. */
+        for (uint32_t l = 0; l < e->level; l++)
+            list_add_tail(&k->lanes[l], &e->links[l]);
         return;
     }
-    if (e->since - entry_of(h->next)->since < entry_of(h->prev)->since - e->since) {
-        /* Nearer the head: find the first younger entry from the front. */
-        for (pos = h->next; pos != h && entry_of(pos)->since <= e->since; pos = pos->next)
-            ;
-    } else {
-        for (pos = h->prev; pos != h && entry_of(pos)->since > e->since; pos = pos->prev)
-            ;
-        pos = pos->next;
+    for (uint32_t l = RQ_LEVELS; l-- > 0;) {
+        struct list *h = &k->lanes[l], *x = at ? &at->links[l] : h;
+
+        while (x->next != h && older(lane_entry(x->next, l), e))
+            x = x->next;
+        at = x == h ? NULL : lane_entry(x, l);
+        if (l < e->level)
+            list_add_tail(x->next, &e->links[l]); /* right after x */
     }
-    list_add_tail(pos, &e->link); /* before pos */
+}
+
+/* Takes e out of every lane of its class (or out of the postponed list). */
+static void unlink_lanes(struct rq_entry *e)
+{
+    for (uint32_t l = 0; l < e->level; l++)
+        list_del(&e->links[l]);
 }
 
 /* Takes e out of whatever list it is in. */
 static void unlink_entry(struct replq *q, struct rq_entry *e)
 {
     if (e->state == RQ_QUEUED || e->state == RQ_POSTPONED) {
-        list_del(&e->link);
+        unlink_lanes(e);
         q->nqueued--;
     }
 }
@@ -162,10 +220,15 @@ void replq_push(struct replq *q, uint64_t chunk, uint32_t cls, uint64_t now_ms)
     if (cls >= q->nclasses)
         cls = q->nclasses - 1;
     if (!e) {
-        e = xcalloc(1, sizeof(*e));
+        uint32_t level = random_level(q);
+
+        e = xcalloc(1, sizeof(*e) + level * sizeof(e->links[0]));
         e->chunk = chunk;
         e->since = now_ms;
-        list_init(&e->link);
+        e->seq = q->next_seq++;
+        e->level = level;
+        for (uint32_t l = 0; l < level; l++)
+            list_init(&e->links[l]);
         must(u64map_put(&q->entries, chunk, e));
     }
     if (e->state == RQ_RUNNING)
@@ -209,10 +272,10 @@ void replq_postpone(struct replq *q, uint64_t chunk, uint64_t until_ms)
 
     if (!e || e->state != RQ_QUEUED)
         return;
-    list_del(&e->link);
+    unlink_lanes(e);
     e->state = RQ_POSTPONED;
     e->until_ms = until_ms;
-    list_add_tail(&q->postponed, &e->link);
+    list_add_tail(&q->postponed, &e->links[0]);
 }
 
 size_t replq_wake(struct replq *q, uint64_t now_ms, bool all)
@@ -226,7 +289,7 @@ size_t replq_wake(struct replq *q, uint64_t now_ms, bool all)
 
         if (!all && e->until_ms > now_ms)
             continue;
-        list_del(&e->link);
+        list_del(&e->links[0]);
         e->state = RQ_QUEUED;
         insert_by_age(&q->classes[e->cls], e);
         n++;
@@ -241,11 +304,11 @@ bool replq_iter_next(struct replq *q, struct replq_iter *it, uint64_t *chunk, ui
     if (!it->begun) {
         it->begun = true;
         it->cls = 0;
-        it->next = q->classes[0].next;
+        it->next = q->classes[0].lanes[0].next;
     }
     while (it->cls < q->nclasses) {
         pos = it->next;
-        if (pos != &q->classes[it->cls]) {
+        if (pos != &q->classes[it->cls].lanes[0]) {
             struct rq_entry *e = entry_of(pos);
 
             it->next = pos->next;
@@ -254,7 +317,7 @@ bool replq_iter_next(struct replq *q, struct replq_iter *it, uint64_t *chunk, ui
             return true;
         }
         if (++it->cls < q->nclasses)
-            it->next = q->classes[it->cls].next;
+            it->next = q->classes[it->cls].lanes[0].next;
     }
     return false;
 }
