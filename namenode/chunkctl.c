@@ -158,6 +158,32 @@ struct cm_view chunkctl_view(struct chunkctl *ctl)
     return (struct cm_view){view_node, ctl, live_domains(ctl->cfg.reg)};
 }
 
+/* Mixes x into h (the finaliser of splitmix64 over their sum). */
+static uint64_t mix(uint64_t h, uint64_t x)
+{
+    h = (h ^ x) + 0x9E3779B97F4A7C15ull;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    return h ^ (h >> 31);
+}
+
+uint64_t chunkctl_view_digest(struct chunkctl *ctl)
+{
+    uint64_t h = mix(0, live_domains(ctl->cfg.reg));
+    struct reg_node *n;
+    size_t i = 0;
+
+    while ((n = registry_next(ctl->cfg.reg, &i))) {
+        const char *d = NULL;
+
+        h = mix(h, n->id);
+        h = mix(h, (uint64_t)view_node(ctl, n->id, &d));
+        for (; d && *d; d++)
+            h = mix(h, (unsigned char)*d);
+    }
+    return h;
+}
+
 /* ----------------------------------------------------------- allocation */
 
 static void id_reserve(struct chunkctl *ctl);

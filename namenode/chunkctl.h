@@ -139,6 +139,11 @@ size_t chunkctl_drop_excess(struct chunkctl *ctl, struct cm_chunk *c);
  * and use it at once (it does not follow later registry changes). */
 struct cm_view chunkctl_view(struct chunkctl *ctl);
 
+/* A digest of what chunkctl_view says of every node (state and domain) and
+ * of the live domains: equal digests, the same view (for
+ * chunkmap_health_recent). A walk of the registry. */
+uint64_t chunkctl_view_digest(struct chunkctl *ctl);
+
 /* Allocations and version changes in flight. */
 size_t chunkctl_in_flight(const struct chunkctl *ctl);
 

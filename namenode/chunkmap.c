@@ -24,6 +24,7 @@ struct chunkmap {
     struct u64map chunks; /* id -> struct cm_chunk */
     struct u64map nodes;  /* id -> struct cm_node */
     size_t reported;
+    uint64_t changes; /* see chunkmap_changes */
     void (*hook)(void *arg, uint64_t chunk_id);
     void *hook_arg;
 };
@@ -100,6 +101,7 @@ static void recount(struct chunkmap *cm, const struct cm_chunk *c, bool before)
         cm->reported++;
     else if (before && !after)
         cm->reported--;
+    cm->changes++;
     if (cm->hook)
         cm->hook(cm->hook_arg, c->id);
 }
@@ -173,6 +175,7 @@ void chunkmap_remove(struct chunkmap *cm, uint64_t id)
         cm->reported--;
     while (c->nrep)
         del_replica(cm, c, c->nrep - 1);
+    cm->changes++;
     if (cm->hook)
         cm->hook(cm->hook_arg, id);
     free(c->reps);
@@ -403,4 +406,31 @@ void chunkmap_health(const struct chunkmap *cm, const struct cm_view *v, struct 
         else if (!h.misplaced)
             out->healthy++;
     }
+}
+
+uint64_t chunkmap_changes(const struct chunkmap *cm)
+{
+    return cm->changes;
+}
+
+bool chunkmap_health_recent(const struct chunkmap *cm, const struct cm_view *v, uint64_t view_sig,
+                            uint64_t now_ns, struct cm_health_memo *m, struct cm_health *out)
+{
+    uint64_t t0;
+    bool same = m->valid && m->changes == cm->changes && m->view_sig == view_sig;
+
+    if (same ||
+        (m->valid && now_ns >= m->at_ns && now_ns - m->at_ns < m->cost_ns * CM_HEALTH_DUTY)) {
+        *out = m->h;
+        return false;
+    }
+    t0 = mono_ns();
+    chunkmap_health(cm, v, &m->h);
+    m->cost_ns = mono_ns() - t0;
+    m->changes = cm->changes;
+    m->view_sig = view_sig;
+    m->at_ns = now_ns;
+    m->valid = true;
+    *out = m->h;
+    return true;
 }

@@ -161,6 +161,36 @@ struct cm_health {
     uint64_t corrupt; /* corrupt replicas waiting for deletion */
 };
 
+/* Counts over every chunk: a walk of the whole map (at a million chunks,
+ * a good fraction of a second of the loop). */
 void chunkmap_health(const struct chunkmap *cm, const struct cm_view *v, struct cm_health *out);
+
+/* Changes so far: bumped by every change of any chunk (added, removed, its
+ * version or its replicas). Equal counts: nothing changed in between. */
+uint64_t chunkmap_changes(const struct chunkmap *cm);
+
+#define CM_HEALTH_DUTY 10u /* a remembered health is kept this many times its cost */
+
+/* A chunkmap_health result remembered for chunkmap_health_recent; starts
+ * zeroed; owned by the caller. */
+struct cm_health_memo {
+    struct cm_health h;
+    uint64_t changes, view_sig; /* what it was counted from */
+    uint64_t at_ns, cost_ns;    /* when (the caller's clock), and how long it took */
+    bool valid;
+};
+
+/*
+ * The health counts for Status, without a walk per call: m's counts are
+ * reused when neither the map (chunkmap_changes) nor the view (view_sig,
+ * the caller's digest of it) changed since they were counted, and also,
+ * while chunks keep changing, until they are CM_HEALTH_DUTY times as old
+ * as the walk took, so that frequent callers on a large map hold the loop
+ * a tenth of the time at most (at a million chunks the counts may then be
+ * a few seconds old; on small maps they are always fresh). now_ns is
+ * monotonic. Fills out; returns true when it walked the map.
+ */
+bool chunkmap_health_recent(const struct chunkmap *cm, const struct cm_view *v, uint64_t view_sig,
+                            uint64_t now_ns, struct cm_health_memo *m, struct cm_health *out);
 
 #endif

@@ -33,7 +33,8 @@ struct nsclient {
 
 struct nsops {
     struct nn_core *core;
-    struct u64map clients; /* client id -> struct nsclient */
+    struct u64map clients;        /* client id -> struct nsclient */
+    struct cm_health_memo health; /* Status's chunk counts */
 };
 
 static struct nn_core *core_of(void *ctx)
@@ -338,7 +339,8 @@ static void h_status(rpc_req *req, void *ctx)
         ptrs[k] = &st[k];
         k++;
     }
-    chunkmap_health(core->cm, &view, &h);
+    chunkmap_health_recent(core->cm, &view, chunkctl_view_digest(core->ctl), mono_ns(),
+                           &core->ns->health, &h);
     repair_get_stats(core->repair, &rs);
     rep.cluster_id = (char *)core->settings->cluster_id;
     rep.chunk_size = core->settings->chunk_size;

@@ -4,12 +4,15 @@
  * mention but keeping replicas the namenode recorded meanwhile, the count
  * of chunks with a reported replica (safe mode), version changes
  * re-deriving every replica, health counts (good, readable, leaving,
- * misplacement judged against the live domains), the change hook, and
- * forgetting a node's replicas.
+ * misplacement judged against the live domains), the change hook,
+ * forgetting a node's replicas, and the health counts Status remembers
+ * (counted again after any change, kept for a bounded time while a large
+ * map keeps changing).
  */
 #include "chunkmap.h"
 
 #include <check.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,6 +215,106 @@ START_TEST(a_node_is_forgotten_whole)
 }
 END_TEST
 
+/* Compares two health counts field by field. */
+static void same_health(const struct cm_health *a, const struct cm_health *b)
+{
+    ck_assert_uint_eq(a->chunks, b->chunks);
+    ck_assert_uint_eq(a->healthy, b->healthy);
+    ck_assert_uint_eq(a->under_replicated, b->under_replicated);
+    ck_assert_uint_eq(a->missing, b->missing);
+    ck_assert_uint_eq(a->misplaced, b->misplaced);
+    ck_assert_uint_eq(a->stale, b->stale);
+    ck_assert_uint_eq(a->corrupt, b->corrupt);
+}
+
+static struct cm_health_memo memo;
+static uint64_t clock_ns = 1000000000;
+
+/* Asks for recent counts long after the last walk (past its window):
+ * they must equal a fresh walk, and come from one exactly when walked. */
+static void check_recent(uint64_t sig, bool walked)
+{
+    struct cm_health want, got;
+
+    clock_ns += 10ull * 1000000000;
+    ck_assert_msg(chunkmap_health_recent(cm, &v, sig, clock_ns, &memo, &got) == walked,
+                  "the call at %" PRIu64 " s should %s", clock_ns / 1000000000,
+                  walked ? "walk" : "not walk");
+    chunkmap_health(cm, &v, &want);
+    same_health(&got, &want);
+}
+
+/* Status remembers the counts: every kind of change (and a change of the
+ * view) makes it count again, and it does not walk while nothing changed. */
+START_TEST(recent_health_follows_every_change)
+{
+    struct cm_chunk *a = chunkmap_add(cm, 1, 1, 3, 100, 0), *b = chunkmap_add(cm, 2, 1, 2, 100, 1);
+
+    memset(&memo, 0, sizeof(memo));
+    check_recent(7, true);
+    check_recent(7, false);
+    check_recent(8, true); /* another view */
+    chunkmap_set_replica(cm, a, 1, 1);
+    check_recent(8, true);
+    check_recent(8, false);
+    chunkmap_report(cm, 2, 1, 1, false);
+    check_recent(8, true);
+    chunkmap_report(cm, 2, 1, 1, false); /* seen again, unchanged */
+    check_recent(8, false);
+    chunkmap_report(cm, 3, 1, 1, false);
+    check_recent(8, true); /* healthy now */
+    chunkmap_mark_corrupt(cm, a, 3);
+    check_recent(8, true);
+    chunkmap_set_version(cm, a, 2);
+    check_recent(8, true);
+    chunkmap_set_replica(cm, b, 1, 1);
+    chunkmap_set_replica(cm, b, 2, 1);
+    check_recent(8, true);
+    chunkmap_drop_replica(cm, b, 2);
+    check_recent(8, true);
+    chunkmap_report_deleted(cm, 1, 2);
+    check_recent(8, true);
+    chunkmap_set_replica(cm, b, 4, 1);
+    check_recent(8, true);
+    chunkmap_full_begin(cm, 4);
+    check_recent(8, false);
+    chunkmap_full_end(cm, 4); /* b's replica on 4 was not reported */
+    check_recent(8, true);
+    chunkmap_set_replica(cm, b, 2, 1);
+    chunkmap_drop_node(cm, 2);
+    check_recent(8, true);
+    chunkmap_add(cm, 3, 1, 3, 100, 2);
+    check_recent(8, true);
+    chunkmap_remove(cm, 1);
+    check_recent(8, true);
+    check_recent(8, false);
+}
+END_TEST
+
+/* While chunks keep changing, a large map is walked at most once per
+ * CM_HEALTH_DUTY times the walk's cost. */
+START_TEST(recent_health_bounds_its_share)
+{
+    struct cm_health got;
+    uint64_t t, window;
+
+    for (uint64_t id = 1; id <= 20000; id++)
+        chunkmap_set_replica(cm, chunkmap_add(cm, id, 1, 1, 100, id), 1 + id % 4, 1);
+    memset(&memo, 0, sizeof(memo));
+    t = 5000000000ull;
+    ck_assert(chunkmap_health_recent(cm, &v, 1, t, &memo, &got));
+    ck_assert_uint_eq(got.healthy, 20000);
+    ck_assert_uint_gt(memo.cost_ns, 0);
+    window = memo.cost_ns * CM_HEALTH_DUTY;
+    chunkmap_drop_node(cm, 1); /* 5000 chunks lose their only replica */
+    ck_assert(!chunkmap_health_recent(cm, &v, 1, t + window - 1, &memo, &got));
+    ck_assert_uint_eq(got.healthy, 20000); /* not yet counted again */
+    ck_assert(chunkmap_health_recent(cm, &v, 1, t + window, &memo, &got));
+    ck_assert_uint_eq(got.healthy, 15000);
+    ck_assert_uint_eq(got.missing, 5000);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("chunkmap");
@@ -224,6 +327,8 @@ static Suite *suite(void)
     tcase_add_test(tc, good_readable_and_leaving);
     tcase_add_test(tc, changes_are_announced);
     tcase_add_test(tc, a_node_is_forgotten_whole);
+    tcase_add_test(tc, recent_health_follows_every_change);
+    tcase_add_test(tc, recent_health_bounds_its_share);
     suite_add_tcase(s, tc);
     return s;
 }
