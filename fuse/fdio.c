@@ -1,0 +1,63 @@
+/*
+ * fdio: see fdio.h. The open handler marks its thread; the next reply that
+ * thread sends is that open's reply, and if it is a successful OPEN or
+ * CREATE answer its fuse_open_out gets the flag.
+ */
+#include "fdio.h"
+
+#include <errno.h>
+#include <linux/fuse.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static _Thread_local bool flag_next_reply;
+
+void fdio_flag_this_open(void)
+{
+    flag_next_reply = true;
+}
+
+static ssize_t fd_read(int fd, void *buf, size_t len, void *userdata)
+{
+    return read(fd, buf, len);
+}
+
+/* The fuse_open_out of a successful OPEN or CREATE reply, if this is one. */
+static struct fuse_open_out *open_out(struct iovec *iov, int count)
+{
+    const struct fuse_out_header *h;
+    size_t payload;
+
+    if (count != 2 || iov[0].iov_len != sizeof(*h))
+        return NULL;
+    h = iov[0].iov_base;
+    payload = iov[1].iov_len;
+    if (h->error != 0 || h->len != sizeof(*h) + payload)
+        return NULL;
+    if (payload == sizeof(struct fuse_open_out))
+        return iov[1].iov_base;
+    if (payload == sizeof(struct fuse_entry_out) + sizeof(struct fuse_open_out))
+        return (struct fuse_open_out *)((char *)iov[1].iov_base + sizeof(struct fuse_entry_out));
+    return NULL;
+}
+
+static ssize_t fd_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+    if (flag_next_reply) {
+        struct fuse_open_out *o = open_out(iov, count);
+
+        flag_next_reply = false;
+        if (o && (o->open_flags & FOPEN_DIRECT_IO))
+            o->open_flags |= FOPEN_PARALLEL_DIRECT_WRITES;
+    }
+    return writev(fd, iov, count);
+}
+
+int fdio_install(struct fuse_session *se)
+{
+    static const struct fuse_custom_io io = {.writev = fd_writev, .read = fd_read};
+
+    return fuse_session_custom_io(se, &io, fuse_session_fd(se));
+}
