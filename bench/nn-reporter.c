@@ -5,7 +5,7 @@
  *
  *   nn-reporter --namenode A --chunks N [--first-id 1] [--datanodes 3]
  *               [--replication 3] [--batch 8192] [--nn-pid PID]
- *               [--status-calls 5] [--timeout 15m] [--json]
+ *               [--status-calls 5] [--kill] [--timeout 15m] [--json]
  *
  * Chunk first_id + i (version 1, as nn-load wrote it) is held by the
  * --replication datanodes i mod D, (i + 1) mod D, ... (D = --datanodes),
@@ -30,8 +30,17 @@
  *      changes now: the namenode reuses its counts);
  *   5. round 2: the datanodes send a full report again, one after another
  *      (a datanode restarting while the namenode runs), each timed alone.
+ *   6. with --kill: datanode 1 goes silent (its connection closed) and
+ *      Status is polled every 100 ms: the time until the namenode
+ *      declares it dead, then until every chunk it held is in the
+ *      re-replication queue (queued or copying), the slowest Status call
+ *      meanwhile (how long the loop was held), and whether every other
+ *      datanode stayed alive. The others take the copy commands and never
+ *      carry them out (they are counted). Needs a --dead-timeout of a few
+ *      seconds at the namenode, and 4 or more datanodes so that the
+ *      chunks have somewhere to go.
  * With --nn-pid, the namenode's VmRSS and VmHWM (/proc/PID/status) are read
- * before step 1 and after steps 2, 3 and 5.
+ * before step 1 and after steps 2, 3, 5 and 6.
  */
 #include "errors.h"
 #include "flags.h"
@@ -49,7 +58,7 @@
 #define MAX_DATANODES 64u
 #define MAX_STATUS    1000u
 
-enum step { S_REGISTER, S_ROUND1, S_SETTLE, S_STATUS, S_ROUND2, S_DONE, S_FAILED };
+enum step { S_REGISTER, S_ROUND1, S_SETTLE, S_STATUS, S_ROUND2, S_KILL, S_DONE, S_FAILED };
 
 struct fdn {
     unsigned idx;
@@ -67,6 +76,7 @@ struct fdn {
     uint64_t round_ms[2], round_replicas[2], round_batches[2];
     /* Commands the namenode sent (heartbeats, report replies, pushes). */
     uint64_t deletes, replicates, other_cmds, calls_answered, reregisters;
+    bool killed; /* --kill: this one went silent */
 };
 
 struct mem {
@@ -76,8 +86,8 @@ struct mem {
 static struct {
     const char *namenode;
     uint64_t chunks, first_id, ndn, replication, batch, nn_pid, status_calls, timeout_ms;
-    bool json;
-} A = {NULL, 0, 1, 3, 3, 8192, 0, 5, 900000, false};
+    bool kill, json;
+} A = {NULL, 0, 1, 3, 3, 8192, 0, 5, 900000, false, false};
 
 static struct {
     uv_loop_t loop;
@@ -95,7 +105,11 @@ static struct {
     uint64_t settle_status_calls;
     uint64_t status_t0_ns;
     bool status_busy;
-    struct mem mem[4]; /* loaded, after round 1, settled, after round 2 */
+    struct mem mem[5]; /* loaded, after round 1, settled, after round 2, after the kill */
+    /* --kill */
+    uint64_t t_kill_ns, t_dead_ns, t_queued_ns, victim_chunks, others_lost;
+    double kill_status_max_ms;
+    uint64_t kill_status_calls;
     char why[256];
     uint64_t last_healthy, last_queue;
 } R;
@@ -397,6 +411,31 @@ static void call_status(void)
         failed("cannot send StatusReq");
 }
 
+/* --kill: the victim dead, then all it held queued; the others alive. */
+static void kill_status(const Keel__StatusRep *s, double ms)
+{
+    uint64_t victim = R.dn[0].node_id;
+
+    R.kill_status_calls++;
+    R.kill_status_max_ms = MAX(R.kill_status_max_ms, ms);
+    R.others_lost = 0;
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        const Keel__NodeStatus *n = s->nodes[i];
+
+        if (n->node_id == victim) {
+            if (n->state == KEEL__NODE_STATE__NODE_DEAD && !R.t_dead_ns)
+                R.t_dead_ns = mono_ns();
+        } else if (n->state != KEEL__NODE_STATE__NODE_ALIVE) {
+            R.others_lost++;
+        }
+    }
+    R.last_queue = s->repl_queue + s->repl_running;
+    if (R.t_dead_ns && R.last_queue >= R.victim_chunks) {
+        R.t_queued_ns = mono_ns();
+        next_step();
+    }
+}
+
 static void status_done(int status, rpc_msg *m, void *arg)
 {
     double ms = ms_since(R.status_t0_ns);
@@ -422,6 +461,10 @@ static void status_done(int status, rpc_msg *m, void *arg)
         }
         return;
     }
+    if (R.step == S_KILL) {
+        kill_status(s, ms);
+        return;
+    }
     if (R.step == S_STATUS) {
         if (R.nstatus < MAX_STATUS)
             R.status_ms[R.nstatus++] = ms;
@@ -434,7 +477,7 @@ static void status_done(int status, rpc_msg *m, void *arg)
 
 static void poll_tick(uv_timer_t *t)
 {
-    if (R.step == S_SETTLE && !R.status_busy)
+    if ((R.step == S_SETTLE || R.step == S_KILL) && !R.status_busy)
         call_status();
 }
 
@@ -479,6 +522,24 @@ static bool is_idle(const struct fdn *d)
     return !d->reporting;
 }
 
+/* --kill: datanode 1 goes silent, as if its machine died. */
+static void kill_first(void)
+{
+    struct fdn *d = &R.dn[0];
+
+    for (uint64_t i = 0; i < A.chunks; i++)
+        R.victim_chunks += holds(d, i);
+    d->killed = true;
+    d->registered = false;
+    uv_timer_stop(&d->hb);
+    rpc_conn_set_data(d->conn, NULL);
+    rpc_conn_close(d->conn);
+    d->conn = NULL;
+    R.step = S_KILL;
+    R.t_kill_ns = mono_ns();
+    uv_timer_start(&R.poll, poll_tick, 0, 100);
+}
+
 /* Moves on when the current step is complete. */
 static void next_step(void)
 {
@@ -516,6 +577,16 @@ static void next_step(void)
             return;
         }
         read_mem(&R.mem[3]);
+        if (A.kill) {
+            kill_first();
+            return;
+        }
+        R.step = S_DONE;
+        uv_stop(&R.loop);
+        return;
+    case S_KILL:
+        uv_timer_stop(&R.poll);
+        read_mem(&R.mem[4]);
         R.step = S_DONE;
         uv_stop(&R.loop);
         return;
@@ -547,7 +618,11 @@ static int cmp_double(const void *a, const void *b)
 
 static void print_results(void)
 {
-    static const char *const mem_names[] = {"loaded", "reported", "settled", "rereported"};
+    static const char *const mem_names[] = {"loaded", "reported", "settled", "rereported",
+                                            "killed"};
+    int nmem = A.kill ? 5 : 4;
+    double dead_ms = R.t_dead_ns ? (double)(R.t_dead_ns - R.t_kill_ns) / 1e6 : 0;
+    double queued_ms = R.t_queued_ns ? (double)(R.t_queued_ns - R.t_dead_ns) / 1e6 : 0;
     double st[MAX_STATUS];
     double settle_ms = (double)(R.t_settled_ns - R.t_round1_end_ns) / 1e6;
     double safe_ms = R.t_safe_off_ns ? (double)(R.t_safe_off_ns - R.t_round1_ns) / 1e6 : 0;
@@ -576,8 +651,15 @@ static void print_results(void)
                    i ? "," : "", i + 1, d->node_id, d->round_replicas[0], d->round_batches[0],
                    d->round_ms[0], d->round_ms[1]);
         }
-        printf("],\"memory_kb\":{");
-        for (int i = 0; i < 4; i++)
+        printf("],");
+        if (A.kill)
+            printf("\"kill\":{\"victim_chunks\":%" PRIu64 ",\"dead_ms\":%.0f,\"queued_ms\":%.0f,"
+                   "\"status_calls\":%" PRIu64 ",\"status_max_ms\":%.1f,\"others_lost\":%" PRIu64
+                   "},",
+                   R.victim_chunks, dead_ms, queued_ms, R.kill_status_calls, R.kill_status_max_ms,
+                   R.others_lost);
+        printf("\"memory_kb\":{");
+        for (int i = 0; i < nmem; i++)
             printf("%s\"%s\":{\"rss\":%" PRIu64 ",\"hwm\":%" PRIu64 "}", i ? "," : "", mem_names[i],
                    R.mem[i].rss_kb, R.mem[i].hwm_kb);
         printf("},\"commands\":%" PRIu64 "}\n", cmds);
@@ -587,7 +669,7 @@ static void print_results(void)
            ", reports in batches of %" PRIu64 "\n",
            A.chunks, A.ndn, A.replication, A.batch);
     if (A.nn_pid)
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < nmem; i++)
             printf("  namenode memory %-10s VmRSS %7.1f MiB  VmHWM %7.1f MiB\n", mem_names[i],
                    (double)R.mem[i].rss_kb / 1024, (double)R.mem[i].hwm_kb / 1024);
     printf("  round 1, every datanode at once: %.0f ms in all (safe mode off after %.0f ms)\n",
@@ -608,6 +690,12 @@ static void print_results(void)
     printf("  round 2, one datanode at a time (replicas already known):\n");
     for (unsigned i = 0; i < A.ndn; i++)
         printf("    datanode %u: %" PRIu64 " ms\n", i + 1, R.dn[i].round_ms[1]);
+    if (A.kill)
+        printf("  datanode 1 (%" PRIu64 " replicas) silent: declared dead after %.0f ms, all its "
+               "chunks queued for repair %.0f ms later; Status meanwhile: %" PRIu64
+               " calls, max %.1f ms; other datanodes not alive at the end: %" PRIu64 "\n",
+               R.victim_chunks, dead_ms, queued_ms, R.kill_status_calls, R.kill_status_max_ms,
+               R.others_lost);
     printf("  commands received from the namenode: %" PRIu64 "\n", cmds);
 }
 
@@ -643,6 +731,7 @@ int main(int argc, char **argv)
         {"batch", FLAG_UINT, &A.batch, "replicas per BlockReportReq"},
         {"nn-pid", FLAG_UINT, &A.nn_pid, "the namenode's pid, for its memory use"},
         {"status-calls", FLAG_UINT, &A.status_calls, "Status calls timed after settling"},
+        {"kill", FLAG_BOOL, &A.kill, "at the end, datanode 1 goes silent (see the file's top)"},
         {"timeout", FLAG_DURATION, &A.timeout_ms, "give up after this long"},
         {"json", FLAG_BOOL, &A.json, "one JSON object instead of text"},
     };
