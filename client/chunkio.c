@@ -80,6 +80,7 @@ struct kinode *chunkio_inode(keel_client *c, uint64_t ino, uint64_t size)
     u64map_init(&in->chunks);
     list_init(&in->ext_waiters);
     list_init(&in->deferred);
+    list_init(&in->wb);
     if (u64map_put(&c->inodes, ino, in)) {
         free(in);
         return NULL;
@@ -99,6 +100,14 @@ void chunkio_inode_put(struct kinode *in)
     u64map_free(&in->chunks);
     u64map_del(&in->c->inodes, in->ino);
     free(in);
+}
+
+void chunkio_local_attr(keel_client *c, struct keel_stat *st)
+{
+    const struct kinode *in = u64map_get(&c->inodes, st->ino);
+
+    if (in && chunkio_size_is_ours(in) && in->size > st->size)
+        st->size = in->size;
 }
 
 static struct kchunk *get_chunk(struct kinode *in, uint64_t index)
@@ -796,6 +805,9 @@ static void pump(struct kchunk *ch)
                 fetch(ch->in, ch->index, ch->index, false);
                 return;
             }
+            /* A read sees the writes queued before it. */
+            if (write_blocked(ch, p, held, nheld))
+                continue;
             list_del(&p->link);
             if (ch->id == 0) {
                 memset(p->buf, 0, p->len);

@@ -10,6 +10,8 @@
  *   - a read needs a known location (fresh within location_ttl_ms unless we
  *     hold the write lease); it goes to the replica replica_pick() prefers
  *     and falls over to the next on any error, then refetches the location;
+ *     it waits for the writes queued before it that it overlaps, so it sees
+ *     them (what makes write-behind and asynchronous writes readable);
  *   - a write needs a location fetched for writing under our lease; it goes
  *     to the pipeline head and must not overlap a write already in flight on
  *     the chunk (overlapping writes go in submission order).
@@ -84,6 +86,11 @@ struct kinode {
     bool ext_inflight;
     struct list ext_waiters;
     struct list deferred; /* flushes waiting for chunks to settle */
+    /* Write-behind writes (file.c), guarded by c->wb_lock. */
+    struct list wb;    /* struct wb_write in flight, oldest first */
+    uint64_t wb_seq;   /* the number of the next one */
+    size_t wb_bytes;   /* their bytes */
+    int wb_err;        /* the first failure not yet reported */
 };
 
 enum fop_kind { FOP_READ, FOP_WRITE, FOP_FLUSH };
@@ -127,6 +134,17 @@ void chunkio_drop_lease(struct kinode *in);
 
 /* The file was truncated to size: forget chunks at or past it. */
 void chunkio_truncated(struct kinode *in, uint64_t size);
+
+/* True when this client knows in's size better than the namenode: it holds
+ * the lease, or writes of its own are on their way. */
+static inline bool chunkio_size_is_ours(const struct kinode *in)
+{
+    return in->lease || in->writes > 0;
+}
+
+/* Attributes from the namenode, as this client knows them: a file it writes
+ * may be longer than the namenode has heard yet. */
+void chunkio_local_attr(keel_client *c, struct keel_stat *st);
 
 /* True when a chunk of in was written since its last flush, or its size
  * grew without being committed. */

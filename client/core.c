@@ -546,6 +546,8 @@ static void free_client(keel_client *c)
     free(c->nodes);
     u64map_free(&c->inodes);
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->wb_lock);
+    pthread_cond_destroy(&c->wb_cv);
     free(c);
 }
 
@@ -631,6 +633,9 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
     log_init(c->name, log_get_level());
 
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->wb_lock, NULL);
+    pthread_cond_init(&c->wb_cv, NULL);
+    list_init(&c->wb);
     list_init(&c->submitted);
     list_init(&c->retries);
     list_init(&c->files);
@@ -639,6 +644,8 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
     r = uv_loop_init(&c->loop);
     if (r) {
         pthread_mutex_destroy(&c->lock);
+        pthread_mutex_destroy(&c->wb_lock);
+        pthread_cond_destroy(&c->wb_cv);
         free(c);
         free(svc);
         return r;

@@ -74,6 +74,13 @@ struct keel_client {
     struct u64map inodes; /* ino -> struct kinode (chunkio.c) */
     struct list files;    /* open keel_files, guarded by lock */
     struct list closing;  /* closes waiting for their file's I/O to drain */
+
+    /* Write-behind (file.c): wb_lock guards the wb_* fields of every kinode;
+     * wb_cv is broadcast when a write-behind write completes. */
+    pthread_mutex_t wb_lock;
+    pthread_cond_t wb_cv;
+    struct list wb;  /* every write-behind write in flight, oldest first */
+    uint64_t wb_seq; /* the client-wide number of the next one */
 };
 
 /* --- threads ----------------------------------------------------------- */

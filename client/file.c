@@ -99,18 +99,148 @@ ssize_t keel_pread(keel_file *f, void *buf, size_t len, uint64_t off)
     return r ? r : run_sync(f, FOP_READ, buf, len, off);
 }
 
+/* ---------------------------------------------------------- write-behind */
+
+/*
+ * A KEEL_O_WRITEBACK write is a fop on a copy of the data that nobody waits
+ * for. The file's write-behind writes in flight sit on in->wb in the order
+ * they were queued (c->wb_lock); a barrier (flush, drain, truncate, close)
+ * waits until every one queued before it has completed. Reads need no
+ * barrier: chunkio orders them after the overlapping writes queued first.
+ */
+#define WB_MAX_BYTES (16u << 20) /* in flight per file, before writers wait */
+
+struct wb_write {
+    struct fop op; /* first: the fop is the allocation */
+    struct list link; /* in->wb */
+    uint64_t seq;
+    struct list all;  /* c->wb */
+    uint64_t all_seq;
+    uint8_t data[];
+};
+
+static void wb_done(struct fop *op)
+{
+    struct wb_write *w = (struct wb_write *)op;
+    struct kinode *in = op->in;
+    keel_client *c = in->c;
+
+    if (op->result < 0)
+        log_warn("write-behind of %zu bytes at %llu to ino %llu failed: %s", op->len,
+                 (unsigned long long)op->off, (unsigned long long)in->ino,
+                 err_str((int)op->result));
+    pthread_mutex_lock(&c->wb_lock);
+    list_del(&w->link);
+    list_del(&w->all);
+    in->wb_bytes -= op->len;
+    if (op->result < 0 && !in->wb_err)
+        in->wb_err = (int)op->result;
+    pthread_cond_broadcast(&c->wb_cv);
+    pthread_mutex_unlock(&c->wb_lock);
+    free(w);
+}
+
+static ssize_t wb_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off)
+{
+    keel_client *c = f->c;
+    struct kinode *in = f->in;
+    struct wb_write *w;
+    int r;
+
+    if (len == 0)
+        return 0;
+    w = malloc(sizeof(*w) + len);
+    if (!w)
+        return -ENOMEM;
+    memset(w, 0, sizeof(*w));
+    memcpy(w->data, buf, len);
+    w->op.base.run = run_fop;
+    w->op.in = in;
+    w->op.kind = FOP_WRITE;
+    w->op.buf = w->data;
+    w->op.len = len;
+    w->op.off = off;
+    w->op.done = wb_done;
+    pthread_mutex_lock(&c->wb_lock);
+    while (in->wb_bytes > 0 && in->wb_bytes + len > WB_MAX_BYTES)
+        pthread_cond_wait(&c->wb_cv, &c->wb_lock);
+    w->seq = in->wb_seq++;
+    list_add_tail(&in->wb, &w->link);
+    w->all_seq = c->wb_seq++;
+    list_add_tail(&c->wb, &w->all);
+    in->wb_bytes += len;
+    /* Queued under the lock: the I/O thread starts them in seq order. */
+    r = core_submit(c, &w->op.base);
+    if (r) {
+        list_del(&w->link);
+        list_del(&w->all);
+        in->wb_bytes -= len;
+        pthread_cond_broadcast(&c->wb_cv);
+    }
+    pthread_mutex_unlock(&c->wb_lock);
+    if (r) {
+        free(w);
+        return r;
+    }
+    return (ssize_t)len;
+}
+
+/* Waits for the write-behind writes to f's file queued before this call.
+ * Returns the first failure not yet reported (reporting it, with take). */
+static int wb_barrier(keel_file *f, bool take)
+{
+    keel_client *c = f->c;
+    struct kinode *in = f->in;
+    uint64_t upto;
+    int err;
+
+    pthread_mutex_lock(&c->wb_lock);
+    upto = in->wb_seq;
+    while (!list_empty(&in->wb) && list_entry(in->wb.next, struct wb_write, link)->seq < upto)
+        pthread_cond_wait(&c->wb_cv, &c->wb_lock);
+    err = in->wb_err;
+    if (take)
+        in->wb_err = 0;
+    pthread_mutex_unlock(&c->wb_lock);
+    return err;
+}
+
+void io_wb_barrier_all(keel_client *c)
+{
+    uint64_t upto;
+
+    pthread_mutex_lock(&c->wb_lock);
+    upto = c->wb_seq;
+    while (!list_empty(&c->wb) && list_entry(c->wb.next, struct wb_write, all)->all_seq < upto)
+        pthread_cond_wait(&c->wb_cv, &c->wb_lock);
+    pthread_mutex_unlock(&c->wb_lock);
+}
+
 ssize_t keel_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off)
 {
     int r = check_io(f, len, off, KEEL_O_WRITE);
 
-    return r ? r : run_sync(f, FOP_WRITE, (void *)buf, len, off);
+    if (r)
+        return r;
+    if (f->flags & KEEL_O_WRITEBACK)
+        return wb_pwrite(f, buf, len, off);
+    return run_sync(f, FOP_WRITE, (void *)buf, len, off);
 }
 
 int keel_flush(keel_file *f)
 {
+    int err, r;
+
     if (!f)
         return -EBADF;
-    return (int)run_sync(f, FOP_FLUSH, NULL, 0, 0);
+    err = wb_barrier(f, true);
+    r = (int)run_sync(f, FOP_FLUSH, NULL, 0, 0);
+    return r ? r : err;
+}
+
+int keel_drain(keel_file *f)
+{
+    return f ? wb_barrier(f, true) : -EBADF;
 }
 
 /* ----------------------------------------------------------------- aio */
@@ -278,7 +408,7 @@ static void attach_run(struct core_op *base)
         if (a->truncated) {
             chunkio_truncated(a->in, 0);
             a->in->lease = true;
-        } else if (!a->in->lease) {
+        } else if (!chunkio_size_is_ours(a->in)) {
             a->in->size = a->size;
         }
     }
@@ -301,6 +431,8 @@ int keel_open(keel_client *c, const char *path, int flags, const struct keel_ope
         return -EINVAL;
     if ((flags & KEEL_O_TRUNC) && !(flags & KEEL_O_WRITE))
         return -EINVAL;
+    if (flags & KEEL_O_TRUNC)
+        io_wb_barrier_all(c); /* no write queued before may land after */
     if (flags & KEEL_O_CREATE) {
         creq.path = (char *)path;
         creq.mode = S_IFREG | ((args && args->mode) ? (args->mode & 07777) : 0644);
@@ -386,10 +518,10 @@ static void setattr_done(int status, const Keel__Envelope *rep, void *arg)
         if (s->req.valid & KEEL__SETATTR_VALID__SETATTR_SIZE) {
             chunkio_truncated(in, s->req.size);
             in->lease = true;
-        } else if (in->lease && in->size > s->st.size) {
-            s->st.size = in->size; /* our extends may still be on their way */
-        } else if (!in->lease) {
+        } else if (!chunkio_size_is_ours(in)) {
             in->size = s->st.size;
+        } else if (in->size > s->st.size) {
+            s->st.size = in->size; /* our extends may still be on their way */
         }
     }
     in->ops--;
@@ -446,6 +578,8 @@ int keel_truncate(keel_file *f, uint64_t size)
         return -EBADF;
     if (size > (uint64_t)INT64_MAX)
         return -EFBIG;
+    if (f)
+        wb_barrier(f, false); /* no write queued before may land after */
     return file_setattr(f, KEEL__SETATTR_VALID__SETATTR_SIZE, size, NULL);
 }
 
@@ -545,10 +679,11 @@ static void close_run(struct core_op *base)
 int keel_close(keel_file *f)
 {
     struct close_op co;
-    int r;
+    int err, r;
 
     if (!f)
         return -EBADF;
+    err = wb_barrier(f, true);
     memset(&co, 0, sizeof(co));
     co.op.run = close_run;
     co.f = f;
@@ -564,7 +699,7 @@ int keel_close(keel_file *f)
     }
     core_wait_destroy(&co.w);
     free(f);
-    return r;
+    return r ? r : err;
 }
 
 void io_close_all(keel_client *c)

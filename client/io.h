@@ -1,7 +1,8 @@
 /*
  * io: what core needs from the file layer (file.c): write-lease bookkeeping
  * for renewals and recalls, the periodic tick, and closing every file at
- * disconnect. All but io_close_all run on the I/O thread.
+ * disconnect. All but io_close_all and io_wb_barrier_all run on the I/O
+ * thread.
  */
 #ifndef KEEL_CLIENT_IO_H
 #define KEEL_CLIENT_IO_H
@@ -29,6 +30,10 @@ void io_tick(keel_client *c, uint64_t now_ms);
 
 /* A new connection to the namenode said hello. */
 void io_reconnected(keel_client *c);
+
+/* From a user thread: waits for every write-behind write of this client
+ * queued before the call (before a namespace change that truncates). */
+void io_wb_barrier_all(keel_client *c);
 
 /* From the disconnecting thread: closes every file still open. */
 void io_close_all(keel_client *c);

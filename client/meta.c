@@ -9,8 +9,10 @@
  * symlink, link, unlink and rmdir those answers after a lost connection are
  * taken as success, as NFS clients do.
  */
+#include "chunkio.h"
 #include "core.h"
 #include "errors.h"
+#include "io.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -48,8 +50,11 @@ static void copy_attr(const Keel__Envelope *rep, void *arg)
 {
     struct attr_out *o = arg;
 
-    if (o->st)
+    if (o->st) {
         core_attr_to_stat(reply_attr(rep), o->c->chunk_size, o->st);
+        if (rep->body_case == KEEL__ENVELOPE__BODY_STAT_REP)
+            chunkio_local_attr(o->c, o->st);
+    }
 }
 
 static bool bad_path(const char *p)
@@ -131,6 +136,7 @@ static void copy_page(const Keel__Envelope *rep, void *arg)
             return;
         }
         core_attr_to_stat(r->entries[i]->attr, pg->c->chunk_size, &pg->stats[i]);
+        chunkio_local_attr(pg->c, &pg->stats[i]);
         pg->n = i + 1;
     }
 }
@@ -298,6 +304,8 @@ int keel_setattr(keel_client *c, const char *path, const struct keel_setattr *sa
 
     if (!c || bad_path(path) || !sa || (sa->mask & ~0xffu))
         return -EINVAL;
+    if (sa->mask & KEEL_SET_SIZE)
+        io_wb_barrier_all(c); /* no write queued before may land after */
     req.path = (char *)path;
     req.valid = sa->mask; /* keel_setattr_mask matches SetattrValid bit for bit */
     req.mode = sa->mode & 07777;

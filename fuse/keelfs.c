@@ -189,6 +189,11 @@ static int open_flags(int flags)
     }
     /* The kernel reads pages around a write into the page cache. */
     kf |= KEEL_O_READ;
+    /* Buffered writes return once queued, as with a local disk's page
+     * cache; close(2) waits for them and fsync(2) makes them durable.
+     * Direct and synchronous writers expect the replicas to have the data. */
+    if ((kf & KEEL_O_WRITE) && !(flags & (O_DIRECT | O_SYNC | O_DSYNC)))
+        kf |= KEEL_O_WRITEBACK;
     if (flags & O_TRUNC)
         kf |= KEEL_O_TRUNC;
     return kf;
@@ -281,9 +286,9 @@ static int kfs_statfs(const char *path, struct statvfs *sv)
 
 static int kfs_flush(const char *path, struct fuse_file_info *fi)
 {
-    /* close(2) promises no durability; fsync does. Data written is already
-     * on every replica, so other clients see it. */
-    return 0;
+    /* close(2) promises no durability (fsync does), but once it returns
+     * other clients see what was written, and it reports a failed write. */
+    return keel_drain(fh(fi)->f);
 }
 
 static int kfs_release(const char *path, struct fuse_file_info *fi)

@@ -9,6 +9,11 @@
  * go straight to libkeel; every open drops the file's cached pages, so data
  * another client wrote before the open is always seen.
  *
+ * Writes: buffered writes are written behind (KEEL_O_WRITEBACK: up to 16
+ * MiB per file in flight, reads see them at once); close(2) waits for them
+ * to land and reports a failed one. O_DIRECT writes return when every
+ * replica has the data, and several may run at once on one file.
+ *
  * Durability: fsync and fdatasync are keel_flush; files opened with O_SYNC
  * or O_DSYNC flush after each write.
  */

@@ -302,16 +302,23 @@ static void on_created(int status, rpc_msg *reply, void *arg)
         alloc_created(a);
 }
 
-/* Builds the placement view of the registry: live, connected nodes. */
-static struct placement_node *candidates(struct chunkctl *ctl, size_t *n, bool *any_full)
+/* Builds the placement view of the registry: live, connected nodes.
+ * *pending counts the nodes that may soon be usable: known from before a
+ * restart but not heard from yet, or alive with their connection lost. */
+static struct placement_node *candidates(struct chunkctl *ctl, size_t *n, bool *any_full,
+                                         size_t *pending)
 {
     struct placement_node *v = xcalloc(registry_count(ctl->cfg.reg) + 1, sizeof(*v));
     struct reg_node *rn;
     size_t i = 0, k = 0;
 
     *any_full = false;
+    *pending = 0;
     while ((rn = registry_next(ctl->cfg.reg, &i))) {
         struct placement_node *p = &v[k++];
+
+        if (rn->state == REG_UNKNOWN || (rn->state == REG_ALIVE && !rn->conn))
+            (*pending)++;
 
         p->id = rn->id;
         p->domain = rn->domain;
@@ -335,16 +342,20 @@ static void alloc_place(struct alloc *a)
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__CreateReplicaReq body = KEEL__CREATE_REPLICA_REQ__INIT;
     struct placement_node *nodes;
-    size_t nn, got = 0;
+    size_t nn, got = 0, pending;
     bool misplaced, any_full;
 
-    nodes = candidates(ctl, &nn, &any_full);
+    nodes = candidates(ctl, &nn, &any_full, &pending);
     placement_choose(nodes, nn, &req, &ctl->rng, a->nodes, &got, &misplaced);
     free(nodes);
     if (got < a->need) {
-        log_warn("chunkctl: no room for chunk %" PRIx64 ": %zu usable datanodes, %u needed",
-                 a->chunk_id, got, a->need);
-        alloc_finish(a, any_full ? -ENOSPC : -EIO);
+        /* Datanodes still coming back (after a restart of either side):
+         * the client asks again rather than failing its write. */
+        int err = got + pending >= a->need ? -EAGAIN : any_full ? -ENOSPC : -EIO;
+
+        log_warn("chunkctl: no room for chunk %" PRIx64 ": %zu usable datanodes, %u needed%s",
+                 a->chunk_id, got, a->need, err == -EAGAIN ? ", more expected" : "");
+        alloc_finish(a, err);
         return;
     }
     if (misplaced)

@@ -24,7 +24,8 @@
  *   signals. Out of memory is reported as -ENOMEM.
  *
  * Consistency (see the project's design document): a write that returned
- * success is seen by every later read of any client; keel_flush() makes
+ * success is seen by every later read of any client (with write-behind, of
+ * this client; of others once drained); keel_flush() makes
  * every write to the file that completed before it durable on every current
  * replica; one client at a time may write a file (the write lease, taken at
  * the first write and handed over when the holder goes idle).
@@ -229,6 +230,16 @@ enum keel_open_flags {
     KEEL_O_CREATE = 4, /**< create the file if it does not exist */
     KEEL_O_EXCL = 8,   /**< with CREATE: fail with -EEXIST if it exists */
     KEEL_O_TRUNC = 16, /**< set the size to 0 (takes the write lease) */
+    /**
+     * Write-behind: keel_pwrite() on this handle copies the data, queues the
+     * write and returns at once (waiting only while 16 MiB of the file's
+     * writes are already in flight), as a page cache would. Reads by this
+     * client see the data at once; other clients see it when the write has
+     * landed, at the latest when keel_drain(), keel_flush() or keel_close()
+     * returns. A failed write is reported by the next keel_drain(),
+     * keel_flush() or keel_close() on any handle of the file, once.
+     */
+    KEEL_O_WRITEBACK = 32,
 };
 
 /** Optional arguments of keel_open() for a file it creates. */
@@ -260,7 +271,7 @@ KEEL_API ssize_t keel_pread(keel_file *f, void *buf, size_t len, uint64_t off);
 /**
  * Writes len bytes at off, growing the file if it ends past its size. The
  * data is on every replica of the chunks it touches when this returns (not
- * yet durable: see keel_flush).
+ * yet durable: see keel_flush), unless f was opened with KEEL_O_WRITEBACK.
  * @return len, or -EBUSY (another client is writing the file), -EIO (fewer
  *         than the cluster's min-replicas replicas could take it), -ENOSPC,
  *         -EBADF (not open for write), -EFBIG, -EINVAL.
@@ -268,10 +279,18 @@ KEEL_API ssize_t keel_pread(keel_file *f, void *buf, size_t len, uint64_t off);
 KEEL_API ssize_t keel_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off);
 
 /**
- * Makes every write to f's file that completed before this call durable on
- * every current replica. @return 0, -EIO.
+ * Makes every write to f's file that completed (or, with write-behind, was
+ * queued) before this call durable on every current replica.
+ * @return 0, -EIO, or the error of a write-behind write not yet reported.
  */
 KEEL_API int keel_flush(keel_file *f);
+
+/**
+ * Waits until the write-behind writes to f's file queued before this call
+ * have landed on the replicas (seen by every client, not yet durable).
+ * @return 0, or the first error of a write-behind write not yet reported.
+ */
+KEEL_API int keel_drain(keel_file *f);
 
 /** Sets the file's size (see keel_setattr). @return 0, -EBUSY, -EIO, -EBADF. */
 KEEL_API int keel_truncate(keel_file *f, uint64_t size);
@@ -282,7 +301,8 @@ KEEL_API int keel_fstat(keel_file *f, struct keel_stat *st);
 /**
  * Flushes (if written), closes and frees f; the last close of a file by this
  * client releases its write lease. Asynchronous requests on f must have
- * completed. @return 0 or the flush's error (f is freed either way).
+ * completed; write-behind writes are waited for. @return 0, the flush's
+ * error, or a write-behind error not yet reported (f is freed either way).
  */
 KEEL_API int keel_close(keel_file *f);
 
@@ -311,7 +331,9 @@ KEEL_API void keel_aio_release(keel_aio *aio);
 /**
  * Submit asynchronous requests. buf must stay valid (and, for writes,
  * unchanged) until completion. The completion callback is never called when
- * these return an error.
+ * these return an error. A read waits for the overlapping writes submitted
+ * before it and sees them. keel_aio_pwrite never writes behind, and
+ * keel_aio_flush covers the writes completed before it.
  * @return 0 when submitted, -EBUSY (aio already in flight), -EBADF, -EINVAL,
  *         -ENOMEM, -ESHUTDOWN (the client is disconnecting).
  */

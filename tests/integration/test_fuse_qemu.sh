@@ -22,7 +22,7 @@ qemu-img convert -f qcow2 -O qcow2 "$T/local.qcow2" "$M/conv.qcow2"
 qemu-img convert -f qcow2 -O raw "$M/conv.qcow2" "$T/back.raw"
 qemu-img compare -q "$T/local.qcow2" "$M/conv.qcow2" || fail "compare local vs mounted"
 qemu-img compare -q -f qcow2 -F raw "$T/local.qcow2" "$T/back.raw" || fail "compare after convert back"
-qemu-img check -q "$M/conv.qcow2" || fail "qemu-img check"
+qemu-img check "$M/conv.qcow2" >"$T/check.txt" 2>&1 || { cat "$T/check.txt"; fail "qemu-img check"; }
 
 # qemu-io, cache=none: patterns at many offsets, across chunk boundaries.
 cmds=()

@@ -400,6 +400,28 @@ START_TEST(full_nodes_mean_enospc)
 }
 END_TEST
 
+/* After a restart, datanodes not yet heard from may still come back: too
+ * few usable nodes then means "ask again", not a failed write; dead ones
+ * do not count. */
+START_TEST(too_few_nodes_while_others_return_means_eagain)
+{
+    struct result r = {0};
+
+    for (uint64_t id = 2; id <= NDN; id++)
+        registry_get(reg, id)->state = REG_UNKNOWN;
+    ck_assert_int_eq(chunkctl_alloc(ctl, file_ino, 0, 3, on_done, &r), 0);
+    run_until(&r.done);
+    ck_assert_int_eq(r.status, -EAGAIN);
+    ck_assert_uint_eq(chunk_at(0), 0);
+    for (uint64_t id = 2; id <= NDN; id++)
+        registry_get(reg, id)->state = REG_DEAD;
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(chunkctl_alloc(ctl, file_ino, 0, 3, on_done, &r), 0);
+    run_until(&r.done);
+    ck_assert_int_eq(r.status, -EIO);
+}
+END_TEST
+
 START_TEST(bump_leaves_failed_replicas_stale)
 {
     uint64_t id = alloc_ok(0);
@@ -601,6 +623,7 @@ static Suite *suite(void)
     tcase_add_test(tc, concurrent_requests_share_one_allocation);
     tcase_add_test(tc, allocation_needs_min_replicas);
     tcase_add_test(tc, full_nodes_mean_enospc);
+    tcase_add_test(tc, too_few_nodes_while_others_return_means_eagain);
     tcase_add_test(tc, bump_leaves_failed_replicas_stale);
     tcase_add_test(tc, nothing_commits_when_no_replica_took_it);
     tcase_add_test(tc, changes_of_one_chunk_run_in_order);

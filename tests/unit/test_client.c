@@ -5,8 +5,8 @@
  * failures injected at will. The real daemons are tested elsewhere; here
  * the point is the client's behaviour: splitting, pipelines, recovery after
  * a failed replica, refetching after a version change, read failover,
- * min-replicas, overlapping writes never in flight together, and the async
- * API.
+ * min-replicas, overlapping writes never in flight together, the async
+ * API and write-behind.
  */
 #include "checksum.h"
 #include "keel.h"
@@ -908,6 +908,66 @@ START_TEST(async_with_64_in_flight)
 }
 END_TEST
 
+/* Write-behind: a write returns before it lands, yet every later read of
+ * this client (through any handle) sees it, as do stat and, once drained,
+ * the replicas. */
+START_TEST(write_behind_is_read_back_at_once)
+{
+    enum { LEN = 12288 };
+    keel_file *wb;
+    uint8_t buf[LEN], back[LEN];
+    struct keel_stat st;
+    uint64_t end = 0, off = 0;
+
+    ck_assert_int_eq(keel_open(client, "/disk", KEEL_O_RDWR | KEEL_O_WRITEBACK, NULL, &wb), 0);
+    for (int i = 0; i < 300; i++) {
+        /* Overlapping ranges over three chunks, some across a boundary. */
+        off = (uint64_t)(i * 7919) % (3 * CS - LEN);
+        pattern(buf, LEN, off, 20 + i);
+        ck_assert_int_eq(keel_pwrite(wb, buf, LEN, off), LEN);
+        end = off + LEN > end ? off + LEN : end;
+        /* The size counts the writes on their way, even before the first
+         * has brought the lease. */
+        ck_assert_int_eq(keel_fstat(file, &st), 0);
+        ck_assert_uint_ge(st.size, end);
+        ck_assert_int_eq(keel_pread(file, back, LEN, off), LEN);
+        ck_assert_mem_eq(buf, back, LEN);
+    }
+    ck_assert_int_eq(keel_stat(client, "/disk", &st), 0);
+    ck_assert_uint_ge(st.size, end);
+    ck_assert_int_eq(keel_drain(wb), 0);
+    for (int d = 0; d < NDN; d++)
+        ck_assert(replica_has(d, off, LEN, 20 + 299));
+    ck_assert_int_eq(F.dn[0].overlap_violations, 0);
+    ck_assert_int_eq(keel_close(wb), 0);
+}
+END_TEST
+
+/* A write-behind write that fails is reported by the next drain, flush or
+ * close, once. */
+START_TEST(write_behind_failure_is_reported_once)
+{
+    keel_file *wb;
+    uint8_t buf[4096];
+
+    ck_assert_int_eq(keel_open(client, "/disk", KEEL_O_RDWR | KEEL_O_WRITEBACK, NULL, &wb), 0);
+    pattern(buf, sizeof(buf), 0, 30);
+    ck_assert_int_eq(keel_pwrite(wb, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    ck_assert_int_eq(keel_flush(wb), 0);
+    pthread_mutex_lock(&F.lock);
+    F.dn[0].dead = true;
+    F.dn[2].dead = true;
+    pthread_mutex_unlock(&F.lock);
+    /* Queued: the failure comes later. */
+    ck_assert_int_eq(keel_pwrite(wb, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    ck_assert_int_eq(keel_drain(wb), -EIO);
+    ck_assert_int_eq(keel_drain(wb), 0);
+    /* A new chunk, placed on the dead nodes too. */
+    ck_assert_int_eq(keel_pwrite(wb, buf, sizeof(buf), 2 * CS), (ssize_t)sizeof(buf));
+    ck_assert_int_eq(keel_close(wb), -EIO);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     keel_file *ro;
@@ -944,6 +1004,8 @@ int main(void)
     tcase_add_test(tc, overlapping_writes_leave_identical_replicas);
     tcase_add_test(tc, flushes_amid_other_writers_succeed);
     tcase_add_test(tc, async_with_64_in_flight);
+    tcase_add_test(tc, write_behind_is_read_back_at_once);
+    tcase_add_test(tc, write_behind_failure_is_reported_once);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
