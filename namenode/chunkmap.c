@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct cm_node {
     uint64_t gen;
@@ -408,6 +409,14 @@ void chunkmap_health(const struct chunkmap *cm, const struct cm_view *v, struct 
     }
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t chunkmap_changes(const struct chunkmap *cm)
 {
     return cm->changes;
@@ -418,15 +427,16 @@ bool chunkmap_health_recent(const struct chunkmap *cm, const struct cm_view *v, 
 {
     uint64_t t0;
     bool same = m->valid && m->changes == cm->changes && m->view_sig == view_sig;
+    bool recent = m->valid && m->cost_ns >= CM_HEALTH_MIN_COST && now_ns >= m->at_ns &&
+                  now_ns - m->at_ns < m->cost_ns * CM_HEALTH_DUTY;
 
-    if (same ||
-        (m->valid && now_ns >= m->at_ns && now_ns - m->at_ns < m->cost_ns * CM_HEALTH_DUTY)) {
+    if (same || recent) {
         *out = m->h;
         return false;
     }
-    t0 = mono_ns();
+    t0 = thread_cpu_ns();
     chunkmap_health(cm, v, &m->h);
-    m->cost_ns = mono_ns() - t0;
+    m->cost_ns = thread_cpu_ns() - t0;
     m->changes = cm->changes;
     m->view_sig = view_sig;
     m->at_ns = now_ns;

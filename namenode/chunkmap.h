@@ -169,14 +169,16 @@ void chunkmap_health(const struct chunkmap *cm, const struct cm_view *v, struct 
  * version or its replicas). Equal counts: nothing changed in between. */
 uint64_t chunkmap_changes(const struct chunkmap *cm);
 
-#define CM_HEALTH_DUTY 10u /* a remembered health is kept this many times its cost */
+#define CM_HEALTH_DUTY     10u      /* a remembered health is kept this many times its cost */
+#define CM_HEALTH_MIN_COST 1000000u /* ns of CPU: cheaper counts are never kept stale */
 
 /* A chunkmap_health result remembered for chunkmap_health_recent; starts
  * zeroed; owned by the caller. */
 struct cm_health_memo {
     struct cm_health h;
     uint64_t changes, view_sig; /* what it was counted from */
-    uint64_t at_ns, cost_ns;    /* when (the caller's clock), and how long it took */
+    uint64_t at_ns;             /* when (the caller's clock) */
+    uint64_t cost_ns;           /* the loop thread's CPU time it took */
     bool valid;
 };
 
@@ -187,8 +189,10 @@ struct cm_health_memo {
  * while chunks keep changing, until they are CM_HEALTH_DUTY times as old
  * as the walk took, so that frequent callers on a large map hold the loop
  * a tenth of the time at most (at a million chunks the counts may then be
- * a few seconds old; on small maps they are always fresh). now_ns is
- * monotonic. Fills out; returns true when it walked the map.
+ * a few seconds old). The walk's cost is the thread's CPU time, so that
+ * being descheduled does not stretch the window, and a walk that cost
+ * less than CM_HEALTH_MIN_COST opens none: small maps always get fresh
+ * counts. now_ns is monotonic. Fills out; returns true when it walked.
  */
 bool chunkmap_health_recent(const struct chunkmap *cm, const struct cm_view *v, uint64_t view_sig,
                             uint64_t now_ns, struct cm_health_memo *m, struct cm_health *out);

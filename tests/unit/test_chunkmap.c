@@ -248,6 +248,7 @@ static void check_recent(uint64_t sig, bool walked)
  * view) makes it count again, and it does not walk while nothing changed. */
 START_TEST(recent_health_follows_every_change)
 {
+    struct cm_health got, want;
     struct cm_chunk *a = chunkmap_add(cm, 1, 1, 3, 100, 0), *b = chunkmap_add(cm, 2, 1, 2, 100, 1);
 
     memset(&memo, 0, sizeof(memo));
@@ -285,33 +286,48 @@ START_TEST(recent_health_follows_every_change)
     check_recent(8, true);
     chunkmap_add(cm, 3, 1, 3, 100, 2);
     check_recent(8, true);
+    check_recent(8, false);
     chunkmap_remove(cm, 1);
     check_recent(8, true);
-    check_recent(8, false);
+    /* A walk this cheap opens no window: a change at the same instant
+     * is counted. */
+    ck_assert_uint_lt(memo.cost_ns, CM_HEALTH_MIN_COST);
+    chunkmap_remove(cm, 3);
+    ck_assert(chunkmap_health_recent(cm, &v, 8, clock_ns, &memo, &got));
+    chunkmap_health(cm, &v, &want);
+    same_health(&got, &want);
 }
 END_TEST
 
-/* While chunks keep changing, a large map is walked at most once per
- * CM_HEALTH_DUTY times the walk's cost. */
+/* While chunks keep changing, a large map (one whose walk costs more than
+ * CM_HEALTH_MIN_COST) is walked at most once per CM_HEALTH_DUTY times the
+ * walk's cost; a small one every time it changed. */
 START_TEST(recent_health_bounds_its_share)
 {
     struct cm_health got;
-    uint64_t t, window;
+    uint64_t t, window, n = 0, lost;
 
-    for (uint64_t id = 1; id <= 20000; id++)
-        chunkmap_set_replica(cm, chunkmap_add(cm, id, 1, 1, 100, id), 1 + id % 4, 1);
     memset(&memo, 0, sizeof(memo));
     t = 5000000000ull;
-    ck_assert(chunkmap_health_recent(cm, &v, 1, t, &memo, &got));
-    ck_assert_uint_eq(got.healthy, 20000);
-    ck_assert_uint_gt(memo.cost_ns, 0);
+    /* Grow the map until a walk costs enough (bounded: 2^21 chunks). */
+    do {
+        for (uint64_t id = n + 1; id <= 2 * n + 4096; id++)
+            chunkmap_set_replica(cm, chunkmap_add(cm, id, 1, 1, 100, id), 1 + id % 4, 1);
+        n = 2 * n + 4096;
+        ck_assert(chunkmap_health_recent(cm, &v, 1, t, &memo, &got));
+        ck_assert_uint_eq(got.healthy, n);
+        if (n < 4096 * 4)
+            ck_assert(chunkmap_health_recent(cm, &v, 1, t, &memo, &got) == false); /* unchanged */
+    } while (memo.cost_ns < CM_HEALTH_MIN_COST && n < (1u << 21));
+    ck_assert_uint_ge(memo.cost_ns, CM_HEALTH_MIN_COST);
     window = memo.cost_ns * CM_HEALTH_DUTY;
-    chunkmap_drop_node(cm, 1); /* 5000 chunks lose their only replica */
+    lost = chunkmap_drop_node(cm, 1); /* a quarter of the chunks lose their only replica */
+    ck_assert_uint_gt(lost, 0);
     ck_assert(!chunkmap_health_recent(cm, &v, 1, t + window - 1, &memo, &got));
-    ck_assert_uint_eq(got.healthy, 20000); /* not yet counted again */
+    ck_assert_uint_eq(got.healthy, n); /* not yet counted again */
     ck_assert(chunkmap_health_recent(cm, &v, 1, t + window, &memo, &got));
-    ck_assert_uint_eq(got.healthy, 15000);
-    ck_assert_uint_eq(got.missing, 5000);
+    ck_assert_uint_eq(got.healthy, n - lost);
+    ck_assert_uint_eq(got.missing, lost);
 }
 END_TEST
 
