@@ -88,6 +88,13 @@ static void reg_done(struct commit_op *op, int status)
     struct regop *g = list_entry(op, struct regop, op);
     struct nn_core *core = g->core;
     struct nn_peer *peer = rpc_conn_data(g->req->conn);
+    /* The datanode may have hung up (or the namenode begun to stop) while
+     * the commit ran: its connection is closed then, and the registry must
+     * not hold a reference to it that no close will drop. The node counts
+     * as registered and disconnected at once (unless a newer registration
+     * gave it a connection); it registers again when it reconnects. */
+    rpc_conn *conn = rpc_conn_is_open(g->req->conn) ? g->req->conn : NULL;
+    struct reg_node *known = registry_get(core->reg, g->node.id);
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__RegisterRep rep = KEEL__REGISTER_REP__INIT;
 
@@ -99,13 +106,19 @@ static void reg_done(struct commit_op *op, int status)
         reply_err(g->req, status);
         goto out;
     }
-    if (peer && peer->node_id && peer->node_id != g->node.id)
-        registry_detach(core->reg, peer->node_id, g->req->conn);
-    if (peer)
+    if (conn && peer && peer->node_id && peer->node_id != g->node.id)
+        registry_detach(core->reg, peer->node_id, conn);
+    if (conn && peer)
         peer->node_id = g->node.id;
-    registry_register(core->reg, &g->node, g->req->conn, mono_ms());
-    log_info("dnops: datanode %" PRIu64 " registered (%s, domain %s, %s)", g->node.id, g->node.addr,
-             g->node.domain, rpc_conn_peer(g->req->conn));
+    if (!conn && known && known->conn) {
+        log_info("dnops: datanode %" PRIu64 " hung up before its registration was committed",
+                 g->node.id);
+        goto out;
+    }
+    registry_register(core->reg, &g->node, conn, mono_ms());
+    log_info("dnops: datanode %" PRIu64 " registered (%s, domain %s, %s)%s", g->node.id,
+             g->node.addr, g->node.domain, rpc_conn_peer(g->req->conn),
+             conn ? "" : ", but hung up meanwhile");
     repair_node_registered(core->repair, g->node.id);
     rep.cluster_id = (char *)core->settings->cluster_id;
     rep.node_id = g->node.id;
