@@ -13,7 +13,7 @@ hasty() { "$KEEL_BIN/nn-reporter" --namenode "$NN" --chunks 1 --datanodes 4 --ti
 
 nn_format --chunk-size 1M
 nn_start --heartbeat-interval 200ms --dead-timeout 2s
-for i in 1 2 3; do hasty; done
+for _ in 1 2 3; do hasty; done
 grep -q "hung up" "$T/nn.log" || log "no registration was still in flight at a hang-up this time"
 
 # Still serving: a real (fake) datanode registers and stays alive.
