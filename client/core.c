@@ -30,6 +30,7 @@
 #define NN_MIN_TIMEOUT_MS 20000
 #define RETRY_BASE_MS     50
 #define RETRY_MAX_MS      2000
+#define EAGAIN_RETRY_MS   100
 
 /* ---------------------------------------------------------------- waits */
 
@@ -178,7 +179,12 @@ static void nn_done(int status, rpc_msg *m, void *arg)
     if (status == -ECONNRESET || status == -ETIMEDOUT)
         call->maybe_applied = true;
     if (retry && mono_ms() < call->deadline_ms && !c->stopping) {
-        uint64_t delay = MIN((uint64_t)RETRY_BASE_MS << MIN(call->attempts, 6), RETRY_MAX_MS);
+        /* A lost namenode backs off; -EAGAIN (a chunk being copied, a
+         * cluster starting) ends when that work does: ask again soon, so a
+         * writer waits about as long as the copy, not twice as long. */
+        uint64_t delay = status == -EAGAIN
+                             ? EAGAIN_RETRY_MS
+                             : MIN((uint64_t)RETRY_BASE_MS << MIN(call->attempts, 6), RETRY_MAX_MS);
 
         log_debug("namenode call failed (%s), retrying in %llums", err_str(status),
                   (unsigned long long)delay);
@@ -432,7 +438,7 @@ struct core_node *core_node_get(keel_client *c, const char *addr)
     struct rpc_opts ro = {.call_timeout_ms = c->opts.call_timeout_ms,
                           .connect_timeout_ms = MIN(c->opts.call_timeout_ms, 5000),
                           .backoff_min_ms = 50,
-                          .backoff_max_ms = 1000};
+                          .backoff_max_ms = 200};
     struct core_node *n, **grown;
 
     for (size_t i = 0; i < c->nnodes; i++)

@@ -39,7 +39,7 @@ int peers_new(uv_loop_t *loop, uint32_t timeout_ms, struct peers **out)
     p->opts.connect_timeout_ms = p->timeout_ms;
     /* A restarted peer should be found again quickly. */
     p->opts.backoff_min_ms = 50;
-    p->opts.backoff_max_ms = 1000;
+    p->opts.backoff_max_ms = 200;
     *out = p;
     return 0;
 }

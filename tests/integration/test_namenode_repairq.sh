@@ -80,7 +80,7 @@ wait_for 60 "repair after the restarts" repair_idle
 mark=$(wc -l <"$NNLOG")
 dn_stop 3
 wait_for 20 "datanode 3 declared dead" node_is "$(dn_id 3)" dead
-wait_for 60 "repair with a failing source" repair_idle
+wait_for 120 "repair with a failing source" repair_idle
 tail -n +"$mark" "$NNLOG" >"$T/phase2.log"
 src2=$(dn_id 2)
 failed=$(grep -c "copy of chunk .* from datanode $src2 to .* failed" "$T/phase2.log" || true)
