@@ -167,9 +167,14 @@ wait_dead() {
 }
 
 # writer MODE ARGS...: the model-keeping test writer against this cluster.
+# In a subshell (writer ... &) it replaces the subshell, so $! is the
+# writer's own pid and killing it kills the writer.
 writer() {
     local mode=$1
     shift
+    if [[ $BASHPID != "$$" ]]; then
+        exec "$KEEL_BIN/keel_writer" "$mode" --namenode "$NN" "$@"
+    fi
     "$KEEL_BIN/keel_writer" "$mode" --namenode "$NN" "$@"
 }
 
