@@ -4,9 +4,11 @@
 #   dn_index ADDR               which keel-local datanode (1..N) listens on ADDR
 #   dn_node_id I                the node id datanode I was given (its VERSION)
 #   chunk_file DIR CHUNK EXT    path of a replica file under a data directory
-#   flip_byte FILE OFFSET       inverts one byte in place
 #   settled DIR CHUNK           the replica's checksums are on disk (SIDECAR_DIRTY clear)
 #   dntool ...                  the test tool, output kept in $T/dntool.log too
+#   fakenn_up CHUNK_SIZE        starts the scripted namenode (tests/tools/fakenn)
+#                               in $T/nn, commands read from $T/control; sets
+#                               $FNN (its address) and $fakenn (its pid)
 #   $CID                        one client id for every namenode call of a test,
 #                               so its write leases never need handing over
 
@@ -34,13 +36,6 @@ chunk_file() {
     printf '%s/chunks/%02x/%016x.%s' "$1" $(($2 & 255)) "$2" "$3"
 }
 
-flip_byte() {
-    local b
-    b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-    [[ -n "$b" ]] || fail "no byte $2 in $1"
-    printf "$(printf '\\%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
-}
-
 settled() {
     local flags
     flags=$(od -An -tu4 -j 32 -N 4 "$(chunk_file "$1" "$2" meta)" 2>/dev/null | tr -d ' ')
@@ -53,4 +48,15 @@ dntool() {
     printf '%s\n' "---- dntool $* (exit $rc)" "$out" >>"$T/dntool.log"
     printf '%s\n' "$out"
     return $rc
+}
+
+fakenn_up() {
+    mkdir -p "$T/nn"
+    : >"$T/control"
+    "$KEEL_BIN/fakenn" --dir "$T/nn" --control "$T/control" --chunk-size "$1" --heartbeat 100 \
+        >"$T/fakenn.out" 2>"$T/fakenn.log" &
+    fakenn=$!
+    track_pid $fakenn
+    wait_for 10 "the fake namenode" test -s "$T/nn/listen.addr"
+    FNN=$(cat "$T/nn/listen.addr")
 }

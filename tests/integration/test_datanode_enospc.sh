@@ -9,20 +9,15 @@ source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/dn_lib.sh"
 
 FULL="$T/full"
-mkdir -p "$FULL" "$T/nn"
+mkdir -p "$FULL"
 if ! mount -t tmpfs -o size=8m keel-test-full "$FULL" 2>"$T/mount.err"; then
     log "cannot mount a tmpfs here ($(cat "$T/mount.err")): this test needs root; skipped"
     pass
 fi
 MOUNTS+=("$FULL")
 
-: >"$T/control"
-"$KEEL_BIN/fakenn" --dir "$T/nn" --control "$T/control" --chunk-size 1M --heartbeat 100 \
-    >"$T/fakenn.out" 2>"$T/fakenn.log" &
-fakenn=$!
-track_pid $fakenn
-wait_for 10 "the fake namenode" test -s "$T/nn/listen.addr"
-"$KEEL_BIN/keel-datanode" --data "$FULL/dn" --namenode "$(cat "$T/nn/listen.addr")" \
+fakenn_up 1M
+"$KEEL_BIN/keel-datanode" --data "$FULL/dn" --namenode "$FNN" \
     --scrub-rate 0 >"$T/dnfull.log" 2>&1 &
 dn=$!
 track_pid $dn

@@ -12,14 +12,7 @@
 source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/dn_lib.sh"
 
-mkdir -p "$T/nn"
-: >"$T/control"
-"$KEEL_BIN/fakenn" --dir "$T/nn" --control "$T/control" --chunk-size 4M --heartbeat 100 \
-    >"$T/fakenn.out" 2>"$T/fakenn.log" &
-fakenn=$!
-track_pid $fakenn
-wait_for 10 "the fake namenode" test -s "$T/nn/listen.addr"
-FNN=$(cat "$T/nn/listen.addr")
+fakenn_up 4M
 
 declare -A pid
 start_dn() { # I [flags...]
