@@ -110,6 +110,13 @@ void chunkio_local_attr(keel_client *c, struct keel_stat *st)
         st->size = in->size;
 }
 
+/* Looks at ch again at when (chunkio_tick), on time rather than at a tick. */
+static void retry_at(struct kchunk *ch, uint64_t when)
+{
+    ch->retry_at_ms = when;
+    core_wake_at(ch->in->c, when);
+}
+
 static struct kchunk *get_chunk(struct kinode *in, uint64_t index)
 {
     struct kchunk *ch = u64map_get(&in->chunks, index + 1);
@@ -325,7 +332,7 @@ static void fetch_done(int status, const Keel__Envelope *rep, void *arg)
                 ch->attempts = 0;
                 fail_waiting(ch, true, -EIO);
             } else {
-                ch->retry_at_ms = mono_ms() + REFETCH_DELAY_MS;
+                retry_at(ch, mono_ms() + REFETCH_DELAY_MS);
             }
             continue;
         }
@@ -442,7 +449,7 @@ static void read_round_failed(struct piece *p)
         return;
     }
     if (!p->bad_seen)
-        ch->retry_at_ms = now + MIN(STALE_DELAY_MS << MIN(p->quiet_rounds++, 4), REFETCH_DELAY_MS);
+        retry_at(ch, now + MIN(STALE_DELAY_MS << MIN(p->quiet_rounds++, 4), REFETCH_DELAY_MS));
     p->tried = 0;
     p->bad_seen = false;
     ch->known = false;
@@ -712,10 +719,10 @@ static void recover(struct kchunk *ch)
     struct kinode *in = ch->in;
     struct recovery *rc;
     bool only_stale = ch->nfailed > 0;
+    unsigned n = 0;
 
     for (unsigned i = 0; i < ch->nfailed; i++)
-        if (ch->failed_status[i] != -ESTALE)
-            only_stale = false;
+        only_stale &= ch->failed_status[i] == -ESTALE;
     if (++ch->attempts > MAX_RECOVER_ROUNDS) {
         log_error("chunk %llu: giving up after %u recovery rounds", (unsigned long long)ch->id,
                   ch->attempts - 1);
@@ -738,8 +745,7 @@ static void recover(struct kchunk *ch)
         ch->nfailed = 0;
         ch->known = false;
         ch->writable = false;
-        ch->retry_at_ms =
-            mono_ms() + MIN(STALE_DELAY_MS << MIN(ch->stale_rounds, 4), REFETCH_DELAY_MS);
+        retry_at(ch, mono_ms() + MIN(STALE_DELAY_MS << MIN(ch->stale_rounds, 4), REFETCH_DELAY_MS));
         ch->stale_rounds++;
         pump(ch);
         return;
@@ -757,9 +763,13 @@ static void recover(struct kchunk *ch)
     rc->req.chunk_id = ch->id;
     rc->req.version = ch->version;
     rc->req.client_id = in->c->client_id;
-    memcpy(rc->failed, ch->failed, ch->nfailed * sizeof(uint64_t));
+    /* Replicas that only refused a version that moved are not failed:
+     * named with a dead one, too few might be left. */
+    for (unsigned i = 0; i < ch->nfailed; i++)
+        if (only_stale || ch->failed_status[i] != -ESTALE)
+            rc->failed[n++] = ch->failed[i];
     rc->req.failed = rc->failed;
-    rc->req.n_failed = ch->nfailed;
+    rc->req.n_failed = n;
     rc->env.body_case = KEEL__ENVELOPE__BODY_RECOVER_CHUNK_REQ;
     rc->env.recover_chunk_req = &rc->req;
     in->ops++;

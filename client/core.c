@@ -30,6 +30,7 @@
 #define NN_MIN_TIMEOUT_MS 20000
 #define RETRY_BASE_MS     50
 #define RETRY_MAX_MS      2000
+#define EAGAIN_FIRST_MS   10
 #define EAGAIN_RETRY_MS   100
 
 /* ---------------------------------------------------------------- waits */
@@ -180,16 +181,19 @@ static void nn_done(int status, rpc_msg *m, void *arg)
         call->maybe_applied = true;
     if (retry && mono_ms() < call->deadline_ms && !c->stopping) {
         /* A lost namenode backs off; -EAGAIN (a chunk being copied, a
-         * cluster starting) ends when that work does: ask again soon, so a
-         * writer waits about as long as the copy, not twice as long. */
-        uint64_t delay = status == -EAGAIN
-                             ? EAGAIN_RETRY_MS
-                             : MIN((uint64_t)RETRY_BASE_MS << MIN(call->attempts, 6), RETRY_MAX_MS);
+         * cluster starting) ends when that work does: ask again soon and
+         * often (but less and less), so a writer waits about as long as
+         * the copy, which is short when it is a delta. */
+        uint64_t delay =
+            status == -EAGAIN
+                ? MIN((uint64_t)EAGAIN_FIRST_MS << MIN(call->attempts - 1, 4), EAGAIN_RETRY_MS)
+                : MIN((uint64_t)RETRY_BASE_MS << MIN(call->attempts, 6), RETRY_MAX_MS);
 
         log_debug("namenode call failed (%s), retrying in %llums", err_str(status),
                   (unsigned long long)delay);
         call->retry_at_ms = mono_ms() + delay;
         list_add_tail(&c->retries, &call->link);
+        core_wake_at(c, call->retry_at_ms);
         return;
     }
     if (status && m && m->env->error && *m->env->error)
@@ -404,9 +408,8 @@ static void renew_leases(keel_client *c)
     }
 }
 
-static void on_tick(uv_timer_t *t)
+static void tick_work(keel_client *c)
 {
-    keel_client *c = t->data;
     uint64_t now = mono_ms();
     struct list *pos, *tmp;
 
@@ -426,6 +429,26 @@ static void on_tick(uv_timer_t *t)
     io_tick(c, now);
 }
 
+static void on_tick(uv_timer_t *t)
+{
+    tick_work(t->data);
+}
+
+static void on_soon(uv_timer_t *t)
+{
+    tick_work(t->data);
+}
+
+void core_wake_at(keel_client *c, uint64_t when_ms)
+{
+    uint64_t now = mono_ms();
+
+    if (c->disconnecting || (uv_is_active((uv_handle_t *)&c->soon) && c->soon_at <= when_ms))
+        return;
+    c->soon_at = when_ms;
+    uv_timer_start(&c->soon, on_soon, when_ms > now ? when_ms - now : 0, 0);
+}
+
 /* ------------------------------------------------------------- datanodes */
 
 uint32_t core_call_timeout(const keel_client *c)
@@ -438,7 +461,8 @@ struct core_node *core_node_get(keel_client *c, const char *addr)
     struct rpc_opts ro = {.call_timeout_ms = c->opts.call_timeout_ms,
                           .connect_timeout_ms = MIN(c->opts.call_timeout_ms, 5000),
                           .backoff_min_ms = 50,
-                          .backoff_max_ms = 200};
+                          .backoff_max_ms = 200,
+                          .fail_fast = true}; /* another replica can serve */
     struct core_node *n, **grown;
 
     for (size_t i = 0; i < c->nnodes; i++)
@@ -541,6 +565,7 @@ static void stop_run(struct core_op *op)
     c->disconnecting = true;
     rpc_conn_close(c->nn);
     uv_close((uv_handle_t *)&c->tick, NULL);
+    uv_close((uv_handle_t *)&c->soon, NULL);
     uv_close((uv_handle_t *)&c->wake, NULL);
     free(op);
 }
@@ -661,6 +686,8 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
     uv_timer_init(&c->loop, &c->tick);
     c->tick.data = c;
     uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(&c->loop, &c->soon);
+    c->soon.data = c;
     *svc = nn_svc_tmpl;
     svc->ctx = c;
     ro.call_timeout_ms = c->opts.call_timeout_ms;
@@ -678,6 +705,7 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
         free(svc);
         uv_close((uv_handle_t *)&c->wake, NULL);
         uv_close((uv_handle_t *)&c->tick, NULL);
+        uv_close((uv_handle_t *)&c->soon, NULL);
         uv_run(&c->loop, UV_RUN_DEFAULT);
         uv_loop_close(&c->loop);
         free_client(c);

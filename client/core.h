@@ -54,6 +54,8 @@ struct keel_client {
     uv_thread_t thread;
     uv_async_t wake;
     uv_timer_t tick; /* retries and lease renewal */
+    uv_timer_t soon; /* the tick's work again, for a retry due before the next tick */
+    uint64_t soon_at;
     pthread_mutex_t lock;
     struct list submitted; /* core_op, guarded by lock */
     bool stopping;         /* guarded by lock */
@@ -130,6 +132,9 @@ void core_node_done(keel_client *c, struct core_node *n, int status, uint64_t us
 
 /* The call timeout for data calls. */
 uint32_t core_call_timeout(const keel_client *c);
+
+/* Does the tick's work (retries) at when_ms too, not only every tick. */
+void core_wake_at(keel_client *c, uint64_t when_ms);
 
 /* A namenode Attr as the public struct (allocated bytes from chunks). */
 void core_attr_to_stat(const Keel__Attr *a, uint64_t chunk_size, struct keel_stat *st);

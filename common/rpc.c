@@ -78,6 +78,7 @@ struct rpc_conn {
     uv_timer_t retry;    /* reconnect after backoff */
     uint32_t backoff_ms;
     uint64_t retry_at_ms;
+    int connect_err;  /* why the last connect failed; 0 once open */
     struct list link; /* on the server's list (server connections) */
     rpc_server *server;
 };
@@ -100,6 +101,7 @@ struct write_req {
 
 static void conn_connect(rpc_conn *c);
 static void on_retry(uv_timer_t *t);
+static void on_fail_fast(uv_timer_t *t);
 static void sock_close(struct rpc_sock *s, int err);
 
 /* ------------------------------------------------------------------ helpers */
@@ -516,7 +518,9 @@ static void sock_close(struct rpc_sock *s, int err)
         if (was_open) {
             c->backoff_ms = 0;
             c->retry_at_ms = 0;
+            c->connect_err = 0;
         } else {
+            c->connect_err = err;
             c->backoff_ms = c->backoff_ms ? MIN(c->backoff_ms * 2, c->opts.backoff_max_ms)
                                           : c->opts.backoff_min_ms;
             c->retry_at_ms = mono_ms() + c->backoff_ms;
@@ -679,6 +683,12 @@ static void conn_connect(rpc_conn *c)
 
     if (c->closed || c->state != C_IDLE)
         return;
+    if (now < c->retry_at_ms && c->opts.fail_fast && c->connect_err) {
+        /* Failed from the loop, not inside the rpc_call that got here. */
+        if (!uv_is_active((uv_handle_t *)&c->retry))
+            uv_timer_start(&c->retry, on_fail_fast, 0, 0);
+        return;
+    }
     if (now < c->retry_at_ms) {
         uv_timer_start(&c->retry, on_retry, c->retry_at_ms - now, 0);
         c->state = C_CONNECTING; /* waiting out the backoff counts as connecting */
@@ -698,6 +708,22 @@ static void conn_connect(rpc_conn *c)
         return;
     }
     uv_timer_start(&s->timer, on_connect_timeout, c->opts.connect_timeout_ms, 0);
+}
+
+static void on_fail_fast(uv_timer_t *t)
+{
+    rpc_conn *c = t->data;
+
+    if (c->state != C_IDLE || c->closed)
+        return; /* a connect started meanwhile: the calls wait for it */
+    if (mono_ms() >= c->retry_at_ms) {
+        if (!list_empty(&c->queue))
+            conn_connect(c); /* the backoff is over: try again */
+        return;
+    }
+    rpc_conn_ref(c);
+    fail_calls(c, c->connect_err);
+    rpc_conn_unref(c);
 }
 
 static void on_retry(uv_timer_t *t)

@@ -17,9 +17,9 @@
  * Client connections (rpc_connect) know their peer's address and reconnect
  * on demand: a call made while disconnected starts a connect (after the
  * backoff that follows a failed attempt, doubling from backoff_min to
- * backoff_max) and waits, bounded by its own timeout; a failed connect fails
- * the waiting calls. Server connections come from rpc_listen and end when
- * their socket closes.
+ * backoff_max) and waits, bounded by its own timeout, or with fail_fast
+ * fails during that backoff; a failed connect fails the waiting calls.
+ * Server connections come from rpc_listen and end when their socket closes.
  *
  * Connection states (client side):
  *
@@ -86,6 +86,10 @@ struct rpc_opts {
     uint32_t backoff_max_ms;     /* 0: 5 s */
     uint32_t max_header;         /* 0: FRAME_MAX_HEADER */
     uint32_t max_payload;        /* 0: FRAME_MAX_PAYLOAD */
+    /* Client: a call made while the backoff after a failed connect runs
+     * fails at once with that connect's error instead of waiting for the
+     * next attempt (for peers that others can stand in for). */
+    bool fail_fast;
 };
 
 /*

@@ -633,10 +633,11 @@ static int cmd_trim(struct nnlink *nn, const Keel__Command *cmd, const char *nam
 static int cmd_replicate(struct nnlink *nn, const Keel__Command *cmd, const char *name)
 {
     const Keel__Replica *t = cmd->target;
-    struct replicate_outcome o = {cmd->chunk_id, cmd->version, t ? t->node_id : 0, 0, 0, 0};
+    struct replicate_outcome o = {cmd->chunk_id, cmd->version, t ? t->node_id : 0, 0, 0, 0,
+                                  cmd->fuzzy};
 
     o.status = replicate_start(nn->cfg.repl, cmd->chunk_id, cmd->version, o.target,
-                               t ? t->addr : NULL, cmd->delta);
+                               t ? t->addr : NULL, cmd->delta, cmd->fuzzy);
     if (o.status == -EALREADY)
         return 0; /* the same copy is running */
     if (o.status)
@@ -709,6 +710,7 @@ void nnlink_replicate_done(struct nnlink *nn, const struct replicate_outcome *o)
     q.status = err_to_wire(o->status);
     q.bytes_sent = o->bytes_sent;
     q.bytes_saved = o->bytes_saved;
+    q.fuzzy = o->fuzzy;
     env.body_case = KEEL__ENVELOPE__BODY_REPLICATE_DONE_REQ;
     env.replicate_done_req = &q;
     call(nn, &env, replicate_done_reply, call_new(nn));

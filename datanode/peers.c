@@ -37,9 +37,12 @@ int peers_new(uv_loop_t *loop, uint32_t timeout_ms, struct peers **out)
     p->timeout_ms = timeout_ms ? timeout_ms : 5000;
     p->opts.call_timeout_ms = p->timeout_ms;
     p->opts.connect_timeout_ms = p->timeout_ms;
-    /* A restarted peer should be found again quickly. */
+    /* A restarted peer should be found again quickly; while a peer refuses
+     * connections, what is forwarded to it fails at once (the writer
+     * recovers without it) instead of waiting for the next attempt. */
     p->opts.backoff_min_ms = 50;
     p->opts.backoff_max_ms = 200;
+    p->opts.fail_fast = true;
     *out = p;
     return 0;
 }

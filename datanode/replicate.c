@@ -35,6 +35,7 @@ struct copy {
     char addr[64];
     bool delta_asked; /* the command said the target has an older replica */
     bool delta;       /* sending only the blocks that differ */
+    bool fuzzy;       /* writes may go on: take blocks as they are, label version - 1 */
     uint32_t blocks;
     uint64_t length;  /* replica length at the snapshot */
     uint64_t *snap;   /* every block's checksum at the start */
@@ -104,7 +105,12 @@ static void start_queued(struct replicate *rp);
 static void finish(struct copy *c, int status)
 {
     struct replicate *rp = c->rp;
-    struct replicate_outcome o = {c->chunk_id, c->version, c->target, status, c->bytes_sent, 0};
+    struct replicate_outcome o = {.chunk_id = c->chunk_id,
+                                  .version = c->version,
+                                  .target = c->target,
+                                  .status = status,
+                                  .bytes_sent = c->bytes_sent,
+                                  .fuzzy = c->fuzzy};
 
     if (status == 0 && c->delta && c->whole_bytes > c->bytes_sent)
         o.bytes_saved = c->whole_bytes - c->bytes_sent;
@@ -118,8 +124,9 @@ static void finish(struct copy *c, int status)
                  c->chunk_id, c->bytes_sent, c->whole_bytes, c->version, c->target);
     else
         log_info("replicate: copied chunk %016" PRIx64 " version %" PRIu64 " to node %" PRIu64
-                 " (%" PRIu64 " bytes)",
-                 c->chunk_id, c->version, c->target, c->bytes_sent);
+                 " (%" PRIu64 " bytes)%s",
+                 c->chunk_id, c->version, c->target, c->bytes_sent,
+                 c->fuzzy ? ", fuzzy: installed there as the version before" : "");
     unlink_copy(c);
     copy_free(c);
     if (rp->hooks.done)
@@ -235,8 +242,11 @@ static void send_piece(struct copy *c)
 
     c->state = c->last ? CS_FINAL : CS_SENDING;
     q.chunk_id = c->chunk_id;
-    q.version = c->version;
-    q.length = c->length;
+    /* A fuzzy copy is stale by construction; its length is not known (a
+     * write may extend the replica at any time): the chunk's size, the rest
+     * being zeros, covers whatever was sent. */
+    q.version = c->fuzzy ? c->version - 1 : c->version;
+    q.length = c->fuzzy ? (uint64_t)c->blocks * KEEL_BLOCK_SIZE : c->length;
     q.first = !c->first_sent;
     q.last = c->last;
     q.delta = c->delta;
@@ -281,7 +291,9 @@ static void read_done(int status, struct replicas_result *res, void *arg)
     }
     n = res->nsums;
     for (size_t i = 0; i < n; i++) {
-        if (res->sums[i] != c->snap[lo + i]) {
+        if (res->sums[i] != c->snap[lo + i] && c->fuzzy) {
+            c->snap[lo + i] = res->sums[i]; /* what the target will hold */
+        } else if (res->sums[i] != c->snap[lo + i]) {
             log_warn("replicate: chunk %016" PRIx64 " block %" PRIu64 " changed during the copy",
                      c->chunk_id, (uint64_t)lo + i);
             finish(c, -EAGAIN);
@@ -342,6 +354,22 @@ static void final_done(int status, struct replicas_result *res, void *arg)
     pace(c);
 }
 
+/* A fuzzy copy's last piece: the checksums of what was sent (and zeros
+ * elsewhere), not of what the replica holds now. */
+static void final_fuzzy(struct copy *c)
+{
+    uint64_t *all = xmalloc((size_t)c->blocks * sizeof(*all));
+
+    for (uint32_t b = 0; b < c->blocks; b++)
+        all[b] = htole64(c->snap[b]);
+    c->base = all;
+    c->data = (const uint8_t *)all;
+    c->len = (size_t)c->blocks * sizeof(*all);
+    c->nblocks = 0;
+    c->last = true;
+    pace(c);
+}
+
 /* Reads the next piece: the wanted blocks of the next window of
  * piece_blocks blocks that has any, from the first to the last of them. */
 static void next_piece(struct copy *c)
@@ -374,6 +402,10 @@ static void next_piece(struct copy *c)
         return;
     }
     c->state = CS_FINAL;
+    if (c->fuzzy) {
+        final_fuzzy(c);
+        return;
+    }
     r = replicas_checksums(rp->reps, c->chunk_id, c->version, final_done, c);
     if (r)
         finish(c, r);
@@ -506,7 +538,10 @@ static int begin(struct copy *c)
 {
     log_info("replicate: copying chunk %016" PRIx64 " version %" PRIu64 " to node %" PRIu64
              " (%s)%s",
-             c->chunk_id, c->version, c->target, c->addr, c->delta_asked ? ", delta" : "");
+             c->chunk_id, c->version, c->target, c->addr,
+             c->delta_asked ? ", delta"
+             : c->fuzzy     ? ", fuzzy"
+                            : "");
     return c->delta_asked ? probe(c) : snapshot(c);
 }
 
@@ -555,7 +590,7 @@ static struct copy *find_copy(struct list *head, uint64_t chunk_id, uint64_t tar
 }
 
 int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, uint64_t target_id,
-                    const char *target_addr, bool delta)
+                    const char *target_addr, bool delta, bool fuzzy)
 {
     struct replica_info ri;
     struct copy *c;
@@ -565,6 +600,8 @@ int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, u
         return -ECANCELED;
     if (target_id == 0 || !target_addr || peers_check_addr(target_addr))
         return -EINVAL;
+    if (fuzzy && (delta || version < 2))
+        return -EINVAL; /* a fuzzy copy is whole, and labelled version - 1 >= 1 */
     if (find_copy(&rp->queued, chunk_id, target_id) || find_copy(&rp->running, chunk_id, target_id))
         return -EALREADY;
     if (!replicas_get(rp->reps, chunk_id, &ri))
@@ -580,6 +617,7 @@ int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, u
     c->target = target_id;
     c->session = random_u64();
     c->delta_asked = delta;
+    c->fuzzy = fuzzy;
     snprintf(c->addr, sizeof(c->addr), "%s", target_addr);
     list_init(&c->pace);
     if (rp->nrunning >= rp->streams) {

@@ -23,6 +23,14 @@
  * (copyrecv.c). A write or version change during the copy fails it
  * (-EAGAIN or -ESTALE).
  *
+ * A fuzzy copy (the namenode's fuzzy flag: the chunk's file is being
+ * written) is a whole copy that takes writes as they come: a block that
+ * changed since the snapshot is sent as it is now, the last piece carries
+ * the checksums of what was sent, and the target installs the replica as
+ * version - 1 with the chunk's full length: a stale replica, consistent in
+ * itself, that the delta copy the namenode orders next brings up to date.
+ * Only a version change fails it.
+ *
  * Pacing: at most `streams` copies run at once (more wait, first come first
  * served), and their payload bytes together go out at no more than `rate`
  * bytes per second (0: unlimited), so client I/O keeps priority. Pieces
@@ -56,6 +64,7 @@ struct replicate_outcome {
     int status;
     uint64_t bytes_sent;  /* payload bytes of blocks sent */
     uint64_t bytes_saved; /* delta: bytes a whole copy would have sent on top */
+    bool fuzzy;           /* the target got version - 1 */
 };
 
 struct replicate_hooks {
@@ -77,13 +86,14 @@ int replicate_new(uv_loop_t *loop, struct replicas *reps, struct peers *peers,
 
 /*
  * Starts, or queues, a copy of chunk_id at version to the datanode
- * target_id at target_addr; delta: the target holds an older replica.
+ * target_id at target_addr; delta: the target holds an older replica;
+ * fuzzy: writes may go on during the copy (see above).
  * Returns 0 (hooks.done follows, later), -EALREADY (that copy is running or
  * queued), -ENOENT (no replica), -ESTALE (another version), -EIO (replica
  * corrupt), -EINVAL (bad target), -ECANCELED (shutting down).
  */
 int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, uint64_t target_id,
-                    const char *target_addr, bool delta);
+                    const char *target_addr, bool delta, bool fuzzy);
 /* Copies running and queued. */
 size_t replicate_active(const struct replicate *rp);
 /* Fails queued copies and stops running ones at their next step (done with

@@ -57,6 +57,7 @@ static size_t take_commands(struct nn_core *core, struct reg_node *n, struct cmd
             b->targets[k].domain = t->domain;
             c->target = &b->targets[k];
             c->delta = rc[i].delta;
+            c->fuzzy = rc[i].fuzzy;
         }
         b->ptrs[k] = c;
         k++;
@@ -318,7 +319,11 @@ static void h_replicate_done(rpc_req *req, void *ctx)
         rpc_reply_error(req, -EINVAL, "a status is 0 or negative");
         return;
     }
-    repair_copy_done(core->repair, n->id, rq->chunk_id, rq->version, rq->target,
+    if (rq->fuzzy && rq->version < 2) {
+        rpc_reply_error(req, -EINVAL, "a fuzzy copy is of version 2 or later");
+        return;
+    }
+    repair_copy_done(core->repair, n->id, rq->chunk_id, rq->version, rq->fuzzy, rq->target,
                      err_from_wire(rq->status), rq->bytes_sent, rq->bytes_saved);
     env.body_case = KEEL__ENVELOPE__BODY_REPLICATE_DONE_REP;
     env.replicate_done_rep = &rep;

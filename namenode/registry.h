@@ -61,6 +61,7 @@ struct reg_cmd {
     uint64_t version;
     uint64_t target; /* REPLICATE: the node to copy to */
     bool delta;      /* REPLICATE: the target holds an older version */
+    bool fuzzy;      /* REPLICATE: writes may go on; the target gets version - 1 */
 };
 
 struct reg_node {

@@ -475,9 +475,9 @@ static void push_done(int status, rpc_msg *reply, void *arg)
         n->no_push = true;
     }
     /* Not taken now: the next heartbeat carries it. */
-    registry_order_copy(
-        rp->cfg.reg, cl->src,
-        &(struct reg_cmd){REG_CMD_REPLICATE, cl->chunk, cl->version, cl->tgt, cp->delta});
+    registry_order_copy(rp->cfg.reg, cl->src,
+                        &(struct reg_cmd){REG_CMD_REPLICATE, cl->chunk, cl->version, cl->tgt,
+                                          cp->delta, cp->fuzzy});
 out:
     free(cl);
 }
@@ -487,7 +487,7 @@ static void command_copy(struct repair *rp, uint64_t chunk, const struct replq_c
 {
     struct reg_node *src = registry_get(rp->cfg.reg, cp->src);
     struct reg_node *tgt = registry_get(rp->cfg.reg, cp->tgt);
-    struct reg_cmd rc = {REG_CMD_REPLICATE, chunk, cp->version, cp->tgt, cp->delta};
+    struct reg_cmd rc = {REG_CMD_REPLICATE, chunk, cp->version, cp->tgt, cp->delta, cp->fuzzy};
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__CommandReq req = KEEL__COMMAND_REQ__INIT;
     Keel__Command cmd = KEEL__COMMAND__INIT;
@@ -503,7 +503,9 @@ static void command_copy(struct repair *rp, uint64_t chunk, const struct replq_c
     log_info("repair: copying chunk %" PRIx64 " v%" PRIu64 " from datanode %" PRIu64 " to %" PRIu64
              "%s",
              chunk, cp->version, cp->src, cp->tgt,
-             cp->delta ? " (delta: it holds an older version)" : "");
+             cp->delta   ? " (delta: it holds an older version)"
+             : cp->fuzzy ? " (fuzzy: the file is being written; a delta copy follows)"
+                         : "");
     if (!src->conn || src->no_push) {
         registry_order_copy(rp->cfg.reg, cp->src, &rc);
         return;
@@ -516,6 +518,7 @@ static void command_copy(struct repair *rp, uint64_t chunk, const struct replq_c
     cmd.version = cp->version;
     cmd.target = &target;
     cmd.delta = cp->delta;
+    cmd.fuzzy = cp->fuzzy;
     req.commands = cmds;
     req.n_commands = 1;
     env.body_case = KEEL__ENVELOPE__BODY_COMMAND_REQ;
@@ -585,17 +588,34 @@ out:
     free(cl);
 }
 
-static void start(struct repair *rp, struct cm_chunk *c, const struct replq_copy *copies, size_t n,
+/*
+ * A copy that writers must not slip past is fenced: writers of the chunk
+ * wait (repair_copying) until it ends, and while the file may be written
+ * the chunk first moves to a new version. Whole copies of a file being
+ * written are fuzzy instead: at the current version, they take writes as
+ * they come and leave a stale replica one version below, which the delta
+ * copy that follows (fenced, but short: only the blocks written meanwhile)
+ * brings up to date. So a writer waits for a delta, never for a whole
+ * chunk to cross the wire.
+ */
+static void start(struct repair *rp, struct cm_chunk *c, struct replq_copy *copies, size_t n,
                   uint64_t now)
 {
     struct call *cl;
-    int r = replq_start(rp->q, c->id, copies, n);
+    bool busy = lease_busy(rp->cfg.leases, c->ino, now), fuzzy = busy;
+    int r;
 
+    for (size_t i = 0; i < n; i++)
+        fuzzy &= !copies[i].delta;
+    for (size_t i = 0; i < n; i++)
+        copies[i].fuzzy = fuzzy;
+    r = replq_start(rp->q, c->id, copies, n);
     if (r) {
         log_error("repair: cannot start copies of chunk %" PRIx64 ": %s", c->id, err_str(r));
         return;
     }
-    if (!lease_busy(rp->cfg.leases, c->ino, now)) {
+    /* A fuzzy copy needs no fence, only a version - 1 above zero. */
+    if (!busy || (fuzzy && c->version >= 2)) {
         send_copies(rp, c->id, c->version);
         return;
     }
@@ -759,10 +779,11 @@ static enum replq_outcome blame(int status)
     }
 }
 
-void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t version,
+void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t version, bool fuzzy,
                       uint64_t target, int status, uint64_t bytes_sent, uint64_t bytes_saved)
 {
     struct replq_copy *cp = replq_find(rp->q, chunk, src, target);
+    uint64_t installed = fuzzy ? version - 1 : version;
     struct cm_chunk *c;
     struct reg_node *tn;
 
@@ -770,8 +791,9 @@ void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t 
     rp->stats.bytes_saved += bytes_saved;
     if (status == 0)
         log_info("repair: chunk %" PRIx64 " v%" PRIu64 " copied from datanode %" PRIu64
-                 " to %" PRIu64 ": %" PRIu64 " bytes sent, %" PRIu64 " saved by delta",
-                 chunk, version, src, target, bytes_sent, bytes_saved);
+                 " to %" PRIu64 ": %" PRIu64 " bytes sent, %" PRIu64 " saved by delta%s",
+                 chunk, version, src, target, bytes_sent, bytes_saved,
+                 fuzzy ? " (fuzzy: installed one version below, a delta follows)" : "");
     else
         log_warn("repair: copy of chunk %" PRIx64 " v%" PRIu64 " from datanode %" PRIu64
                  " to %" PRIu64 " failed: %s",
@@ -781,8 +803,8 @@ void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t 
     if (!cp || cp->version != version) {
         /* Ended already: the target reported first, or the copy timed out
          * and went elsewhere. A late success still made a replica. */
-        if (status == 0 && c && c->version == version && tn && registry_node_live(tn))
-            chunkmap_set_replica(rp->cfg.cm, c, target, version);
+        if (status == 0 && c && c->version == installed && tn && registry_node_live(tn))
+            chunkmap_set_replica(rp->cfg.cm, c, target, installed);
         return;
     }
     if (status) {
@@ -793,15 +815,23 @@ void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t 
         rp->want_schedule = true;
         return;
     }
-    if (c && c->version == version && tn && registry_node_live(tn))
-        chunkmap_set_replica(rp->cfg.cm, c, target, version);
+    /* A fuzzy copy is recorded as the stale replica it is: the next run
+     * plans its delta at once. */
+    if (c && (c->version == installed || fuzzy) && tn && registry_node_live(tn))
+        chunkmap_set_replica(rp->cfg.cm, c, target, installed);
     finish(rp, chunk, src, target, REPLQ_DONE);
     rp->want_schedule = true;
 }
 
 bool repair_copying(const struct repair *rp, uint64_t chunk)
 {
-    return replq_is_running(rp->q, chunk);
+    struct replq_copy copies[REPLQ_MAX_COPIES];
+    size_t n = replq_is_running(rp->q, chunk) ? replq_copies(rp->q, chunk, copies) : 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (!copies[i].fuzzy)
+            return true;
+    return false;
 }
 
 void repair_node_dead(struct repair *rp, uint64_t node)

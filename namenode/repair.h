@@ -26,15 +26,20 @@
  * Sources are current replicas on live nodes (leaving nodes first); the
  * target is a stale holder in a fresh domain when there is one (it gets a
  * delta copy), else the placement policy's pick among usable nodes with a
- * free incoming stream. A chunk whose file some client may be writing
- * (lease_busy) is first moved to a new version on its current replicas,
- * and copied at that version, so no write can be missed; meanwhile the
- * chunk is "copying" and writers are told -EAGAIN (repair_copying). The
- * command is pushed with CommandReq on the source's registered connection
- * (or queued for its heartbeat when it cannot take pushes). A copy ends
- * when the target reports the replica or the source's ReplicateDoneReq
- * arrives; a failure, a timeout or a dead node makes the chunk go again,
- * avoiding the node at fault; repeated failures back off.
+ * free incoming stream. A copy is fenced when no write may slip past it:
+ * meanwhile the chunk is "copying" and writers are told -EAGAIN
+ * (repair_copying). A chunk whose file some client may be writing
+ * (lease_busy) is first moved to a new version on its current replicas and
+ * copied at that version. A whole copy of such a chunk is fuzzy instead:
+ * unfenced, at the current version (one above zero at least), the source
+ * takes writes as they come, the target installs the result one version
+ * below (stale), and the delta copy planned next, which is fenced, sends
+ * only what was written meanwhile. Writers then wait for a delta, not for
+ * a whole chunk. The command is pushed with CommandReq on the source's
+ * registered connection (or queued for its heartbeat when it cannot take
+ * pushes). A copy ends when the target reports the replica or the source's
+ * ReplicateDoneReq arrives; a failure, a timeout or a dead node makes the
+ * chunk go again, avoiding the node at fault; repeated failures back off.
  *
  * Copies wait while the picture is incomplete: a node known from before a
  * restart has not registered yet (until it does or is declared dead), or
@@ -111,11 +116,12 @@ void repair_scan_all(struct repair *rp);
 void repair_replica_reported(struct repair *rp, uint64_t node, uint64_t chunk, uint64_t version,
                              bool corrupt);
 
-/* A source's ReplicateDoneReq. status is 0 or a negative errno. */
-void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t version,
+/* A source's ReplicateDoneReq. status is 0 or a negative errno; fuzzy: the
+ * target installed version - 1. */
+void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t version, bool fuzzy,
                       uint64_t target, int status, uint64_t bytes_sent, uint64_t bytes_saved);
 
-/* True while chunk is being copied: writers must wait (-EAGAIN). */
+/* True while a fenced copy of chunk runs: writers must wait (-EAGAIN). */
 bool repair_copying(const struct repair *rp, uint64_t chunk);
 
 /*

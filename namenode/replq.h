@@ -44,6 +44,7 @@ struct replq_copy {
     uint64_t version; /* the version copied; 0 until commanded */
     uint64_t sent_ms; /* when commanded; 0 before */
     bool delta;       /* the target holds an older version of the chunk */
+    bool fuzzy;       /* writes go on meanwhile: the target ends up stale */
 };
 
 /* Names one copy. */

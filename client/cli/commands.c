@@ -797,51 +797,91 @@ static void problem(struct fsck *fk, const char *path, const struct keel_chunk_i
     }
 }
 
-/* Compares the block checksums of every current replica of a chunk. */
-static void verify_chunk(struct fsck *fk, const char *path, const struct keel_chunk_info *ci)
+#define VERIFY_TRIES    5 /* looks at a chunk whose version moves under us */
+#define VERIFY_PAUSE_US 200000
+
+/*
+ * Compares the block checksums of every current replica of a chunk.
+ * Returns false, having judged nothing, when a replica is at another
+ * version than the namenode said and this is not the last try: the
+ * version moved while we looked (a fence, a repair), so the caller looks
+ * again with fresh locations.
+ */
+static bool verify_chunk(struct fsck *fk, const char *path, const struct keel_chunk_info *ci,
+                         bool last)
 {
-    uint64_t *ref = NULL;
-    size_t nref = 0;
-    const char *ref_addr = NULL;
+    unsigned n = ci->nreplicas;
+    uint64_t **sums = xcalloc(n + 1, sizeof(*sums));
+    size_t *nsums = xcalloc(n + 1, sizeof(*nsums));
+    int *errs = xcalloc(n + 1, sizeof(*errs));
+    bool moved = false;
+    int ref = -1;
 
-    for (unsigned k = 0; k < ci->nreplicas; k++) {
-        const struct keel_replica *rp = &ci->replicas[k];
-        uint64_t *sums;
-        size_t n, diff = 0, first = 0;
-        char detail[256];
-        int r;
-
-        if (rp->state != 0)
+    for (unsigned k = 0; k < n; k++) {
+        if (ci->replicas[k].state != 0)
             continue;
-        r = keel_replica_checksums(fk->cli->c, rp->addr, ci->chunk_id, ci->version, &sums, &n,
-                                   NULL);
-        if (r) {
-            snprintf(detail, sizeof(detail), "%s: %s", rp->addr, keel_strerror(r));
+        errs[k] = keel_replica_checksums(fk->cli->c, ci->replicas[k].addr, ci->chunk_id,
+                                         ci->version, &sums[k], &nsums[k], NULL);
+        moved |= errs[k] == -ESTALE;
+    }
+    for (unsigned k = 0; (!moved || last) && k < n; k++) {
+        const char *addr = ci->replicas[k].addr;
+        size_t diff = 0, first = 0;
+        char detail[256];
+
+        if (ci->replicas[k].state != 0)
+            continue;
+        if (errs[k]) {
+            snprintf(detail, sizeof(detail), "%s: %s", addr, keel_strerror(errs[k]));
             problem(fk, path, ci, "replica unreadable", detail);
             fk->mismatched++;
             continue;
         }
-        if (!ref) {
-            ref = sums;
-            nref = n;
-            ref_addr = rp->addr;
+        if (ref < 0) {
+            ref = (int)k;
             continue;
         }
-        for (size_t b = 0; b < MAX(n, nref); b++) {
-            if (b >= n || b >= nref || sums[b] != ref[b]) {
+        for (size_t b = 0; b < MAX(nsums[k], nsums[ref]); b++) {
+            if (b >= nsums[k] || b >= nsums[ref] || sums[k][b] != sums[ref][b]) {
                 if (diff++ == 0)
                     first = b;
             }
         }
         if (diff) {
             snprintf(detail, sizeof(detail), "%s and %s differ in %zu block(s), first %zu",
-                     ref_addr, rp->addr, diff, first);
+                     ci->replicas[ref].addr, addr, diff, first);
             problem(fk, path, ci, "replicas differ", detail);
             fk->mismatched++;
         }
-        free(sums);
     }
-    free(ref);
+    for (unsigned k = 0; k < n; k++)
+        free(sums[k]);
+    free(sums);
+    free(nsums);
+    free(errs);
+    return !moved || last;
+}
+
+/* verify_chunk, again with fresh locations while the version moves. */
+static void verify_settled(struct fsck *fk, const char *path, const struct keel_chunk_info *ci)
+{
+    struct keel_chunk_info *fresh = NULL;
+    size_t n = 0;
+
+    for (int tries = 1; ci && !verify_chunk(fk, path, ci, tries == VERIFY_TRIES); tries++) {
+        uint64_t index = ci->index;
+
+        keel_chunks_free(fresh, n);
+        fresh = NULL;
+        n = 0;
+        ci = NULL;
+        usleep(VERIFY_PAUSE_US);
+        if (keel_file_chunks(fk->cli->c, path, 0, 0, &fresh, &n) == 0)
+            for (size_t i = 0; i < n && !ci; i++)
+                if (fresh[i].index == index)
+                    ci = &fresh[i];
+    }
+    keel_chunks_free(fresh, n);
 }
 
 static void check_file(struct fsck *fk, const char *path)
@@ -888,7 +928,7 @@ static void check_file(struct fsck *fk, const char *path)
             problem(fk, path, ci, "corrupt replicas", "");
         }
         if (fk->verify && current > 1)
-            verify_chunk(fk, path, ci);
+            verify_settled(fk, path, ci);
     }
     keel_chunks_free(chunks, n);
 }

@@ -8,7 +8,10 @@
 #   - a delta to a node without the chunk, or one where most blocks differ,
 #     goes whole;
 #   - --replication-rate measurably slows a copy; --replication-streams 1
-#     makes a second copy wait for the first.
+#     makes a second copy wait for the first;
+#   - a fuzzy copy, taken while the source replica is being written, ends
+#     well and leaves a stale (version - 1), self-consistent replica, which a
+#     delta copy then makes identical to the source.
 source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/dn_lib.sh"
 
@@ -119,6 +122,38 @@ second_start=$(grep -n "copying chunk 000000000000005b" "$T/dn1.log" | tail -n 1
     fail "the queued copy started before the first ended"
 same_files 1 3 90 || fail "the paced copy differs from its source"
 same_files 1 2 91 || fail "the queued copy differs from its source"
+
+# A fuzzy copy at 1 MiB/s (4 s) while random writes go to the source for 3 s.
+control create 1 92 2
+wait_for 10 "chunk 92" event "create-done 1 92 0"
+out=$(dntool write --dn "$(addr 1)" --chunk 92 --version 2 --len 1M --count 4 --span 4M \
+    --seed 9) || fail "write: $out"
+dntool stream --dn "$(addr 1)" --chunk 92 --version 2 --journal "$T/j92" --span 4M \
+    --seconds 3 --flush-every 8 >"$T/stream92.out" 2>&1 &
+stream=$!
+track_pid $stream
+control replicate 1 92 2 3 fuzzy
+wait_for 30 "the fuzzy copy" event "replicate-done 1 92 2 3 0 [0-9]* 0 fuzzy"
+wait $stream || fail "the writes during the copy: $(cat "$T/stream92.out")"
+[[ -s "$T/j92" ]] || fail "no write went on during the copy"
+grep -q "changed during the copy" "$T/dn1.log" && fail "a fuzzy copy checked for changes"
+# Datanode 3 has version 1, the whole chunk long, and every block reads back
+# (its checksums agree with its data).
+wait_for 10 "datanode 3 to report the stale copy" event "report 3 92 1 4194304 ok"
+out=$(dntool read --dn "$(addr 3)" --chunk 92 --version 1 --len 4M --seed 9) || true # data differs
+[[ "$(kv status "$out")" == OK ]] || fail "the fuzzy copy does not read back: $out"
+# The delta makes it current and identical (it goes whole when the writes
+# touched most blocks after they were sent).
+control replicate 1 92 2 3 delta
+wait_for 20 "the delta after the fuzzy copy" event "replicate-done 1 92 2 3 0 [0-9]* [0-9]*"
+line=$(done_line "replicate-done 1 92 2 3 0 [0-9]* [0-9]*")
+# Blocks written after they were sent had to travel again.
+(($(awk '{print $7}' <<<"$line") > 0)) || fail "no write landed during the fuzzy copy: $line"
+wait_for 10 "datanode 3 to report version 2" event "report 3 92 2 [0-9]* ok"
+same_files 1 3 92 || fail "after its delta the fuzzy copy differs from its source"
+src=$(dntool checksums --dn "$(addr 1)" --chunk 92 --version 2) || fail "checksums: $src"
+dst=$(dntool checksums --dn "$(addr 3)" --chunk 92 --version 2) || fail "checksums: $dst"
+[[ "$src" == "$dst" ]] || fail "after its delta: $src / $dst"
 
 for i in 1 2 3; do kill -TERM "${pid[$i]}"; done
 kill -TERM $fakenn

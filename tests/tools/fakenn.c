@@ -6,10 +6,11 @@
  *
  *   create NODE CHUNK VERSION              CreateReplicaReq to NODE
  *   setversion NODE CHUNK FROM TO          SetVersionReq to NODE
- *   replicate NODE CHUNK VERSION TARGET [delta] [push]
+ *   replicate NODE CHUNK VERSION TARGET [delta|fuzzy] [push]
  *                                          CMD_REPLICATE in NODE's next heartbeat reply
  *                                          (push: in a CommandReq at once; delta: the
- *                                          target holds an older replica)
+ *                                          target holds an older replica; fuzzy:
+ *                                          writes may go on during the copy)
  *   delete NODE CHUNK VERSION [push]       CMD_DELETE, likewise
  *
  * and prints one line per event on stdout for the test to wait on:
@@ -19,7 +20,7 @@
  *   report NODE CHUNK VERSION LENGTH ok|corrupt|deleted
  *   create-done NODE CHUNK STATUS          (STATUS: 0 or a negative errno)
  *   setversion-done NODE CHUNK STATUS
- *   replicate-done NODE CHUNK VERSION TARGET STATUS BYTES_SENT BYTES_SAVED
+ *   replicate-done NODE CHUNK VERSION TARGET STATUS BYTES_SENT BYTES_SAVED [fuzzy]
  *   command-done NODE CHUNK STATUS         (the answer to a CommandReq)
  *   full NODE                              (a heartbeat said the disk is full)
  *
@@ -178,9 +179,10 @@ static void h_replicate_done(rpc_req *req, void *ctx)
 {
     const Keel__ReplicateDoneReq *q = req->env->replicate_done_req;
 
-    say("replicate-done %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %" PRIu64 " %" PRIu64,
+    say("replicate-done %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %" PRIu64 " %" PRIu64
+        "%s",
         q->node_id, q->chunk_id, q->version, q->target, err_from_wire(q->status), q->bytes_sent,
-        q->bytes_saved);
+        q->bytes_saved, q->fuzzy ? " fuzzy" : "");
     rpc_reply(req, NULL, RPC_NO_PAYLOAD);
 }
 
@@ -224,7 +226,7 @@ static void call_node(uint64_t node, Keel__Envelope *env, const char *what, uint
 
 /* A command for NODE: queued for its next heartbeat reply, or pushed now. */
 static void queue_command(uint64_t node, Keel__CommandKind kind, uint64_t chunk, uint64_t version,
-                          uint64_t target, bool delta, bool push)
+                          uint64_t target, bool delta, bool fuzzy, bool push)
 {
     struct node *n = node && node <= MAX_NODES ? &nn.nodes[node] : NULL;
     Keel__Command *c;
@@ -240,6 +242,7 @@ static void queue_command(uint64_t node, Keel__CommandKind kind, uint64_t chunk,
     c->chunk_id = chunk;
     c->version = version;
     c->delta = delta;
+    c->fuzzy = fuzzy;
     if (target) {
         c->target = xcalloc(1, sizeof(*c->target));
         keel__replica__init(c->target);
@@ -300,9 +303,10 @@ static void run_line(const char *line)
         call_node(a, &env, "setversion", b);
     } else if (strcmp(cmd, "replicate") == 0) {
         queue_command(a, KEEL__COMMAND_KIND__CMD_REPLICATE, b, c, d, has_word(line, "delta"),
-                      has_word(line, "push"));
+                      has_word(line, "fuzzy"), has_word(line, "push"));
     } else if (strcmp(cmd, "delete") == 0) {
-        queue_command(a, KEEL__COMMAND_KIND__CMD_DELETE, b, c, 0, false, has_word(line, "push"));
+        queue_command(a, KEEL__COMMAND_KIND__CMD_DELETE, b, c, 0, false, false,
+                      has_word(line, "push"));
     } else {
         say("error unknown control line: %s", line);
     }

@@ -3,7 +3,8 @@
  * RPC on 127.0.0.1 in this process: a lost replica is copied from a
  * survivor to a node in a fresh domain, pushed with CommandReq; a stale
  * holder gets a delta copy; a file someone may write is moved to a new
- * version first and copied at it, and is "copying" meanwhile; a failed copy
+ * version first and copied at it, fuzzily (writers go on), then by a delta
+ * during which it is "copying"; a failed copy
  * goes to another target; no node sends or receives more than the stream
  * limit; an extra replica is trimmed; nothing happens in safe mode; and a
  * decommissioning node drains (progress counted) and is marked
@@ -42,7 +43,7 @@ struct fake_dn {
 
 struct cmd_rec {
     uint64_t node, chunk, version, target;
-    bool delta;
+    bool delta, fuzzy;
 };
 
 static struct fake_dn dns[NDN];
@@ -102,7 +103,7 @@ static void dn_command(rpc_req *req, void *ctx)
         ck_assert_int_eq(c->kind, KEEL__COMMAND_KIND__CMD_REPLICATE);
         ck_assert_ptr_nonnull(c->target);
         cmds[ncmds++] = (struct cmd_rec){(uint64_t)(d - dns) + 1, c->chunk_id, c->version,
-                                         c->target->node_id, c->delta};
+                                         c->target->node_id,      c->delta,    c->fuzzy};
     }
     env.body_case = KEEL__ENVELOPE__BODY_COMMAND_REP;
     env.command_rep = &rep;
@@ -346,9 +347,9 @@ START_TEST(a_lost_replica_is_copied_from_a_survivor)
     repair_get_stats(rp, &s);
     ck_assert_uint_eq(s.running, 1);
     /* A late notice about another copy changes nothing. */
-    repair_copy_done(rp, cmds[0].node, id, c->version, lost, -EIO, 0, 0);
+    repair_copy_done(rp, cmds[0].node, id, c->version, false, lost, -EIO, 0, 0);
     ck_assert(repair_copying(rp, id));
-    repair_copy_done(rp, cmds[0].node, id, c->version, cmds[0].target, 0, CS, 0);
+    repair_copy_done(rp, cmds[0].node, id, c->version, false, cmds[0].target, 0, CS, 0);
     ck_assert(!repair_copying(rp, id));
     run_until(chunk_healthy, &id);
     repair_get_stats(rp, &s);
@@ -390,7 +391,7 @@ START_TEST(a_stale_holder_gets_a_delta_copy)
     ck_assert_uint_eq(cmds[0].target, stale);
     ck_assert(cmds[0].delta);
     ck_assert_uint_eq(cmds[0].version, 2);
-    repair_copy_done(rp, cmds[0].node, id, 2, stale, 0, 4096, CS - 4096);
+    repair_copy_done(rp, cmds[0].node, id, 2, false, stale, 0, 4096, CS - 4096);
     run_until(chunk_healthy, &id);
 }
 END_TEST
@@ -413,9 +414,36 @@ START_TEST(a_file_being_written_is_bumped_first)
     ck_assert_int_eq(sv, 2);
     ck_assert_uint_eq(c->version, 2);
     ck_assert_uint_eq(cmds[0].version, 2);
+    /* A whole copy of a file being written is fuzzy: writers go on. */
+    ck_assert(cmds[0].fuzzy && !cmds[0].delta);
+    ck_assert(!repair_copying(rp, id));
+    repair_copy_done(rp, cmds[0].node, id, 2, true, cmds[0].target, 0, CS, 0);
+    /* The target holds version 1 (stale): a delta at a new version follows,
+     * and writers wait for that one. */
+    wait_cmds(2);
+    c = chunkmap_get(map, id);
+    ck_assert_uint_eq(c->version, 3);
+    ck_assert_uint_eq(cmds[1].target, cmds[0].target);
+    ck_assert(cmds[1].delta && !cmds[1].fuzzy);
+    ck_assert_uint_eq(cmds[1].version, 3);
     ck_assert(repair_copying(rp, id));
-    repair_copy_done(rp, cmds[0].node, id, 2, cmds[0].target, 0, CS, 0);
+    ck_assert(!chunk_healthy(&id));
+    repair_copy_done(rp, cmds[1].node, id, 3, false, cmds[1].target, 0, 4096, CS - 4096);
     run_until(chunk_healthy, &id);
+
+    /* Above version 1 a fuzzy copy needs no new version first. */
+    sv = 0;
+    for (int i = 0; i < NDN; i++)
+        sv += dns[i].set_versions;
+    kill_node(a_holder(chunkmap_get(map, id), 0));
+    wait_cmds(3);
+    ck_assert(cmds[2].fuzzy);
+    ck_assert_uint_eq(cmds[2].version, 3);
+    ck_assert_uint_eq(chunkmap_get(map, id)->version, 3);
+    for (int i = 0; i < NDN; i++)
+        sv -= dns[i].set_versions;
+    ck_assert_int_eq(sv, 0);
+    ck_assert(!repair_copying(rp, id));
 }
 END_TEST
 
@@ -427,11 +455,11 @@ START_TEST(a_failed_copy_goes_elsewhere)
     kill_node(a_holder(c, 0));
     wait_cmds(1);
     /* The target refused (disk full): the next copy goes to another one. */
-    repair_copy_done(rp, cmds[0].node, id, cmds[0].version, cmds[0].target, -ENOSPC, 0, 0);
+    repair_copy_done(rp, cmds[0].node, id, cmds[0].version, false, cmds[0].target, -ENOSPC, 0, 0);
     wait_cmds(2);
     ck_assert_uint_eq(cmds[1].chunk, id);
     ck_assert_uint_ne(cmds[1].target, cmds[0].target);
-    repair_copy_done(rp, cmds[1].node, id, cmds[1].version, cmds[1].target, 0, CS, 0);
+    repair_copy_done(rp, cmds[1].node, id, cmds[1].version, false, cmds[1].target, 0, CS, 0);
     run_until(chunk_healthy, &id);
 }
 END_TEST
@@ -466,7 +494,7 @@ START_TEST(streams_per_node)
         size_t have = ncmds;
 
         for (; done < have; done++)
-            repair_copy_done(rp, cmds[done].node, cmds[done].chunk, cmds[done].version,
+            repair_copy_done(rp, cmds[done].node, cmds[done].chunk, cmds[done].version, false,
                              cmds[done].target, 0, CS, 0);
         if (done < want)
             wait_cmds(done + 1);
@@ -547,7 +575,7 @@ START_TEST(a_decommissioning_node_drains)
         for (; done_cmds < have; done_cmds++) {
             ck_assert_uint_ne(cmds[done_cmds].target, node);
             repair_copy_done(rp, cmds[done_cmds].node, cmds[done_cmds].chunk,
-                             cmds[done_cmds].version, cmds[done_cmds].target, 0, CS, 0);
+                             cmds[done_cmds].version, false, cmds[done_cmds].target, 0, CS, 0);
         }
         if (done_cmds < held)
             wait_cmds(done_cmds + 1);

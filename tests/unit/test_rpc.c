@@ -425,34 +425,41 @@ START_TEST(payload_round_trip_into_caller_buffer)
 
     /* Over the payload limit: refused up front, nothing taken. */
     uint8_t *big = malloc(8);
-    ck_assert_int_eq(
-        rpc_call(c, &env, (rpc_payload){big, FRAME_MAX_PAYLOAD + 1u, NULL, NULL}, &o, echo_done,
-                 &e),
-        -EMSGSIZE);
+    ck_assert_int_eq(rpc_call(c, &env, (rpc_payload){big, FRAME_MAX_PAYLOAD + 1u, NULL, NULL}, &o,
+                              echo_done, &e),
+                     -EMSGSIZE);
     free(big);
     free(in);
     rpc_conn_close(c);
 }
 END_TEST
 
-START_TEST(reconnect_after_refused)
+/* Learns a free port (the server's), stops listening on it, and connects
+ * there with opts: a first call is refused. */
+static rpc_conn *refused_client(char *addr, size_t len, const struct rpc_opts *opts)
 {
-    char addr[64];
     rpc_conn *c;
-    int tries = 0;
 
-    /* Learn a free port, then stop listening on it. */
-    snprintf(addr, sizeof(addr), "%s", server_addr);
+    snprintf(addr, len, "%s", server_addr);
     rpc_server_close(server);
     server = NULL;
     sleep_loop(10);
     memset(results, 0, sizeof(results));
     completed = 0;
-    ck_assert_int_eq(rpc_connect(&loop, addr, NULL, NULL, &c), 0);
+    ck_assert_int_eq(rpc_connect(&loop, addr, NULL, opts, &c), 0);
     ck_assert_int_eq(call_stat(c, 1, 2000), 0);
     run_until(&completed, 3000);
     ck_assert_int_eq(results[1].calls, 1);
     ck_assert_int_eq(results[1].status, -ECONNREFUSED);
+    return c;
+}
+
+START_TEST(reconnect_after_refused)
+{
+    char addr[64];
+    rpc_conn *c = refused_client(addr, sizeof(addr), NULL);
+    int tries = 0;
+
     /* A call during the backoff waits for the next attempt, which works. */
     start_server(addr, 0);
     ck_assert_int_eq(call_stat(c, 2, 5000), 0);
@@ -460,6 +467,24 @@ START_TEST(reconnect_after_refused)
         sleep_loop(5);
     ck_assert_int_eq(results[2].calls, 1);
     ck_assert_int_eq(results[2].status, 0);
+    rpc_conn_close(c);
+}
+END_TEST
+
+START_TEST(fail_fast_during_backoff)
+{
+    struct rpc_opts o = {.backoff_min_ms = 60000, .backoff_max_ms = 60000, .fail_fast = true};
+    char addr[64];
+    rpc_conn *c = refused_client(addr, sizeof(addr), &o);
+
+    /* Within the minute of backoff: fails with the connect's error, from
+     * the loop (not inside rpc_call), long before its own timeout. */
+    completed = 0;
+    ck_assert_int_eq(call_stat(c, 2, 30000), 0);
+    ck_assert_int_eq(results[2].calls, 0);
+    run_until(&completed, 2000);
+    ck_assert_int_eq(results[2].calls, 1);
+    ck_assert_int_eq(results[2].status, -ECONNREFUSED);
     rpc_conn_close(c);
 }
 END_TEST
@@ -487,8 +512,7 @@ static void recall_done(int status, rpc_msg *m, void *arg)
 
 START_TEST(server_calls_client)
 {
-    static const rpc_handler ch[] = {
-        {KEEL__ENVELOPE__BODY_LEASE_RECALL_REQ, "recall", h_recall}};
+    static const rpc_handler ch[] = {{KEEL__ENVELOPE__BODY_LEASE_RECALL_REQ, "recall", h_recall}};
     static rpc_service csvc = {ch, 1, NULL, NULL, NULL};
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__LeaseRecallReq req = KEEL__LEASE_RECALL_REQ__INIT;
@@ -718,6 +742,7 @@ int main(void)
     tcase_add_test(tc, unknown_message_gets_an_error);
     tcase_add_test(tc, payload_round_trip_into_caller_buffer);
     tcase_add_test(tc, reconnect_after_refused);
+    tcase_add_test(tc, fail_fast_during_backoff);
     tcase_add_test(tc, server_calls_client);
     tcase_add_test(tc, garbage_closes_connection);
     tcase_add_test(tc, oversized_frame_closes_connection);
