@@ -418,6 +418,36 @@ int chunkstore_tmp_remove(struct chunkstore *cs, uint64_t chunk_id, uint64_t ses
     return r;
 }
 
+int chunkstore_take(struct chunkstore *cs, uint64_t chunk_id, uint64_t session, int *data_fd,
+                    bool *gone)
+{
+    char from[NAME_LEN], to[NAME_LEN];
+    int dirfd, fd = -1, r;
+
+    *gone = false;
+    if (chunk_id == 0)
+        return -EINVAL;
+    dirfd = cs->sub_fd[sub_of(chunk_id)];
+    file_name(chunk_id, "meta", from);
+    if (unlinkat(dirfd, from, 0) < 0)
+        return -errno;
+    *gone = true;
+    r = sync_dir(dirfd);
+    if (r)
+        return r;
+    file_name(chunk_id, "data", from);
+    tmp_name(chunk_id, session, "data", to);
+    if (renameat(dirfd, from, cs->tmp_fd, to) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    r = open_file(cs->tmp_fd, to, O_RDWR, &fd);
+    if (r)
+        return r;
+    close(*data_fd);
+    *data_fd = fd;
+    r = sync_dir(dirfd);
+    return r ? r : sync_dir(cs->tmp_fd);
+}
+
 int chunkstore_install(struct chunkstore *cs, uint64_t chunk_id, uint64_t session)
 {
     char from[NAME_LEN], to[NAME_LEN];

@@ -110,6 +110,15 @@ int chunkstore_tmp_create(struct chunkstore *cs, uint64_t chunk_id, uint64_t ses
 /* Removes both temporary files (missing ones are fine). */
 int chunkstore_tmp_remove(struct chunkstore *cs, uint64_t chunk_id, uint64_t session);
 /*
+ * Makes a replica's data the temporary data file of session (made by
+ * chunkstore_tmp_create; *data_fd is its descriptor, closed and replaced by
+ * one on the moved file): the .meta is removed first (durably), so from
+ * then on, *gone set, there is no replica, whatever fails after. A replica
+ * without a .data gives an empty file (zeros).
+ */
+int chunkstore_take(struct chunkstore *cs, uint64_t chunk_id, uint64_t session, int *data_fd,
+                    bool *gone);
+/*
  * Moves the temporary files of a finished copy into place, replacing any
  * existing replica of the chunk: the old replica disappears (durably)
  * before the new data arrives, and the new .meta is renamed last, so a

@@ -269,7 +269,8 @@ static void install_done(int status, struct replicas_result *res, void *arg)
     session_free(s);
 }
 
-/* The older replica is in the temporary files: now the piece's blocks. */
+/* The older replica's data is the temporary data file: now the piece's
+ * blocks. */
 static void base_done(int status, struct replicas_result *res, void *arg)
 {
     struct piece *p = arg;
@@ -314,7 +315,8 @@ static void piece_done(uv_work_t *w, int status)
     }
     if (p->need_base) {
         s->busy = true;
-        r = replicas_clone(cr->reps, s->chunk_id, s->version, s->data_fd, s->sums, base_done, p);
+        r = replicas_take(cr->reps, s->chunk_id, s->version, s->id, &s->data_fd, s->sums, base_done,
+                          p);
         if (r)
             piece_failed(p, r);
         return;

@@ -4,9 +4,11 @@
  * A copy is a session (chosen by the source) of pieces that arrive in
  * order. The first piece opens temporary files (chunkstore_tmp_create). A
  * whole copy starts from nothing: blocks never sent are zeros. A delta copy
- * starts from this node's own older replica of the chunk, whose data and
- * checksums are copied into the temporary files first (replicas_clone:
- * shared extents where the filesystem can, holes kept). Each piece's blocks
+ * starts from this node's own older replica of the chunk, which stops being
+ * a replica: its data file becomes the temporary one and its checksums the
+ * starting point (replicas_take; nothing is copied, so a delta costs the
+ * blocks it sends). If the copy then fails, the old replica is gone: it
+ * was stale anyway, and the next copy is a whole one. Each piece's blocks
  * are verified against the checksums that came with them before they are
  * written; the last piece carries the checksums of every block of the chunk
  * (in its header or, for chunks of any size, its payload), and every block
@@ -16,7 +18,7 @@
  *
  * Session states:
  *
- *   (none) --first piece--> [BASING: delta, older replica copied in] --> RECEIVING
+ *   (none) --first piece--> [BASING: delta, older replica taken] --> RECEIVING
  *          --last piece, all verified--> INSTALLING --> (done)
  *   any --bad piece, idle timeout, shutdown--> (aborted: files removed)
  *

@@ -47,7 +47,7 @@
  *
  * Threads: operations of one replicafile may run on several threads at
  * once when they touch disjoint blocks or only read (reads, checksum reads,
- * writes to an UNSETTLED replica, flush, check, clone). Those that change
+ * writes to an UNSETTLED replica, flush, check). Those that change
  * the header (a write to a SETTLED replica, settle, set_version, trim,
  * mark_corrupt, recover) run alone. The caller orders them (replicas.c).
  */
@@ -169,14 +169,5 @@ int replicafile_mark_corrupt(struct replicafile *rf);
  * *changed (may be NULL) receives the number of checksums that differed.
  */
 int replicafile_recover(struct replicafile *rf, uint64_t *changed);
-
-/*
- * Copies the data file into dst_fd (an empty file opened for writing) and
- * gives it the same size. Only the extents holding data are copied
- * (copy_file_range, so a filesystem that can share extents does), holes stay
- * holes. Returns 0 or an error of the copy (-ENOSPC...). May run alongside
- * reads.
- */
-int replicafile_clone_data(struct replicafile *rf, int dst_fd);
 
 #endif

@@ -123,8 +123,9 @@ struct op {
     uint64_t seq;           /* arrival number */
     uint64_t bfirst, blast; /* blocks touched (read and write classes) */
     uint64_t version, to, off, length, session;
-    int fd;         /* clone: the file to copy into */
-    uint64_t *sums; /* clone: where the checksums go */
+    int *data_fd;   /* take: the copy session's temporary data file */
+    uint64_t *sums; /* take: where the checksums go */
+    bool taken;     /* take: the replica is gone (its data moved) */
     const void *data;
     size_t len;
     struct replicafile *file;
@@ -148,7 +149,7 @@ enum {
     OP_DELETE,
     OP_INSTALL,
     OP_MARK,
-    OP_CLONE,
+    OP_TAKE,
     OP_SETTLE,
 };
 
@@ -978,7 +979,7 @@ static void done_mark(struct op *op)
                  op->rep->id, err_str(op->status));
 }
 
-static int check_clone(struct op *op)
+static int check_take(struct op *op)
 {
     struct replica *rep = op->rep;
 
@@ -989,11 +990,31 @@ static int check_clone(struct op *op)
     return rep->version >= op->to ? -EEXIST : 0;
 }
 
-static void run_clone(struct op *op)
+static void run_take(struct op *op)
 {
-    op->status = replicafile_clone_data(op->file, op->fd);
-    if (op->status == 0)
-        op->status = replicafile_sums(op->file, 0, replicafile_header(op->file)->blocks, op->sums);
+    op->status = replicafile_sums(op->file, 0, replicafile_header(op->file)->blocks, op->sums);
+    if (op->status)
+        return;
+    replicafile_close(op->file);
+    op->file = NULL;
+    op->file_changed = true;
+    op->status = chunkstore_take(op->r->cs, op->rep->id, op->session, op->data_fd, &op->taken);
+}
+
+static void done_take(struct op *op)
+{
+    struct replica *rep = op->rep;
+
+    if (!op->taken)
+        return; /* still the replica it was */
+    if (op->status)
+        log_error("replicas: taking chunk %016" PRIx64 " for a delta copy: %s", rep->id,
+                  err_str(op->status));
+    log_info("replicas: chunk %016" PRIx64 " version %" PRIu64
+             " is now the start of a delta copy (session %016" PRIx64 ")",
+             rep->id, rep->version, op->session);
+    report(rep, true);
+    rep_unmap(rep);
 }
 
 static int check_settle(struct op *op)
@@ -1038,7 +1059,7 @@ static const struct op_type op_types[] = {
     [OP_INSTALL] = {"install", CLS_ALONE, false, false, check_install, run_install, NULL,
                     done_install},
     [OP_MARK] = {"mark-corrupt", CLS_ALONE, true, false, check_present, run_mark, NULL, done_mark},
-    [OP_CLONE] = {"clone", CLS_ALONE, true, false, check_clone, run_clone, NULL, done_nothing},
+    [OP_TAKE] = {"take", CLS_ALONE, true, false, check_take, run_take, NULL, done_take},
     [OP_SETTLE] = {"settle", CLS_ALONE, true, true, check_settle, run_settle, NULL, done_settle},
 };
 
@@ -1435,8 +1456,8 @@ int replicas_install(struct replicas *r, const struct replica_info *ri, uint64_t
     return 0;
 }
 
-int replicas_clone(struct replicas *r, uint64_t chunk_id, uint64_t below, int data_fd,
-                   uint64_t *sums, replicas_cb cb, void *arg)
+int replicas_take(struct replicas *r, uint64_t chunk_id, uint64_t below, uint64_t session,
+                  int *data_fd, uint64_t *sums, replicas_cb cb, void *arg)
 {
     struct replica *rep;
     struct op *op;
@@ -1444,11 +1465,12 @@ int replicas_clone(struct replicas *r, uint64_t chunk_id, uint64_t below, int da
 
     if (e)
         return e;
-    if (data_fd < 0 || !sums || below == 0)
+    if (!data_fd || *data_fd < 0 || !sums || below == 0 || session == 0)
         return -EINVAL;
-    op = op_new(r, &op_types[OP_CLONE], cb, arg);
+    op = op_new(r, &op_types[OP_TAKE], cb, arg);
     op->to = below;
-    op->fd = data_fd;
+    op->session = session;
+    op->data_fd = data_fd;
     op->sums = sums;
     enqueue(rep, op);
     return 0;

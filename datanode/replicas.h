@@ -8,7 +8,7 @@
  * blocks; writes to disjoint blocks run alongside each other; a flush waits
  * for the writes that arrived before it (and only those: later writes run
  * while it syncs). Everything else (version change, trim, delete, install,
- * clone, settle, and the first write after a settle, which marks the
+ * take, settle, and the first write after a settle, which marks the
  * replica dirty on disk) runs alone. Overlapping operations therefore apply
  * in arrival order, and different chunks run in parallel. The version and
  * state checks of an operation (fencing: a version other than the
@@ -170,15 +170,18 @@ int replicas_delete(struct replicas *r, uint64_t chunk_id, uint64_t max_version,
                     replicas_cb cb, void *arg);
 
 /*
- * clone: the start of a delta copy. Copies the replica's data into data_fd
- * (an empty file, holes kept) and its block checksums into sums (room for
- * one per block of the chunk); both stay the caller's and are borrowed
- * until the callback. -ENOENT (no replica), -EIO (corrupt), -EEXIST (its
- * version is `below` or newer: nothing to bring up to date); res->info is
- * the replica cloned.
+ * take: the start of a delta copy, cheaper than copying the replica: it
+ * stops being one. Its block checksums go into sums (room for one per
+ * block of the chunk, borrowed until the callback), its data file becomes
+ * the temporary data file of copy session `session` (*data_fd, from
+ * chunkstore_tmp_create, is replaced by a descriptor on it), and its
+ * removal is reported. The delta then rewrites only the blocks that
+ * differ. -ENOENT (no replica), -EIO (corrupt), -EEXIST (its version is
+ * `below` or newer: nothing to bring up to date); res->info is the replica
+ * taken. A failure after the replica is gone still leaves it gone.
  */
-int replicas_clone(struct replicas *r, uint64_t chunk_id, uint64_t below, int data_fd,
-                   uint64_t *sums, replicas_cb cb, void *arg);
+int replicas_take(struct replicas *r, uint64_t chunk_id, uint64_t below, uint64_t session,
+                  int *data_fd, uint64_t *sums, replicas_cb cb, void *arg);
 
 /*
  * install: the complete, synced temporary files of copy `session`

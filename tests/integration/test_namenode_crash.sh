@@ -7,7 +7,9 @@
 source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/nn_lib.sh"
 
-NN_FLAGS=(--dead-timeout 3s --heartbeat-interval 200ms --safe-mode-timeout 20s)
+# Client 9's write lease must outlive the test: an expired one is fenced (a
+# version change on purpose), which a slow burst once ran into.
+NN_FLAGS=(--dead-timeout 3s --heartbeat-interval 200ms --safe-mode-timeout 20s --lease-timeout 120s)
 nn_format --chunk-size 1M --replication 3
 nn_start "${NN_FLAGS[@]}"
 dn_start 1 d1

@@ -1084,14 +1084,23 @@ START_TEST(delta_copies_start_from_the_older_replica)
         q.session = 72;
         ck_assert_int_eq(send_copy(c, &q, all, 64), -EINVAL);
     }
-    /* Final checksums that a kept block does not match: refused, the older
-     * replica untouched. */
+    /* Final checksums that a kept block does not match: refused. The older
+     * replica was taken as the copy's start, so it is gone as well (it was
+     * stale: the next copy is a whole one). */
     bl[0] = 1;
     ck_assert_int_eq(delta_piece(c, 73, true, bl, 1, newer), 0);
     all[2] ^= 1;
     ck_assert_int_eq(delta_last(c, 73, false, all), -EBADMSG);
     all[2] ^= 1;
     ck_assert(run_until(tmp_is_empty, &one, 5000));
+    do_read(c, 60, 1, 0, 10, &r);
+    ck_assert_int_eq(r.status, -ENOENT);
+    result_free(&r);
+    /* The older replica again. */
+    ck_assert_int_eq(nn_create(1, 60, 1), 0);
+    do_write(c, 60, 1, 0, old, sizeof(old), NULL, 0, csum_buf(old, sizeof(old)), &r);
+    ck_assert_int_eq(r.status, 0);
+    result_free(&r);
     expect_bytes(1, 60, 1, 0, old, sizeof(old));
     /* Right: block 1 is replaced, blocks 0 and 2 are kept. */
     ck_assert_int_eq(delta_piece(c, 74, true, bl, 1, newer), 0);

@@ -639,44 +639,6 @@ START_TEST(clean_data_size_change_is_detected_at_open)
 }
 END_TEST
 
-/* Bytes of fd's file actually allocated on disk. */
-static uint64_t allocated(int fd)
-{
-    struct stat st;
-
-    ck_assert_int_eq(fstat(fd, &st), 0);
-    return (uint64_t)st.st_blocks * 512;
-}
-
-START_TEST(clone_copies_data_and_keeps_holes)
-{
-    struct replicafile *rf = create(1);
-    uint8_t *model = calloc(1, CHUNK), *got = malloc(CHUNK);
-    char path[256];
-    bool mismatch;
-    int fd;
-
-    fill(model + 8192, 5000, 3);
-    fill(model + 700000, 20000, 4);
-    ck_assert_int_eq(replicafile_write(rf, 8192, model + 8192, 5000, 0, &mismatch), 0);
-    ck_assert_int_eq(replicafile_write(rf, 700000, model + 700000, 20000, 0, &mismatch), 0);
-    snprintf(path, sizeof(path), "%s/clone", dir);
-    fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(replicafile_clone_data(rf, fd), 0);
-    /* Same size and bytes; the hole between the two writes stays a hole. */
-    ck_assert_int_eq(lseek(fd, 0, SEEK_END), 720000);
-    memset(got, 0xee, CHUNK);
-    ck_assert_int_eq(pread(fd, got, CHUNK, 0), 720000);
-    ck_assert_int_eq(memcmp(got, model, 720000), 0);
-    ck_assert_uint_lt(allocated(fd), 256 * 1024);
-    close(fd);
-    replicafile_close(rf);
-    free(model);
-    free(got);
-}
-END_TEST
-
 static Suite *suite(void)
 {
     Suite *s = suite_create("replicafile");
@@ -701,7 +663,6 @@ static Suite *suite(void)
     tcase_add_test(tc, trim_cuts_mid_block_and_sets_version);
     tcase_add_test(tc, set_version_is_durable);
     tcase_add_test(tc, clean_data_size_change_is_detected_at_open);
-    tcase_add_test(tc, clone_copies_data_and_keeps_holes);
     suite_add_tcase(s, tc);
     return s;
 }

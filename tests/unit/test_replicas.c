@@ -595,50 +595,70 @@ START_TEST(install_replaces_and_reports)
 }
 END_TEST
 
-START_TEST(clone_copies_an_older_replica_in_queue_order)
+static struct res write_sync(uint64_t id, uint64_t version, uint64_t off, const void *data,
+                             size_t len);
+
+START_TEST(take_hands_an_older_replica_to_a_copy_in_queue_order)
 {
     const uint32_t blocks = CHUNK / KEEL_BLOCK_SIZE;
     uint64_t *sums = malloc(blocks * sizeof(*sums)), *want = malloc(blocks * sizeof(*want));
     uint8_t data[12288], back[12288];
-    struct res w = {0}, cl = {0}, r;
-    char path[256];
-    int fd;
+    struct res w = {0}, tk = {0}, r;
+    int dfd, mfd, old_fd;
 
     ck_assert_int_eq(create(15, 3), 0);
     fill(data, sizeof(data), 9);
-    snprintf(path, sizeof(path), "%s/clone.data", dir);
-    fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
-    ck_assert_int_ge(fd, 0);
-    /* A write queued before the clone is part of it. */
+    ck_assert_int_eq(chunkstore_tmp_create(cs, 15, 88, &dfd, &mfd), 0);
+    old_fd = dfd;
+    nreported = 0;
+    /* A write queued before the take is part of it. */
     ck_assert_int_eq(replicas_write(reps, 15, 3, 4096, data, sizeof(data), done, &w), 0);
-    ck_assert_int_eq(replicas_clone(reps, 15, 4, fd, sums, done, &cl), 0);
+    ck_assert_int_eq(replicas_take(reps, 15, 4, 88, &dfd, sums, done, &tk), 0);
     wait_all(&w, 1);
-    wait_all(&cl, 1);
+    wait_all(&tk, 1);
     ck_assert_int_eq(w.status, 0);
-    ck_assert_int_eq(cl.status, 0);
-    ck_assert_uint_eq(cl.info.version, 3);
-    ck_assert_int_eq(pread(fd, back, sizeof(back), 4096), (ssize_t)sizeof(back));
+    ck_assert_int_eq(tk.status, 0);
+    ck_assert_uint_eq(tk.info.version, 3);
+    /* The session's data file is the replica's data now, nothing copied. */
+    ck_assert_int_ne(dfd, old_fd);
+    ck_assert_int_eq(pread(dfd, back, sizeof(back), 4096), (ssize_t)sizeof(back));
     ck_assert_int_eq(memcmp(back, data, sizeof(data)), 0);
     for (uint32_t b = 0; b < blocks; b++)
         want[b] = csum_zero_block();
     csum_blocks(data, 3, want + 1);
     ck_assert_int_eq(memcmp(sums, want, blocks * sizeof(*sums)), 0);
+    /* The replica is gone, and reported gone. */
+    ck_assert_int_eq(replicas_read(reps, 15, 3, 0, 4096, 0, done, &r), -ENOENT);
+    ck_assert_int_eq(nreported, 1);
+    ck_assert(reported_deleted[0]);
+    ck_assert_uint_eq(reported[0].chunk_id, 15);
+    close(dfd);
+    close(mfd);
+    ck_assert_int_eq(chunkstore_tmp_remove(cs, 15, 88), 0);
 
-    /* Nothing to bring up to date from a replica as new as the copy. */
-    memset(&cl, 0, sizeof(cl));
-    ck_assert_int_eq(replicas_clone(reps, 15, 3, fd, sums, done, &cl), 0);
-    wait_all(&cl, 1);
-    ck_assert_int_eq(cl.status, -EEXIST);
+    /* Nothing to bring up to date from a replica as new as the copy: it
+     * stays a replica. */
+    ck_assert_int_eq(create(17, 3), 0);
+    ck_assert_int_eq(chunkstore_tmp_create(cs, 17, 89, &dfd, &mfd), 0);
+    memset(&tk, 0, sizeof(tk));
+    ck_assert_int_eq(replicas_take(reps, 17, 3, 89, &dfd, sums, done, &tk), 0);
+    wait_all(&tk, 1);
+    ck_assert_int_eq(tk.status, -EEXIST);
+    r = read_sync(17, 3, 0, 4096);
+    ck_assert_int_eq(r.status, 0);
+    free(r.data);
     /* No replica, or a corrupt one: nothing to start from. */
-    ck_assert_int_eq(replicas_clone(reps, 16, 4, fd, sums, done, &cl), -ENOENT);
-    flip(15, "data", 5000);
-    r = read_sync(15, 3, 4096, 4096);
+    ck_assert_int_eq(replicas_take(reps, 16, 4, 89, &dfd, sums, done, &tk), -ENOENT);
+    ck_assert_int_eq(write_sync(17, 3, 4096, data, 4096).status, 0);
+    flip(17, "data", 5000);
+    r = read_sync(17, 3, 4096, 4096);
     ck_assert_int_eq(r.status, -EIO);
-    memset(&cl, 0, sizeof(cl));
-    ck_assert_int_eq(replicas_clone(reps, 15, 4, fd, sums, done, &cl), 0);
-    wait_all(&cl, 1);
-    ck_assert_int_eq(cl.status, -EIO);
-    close(fd);
+    memset(&tk, 0, sizeof(tk));
+    ck_assert_int_eq(replicas_take(reps, 17, 4, 89, &dfd, sums, done, &tk), 0);
+    wait_all(&tk, 1);
+    ck_assert_int_eq(tk.status, -EIO);
+    close(dfd);
+    close(mfd);
     free(sums);
     free(want);
 }
@@ -781,7 +801,7 @@ static Suite *suite(void)
     tcase_add_test(tc, idle_files_stay_bounded);
     tcase_add_test(tc, shutdown_answers_every_queued_op_once);
     tcase_add_test(tc, install_replaces_and_reports);
-    tcase_add_test(tc, clone_copies_an_older_replica_in_queue_order);
+    tcase_add_test(tc, take_hands_an_older_replica_to_a_copy_in_queue_order);
     tcase_add_test(tc, disjoint_ops_do_not_wait_for_each_other);
     tcase_add_test(tc, idle_replicas_settle_and_shutdown_settles_the_rest);
     suite_add_tcase(s, tc);
