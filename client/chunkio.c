@@ -601,8 +601,10 @@ static void write_done(int status, rpc_msg *m, void *arg)
         piece_done(p, 0);
         goto next;
     }
-    log_info("write to chunk %llu v%llu failed on %u replica(s), recovering",
-             (unsigned long long)ch->id, (unsigned long long)ch->version, ch->nfailed);
+    log_info("write to chunk %llu v%llu failed on %u replica(s), recovering (node %llu: %s)",
+             (unsigned long long)ch->id, (unsigned long long)ch->version, ch->nfailed,
+             (unsigned long long)ch->failed[ch->nfailed - 1],
+             err_str(ch->failed_status[ch->nfailed - 1]));
     ch->recovering = true;
     requeue(ch, p);
 next:

@@ -87,10 +87,11 @@ struct kinode {
     struct list ext_waiters;
     struct list deferred; /* flushes waiting for chunks to settle */
     /* Write-behind writes (file.c), guarded by c->wb_lock. */
-    struct list wb;    /* struct wb_write in flight, oldest first */
-    uint64_t wb_seq;   /* the number of the next one */
-    size_t wb_bytes;   /* their bytes */
-    int wb_err;        /* the first failure not yet reported */
+    struct list wb;   /* struct wb_write in flight, oldest first */
+    uint64_t wb_seq;  /* the number of the next one */
+    size_t wb_bytes;  /* their bytes */
+    size_t wb_writes; /* and how many */
+    int wb_err;       /* the first failure not yet reported */
 };
 
 enum fop_kind { FOP_READ, FOP_WRITE, FOP_FLUSH };

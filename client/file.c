@@ -109,6 +109,10 @@ ssize_t keel_pread(keel_file *f, void *buf, size_t len, uint64_t off)
  * barrier: chunkio orders them after the overlapping writes queued first.
  */
 #define WB_MAX_BYTES (16u << 20) /* in flight per file, before writers wait */
+/* ... and at most this many writes: each is a call with its own timeout,
+ * which must not run out while thousands of small writes queue ahead of it
+ * at the datanodes (a replica that times out is dropped as failed). */
+#define WB_MAX_WRITES 512u
 
 struct wb_write {
     struct fop op; /* first: the fop is the allocation */
@@ -133,6 +137,7 @@ static void wb_done(struct fop *op)
     list_del(&w->link);
     list_del(&w->all);
     in->wb_bytes -= op->len;
+    in->wb_writes--;
     if (op->result < 0 && !in->wb_err)
         in->wb_err = (int)op->result;
     pthread_cond_broadcast(&c->wb_cv);
@@ -162,19 +167,22 @@ static ssize_t wb_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off
     w->op.off = off;
     w->op.done = wb_done;
     pthread_mutex_lock(&c->wb_lock);
-    while (in->wb_bytes > 0 && in->wb_bytes + len > WB_MAX_BYTES)
+    while ((in->wb_bytes > 0 && in->wb_bytes + len > WB_MAX_BYTES) ||
+           in->wb_writes >= WB_MAX_WRITES)
         pthread_cond_wait(&c->wb_cv, &c->wb_lock);
     w->seq = in->wb_seq++;
     list_add_tail(&in->wb, &w->link);
     w->all_seq = c->wb_seq++;
     list_add_tail(&c->wb, &w->all);
     in->wb_bytes += len;
+    in->wb_writes++;
     /* Queued under the lock: the I/O thread starts them in seq order. */
     r = core_submit(c, &w->op.base);
     if (r) {
         list_del(&w->link);
         list_del(&w->all);
         in->wb_bytes -= len;
+        in->wb_writes--;
         pthread_cond_broadcast(&c->wb_cv);
     }
     pthread_mutex_unlock(&c->wb_lock);

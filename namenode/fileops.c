@@ -423,11 +423,14 @@ static void rc_bumped(void *arg, int status, const struct chunkctl_bump_result *
         rpc_reply_error(rc->req, -EBUSY, "the write lease was lost during the recovery");
     } else {
         need = MIN(rc->core->cfg->min_replicas, c->replication);
-        if (res->ok < need)
+        if (res->ok < need) {
+            log_warn("fileops: recovery of chunk %" PRIx64
+                     " failed: %u replicas took version %" PRIu64 ", %u needed",
+                     rc->chunk_id, res->ok, c->version, need);
             rpc_reply_error(rc->req, -EIO,
                             "only %u current replicas of chunk %" PRIx64 " left, %u needed",
                             res->ok, rc->chunk_id, need);
-        else
+        } else
             rc_reply_loc(rc, c);
     }
     free(rc);
@@ -480,6 +483,9 @@ static void rc_go(struct rcreq *rc)
     need = MIN(rc->core->cfg->min_replicas, c->replication);
     left = survivors(rc->core, c, rq->failed, rq->n_failed);
     if (left < need) {
+        log_warn("fileops: recovery of chunk %" PRIx64 " v%" PRIu64
+                 " refused: %u of its current replicas would be left, %u needed",
+                 rc->chunk_id, c->version, left, need);
         rpc_reply_error(rc->req, -EIO,
                         "only %u current replicas of chunk %" PRIx64 " would be left, %u needed",
                         left, rc->chunk_id, need);
