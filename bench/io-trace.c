@@ -18,7 +18,9 @@
  * +%s%3N` prints it); the latencies are those of the operations that ended
  * in the interval (percentiles over at most 65,536 of them). It stops when
  * the --stop-file exists, after --seconds, or on SIGINT or SIGTERM; writes
- * are flushed at the end. Exit status 1 if any operation failed.
+ * are flushed at the end. Exit status 1 if any operation failed. libkeel's
+ * warnings go to stderr, and with KEEL_BENCH_DEBUG set in the environment
+ * its info lines too, each after the wall time in milliseconds.
  */
 #include "flags.h"
 #include "keel.h"
@@ -55,6 +57,17 @@ static uint64_t ops, bytes, errors, total_errors;
 static uint32_t samples[MAX_SAMPLES];
 static size_t nsamples;
 static uint32_t max_us;
+
+static void log_line(int level, const char *line, void *arg)
+{
+    struct timespec ts;
+
+    (void)level;
+    (void)arg;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    fprintf(stderr, "%" PRIu64 " %s\n", (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+            line);
+}
 
 static uint64_t rng(uint64_t *s)
 {
@@ -181,6 +194,8 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     keel_options_init(&o);
     o.client_name = "io-trace";
+    o.log_fn = log_line;
+    o.log_level = getenv("KEEL_BENCH_DEBUG") ? KEEL_LOG_INFO : KEEL_LOG_WARN;
     r = keel_connect(A.namenode, &o, &c);
     if (r == 0)
         r = keel_stat(c, A.path, &st);

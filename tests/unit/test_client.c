@@ -60,6 +60,8 @@ static struct {
     uint64_t size;
     int recovers;
     int bad_reports;
+    int eagain_left;   /* write lookups still to answer -EAGAIN */
+    int eagain_answers; /* how many were */
 } F;
 
 /* Records a write [off, off + len) arriving at d; counts overlaps. */
@@ -182,6 +184,14 @@ static void nn_get_chunks(rpc_req *req, void *ctx)
     size_t n = 0;
 
     pthread_mutex_lock(&F.lock);
+    if (q->for_write && F.eagain_left > 0) {
+        /* As the namenode answers while the chunk is being copied. */
+        F.eagain_left--;
+        F.eagain_answers++;
+        pthread_mutex_unlock(&F.lock);
+        rpc_reply_error(req, -EAGAIN, "chunk being copied");
+        return;
+    }
     for (uint64_t i = q->offset / CS; i < NCHUNK && i * CS < q->offset + q->length; i++) {
         if (!F.alloc[i] && q->for_write) {
             F.alloc[i] = true;
@@ -754,6 +764,54 @@ START_TEST(version_bump_in_flight_is_waited_out)
 }
 END_TEST
 
+/* One replica is dead and another refuses the version because a bump is
+ * under way there: only the dead one is named failed, or the namenode
+ * would see one survivor and fail the write. */
+START_TEST(refused_version_is_not_a_failed_replica)
+{
+    uint8_t buf[4096];
+
+    pattern(buf, sizeof(buf), 0, 13);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    pthread_mutex_lock(&F.lock);
+    F.dn[1].version[0] = F.version[0] + 1;
+    F.dn[2].dead = true;
+    pthread_mutex_unlock(&F.lock);
+    pattern(buf, sizeof(buf), 0, 14);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    ck_assert_int_eq(F.recovers, 1);
+    ck_assert_int_eq(F.nreps[0], 2);
+    ck_assert_int_eq(F.reps[0][0], 0);
+    ck_assert_int_eq(F.reps[0][1], 1);
+    ck_assert(replica_has(0, 0, sizeof(buf), 14));
+    ck_assert(replica_has(1, 0, sizeof(buf), 14));
+    ck_assert_int_eq(keel_flush(file), 0);
+}
+END_TEST
+
+/* -EAGAIN from the namenode (the chunk is being copied) is asked again
+ * soon, not backed off like a lost namenode (0.1 s, 0.2 s ... 2 s): six
+ * refusals cost about 0.35 s, where the back-off would take 5 s. */
+START_TEST(busy_chunk_is_asked_again_soon)
+{
+    uint8_t buf[4096], back[4096];
+    uint64_t t0;
+
+    pthread_mutex_lock(&F.lock);
+    F.eagain_left = 6;
+    pthread_mutex_unlock(&F.lock);
+    pattern(buf, sizeof(buf), 5 * CS, 15);
+    t0 = mono_ms();
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 5 * CS), (ssize_t)sizeof(buf));
+    ck_assert_uint_ge(mono_ms() - t0, 300); /* it waited between the asks */
+    ck_assert_uint_lt(mono_ms() - t0, 2000);
+    ck_assert_int_eq(F.eagain_answers, 6);
+    ck_assert_int_eq(F.recovers, 0);
+    ck_assert_int_eq(keel_pread(file, back, sizeof(back), 5 * CS), (ssize_t)sizeof(back));
+    ck_assert_mem_eq(buf, back, sizeof(buf));
+}
+END_TEST
+
 START_TEST(reads_fail_over_and_report_bad_replicas)
 {
     uint8_t buf[65536], back[65536];
@@ -1000,6 +1058,8 @@ int main(void)
     tcase_add_test(tc, below_min_replicas_is_an_error);
     tcase_add_test(tc, version_moved_on_means_refetch_not_recovery);
     tcase_add_test(tc, version_bump_in_flight_is_waited_out);
+    tcase_add_test(tc, refused_version_is_not_a_failed_replica);
+    tcase_add_test(tc, busy_chunk_is_asked_again_soon);
     tcase_add_test(tc, reads_fail_over_and_report_bad_replicas);
     tcase_add_test(tc, overlapping_writes_leave_identical_replicas);
     tcase_add_test(tc, flushes_amid_other_writers_succeed);
