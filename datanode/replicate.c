@@ -101,6 +101,7 @@ static void unlink_copy(struct copy *c)
 
 /* Starts queued copies while there are free streams. */
 static void start_queued(struct replicate *rp);
+static struct copy *find_copy(struct list *head, uint64_t chunk_id, uint64_t target);
 
 static void finish(struct copy *c, int status)
 {
@@ -134,10 +135,25 @@ static void finish(struct copy *c, int status)
     start_queued(rp);
 }
 
+/* The first queued copy that may start: one whose chunk is not being
+ * copied to the same target under another version (it waits for that one,
+ * which its source's version change ends soon, to end). */
+static struct copy *next_queued(struct replicate *rp)
+{
+    for (struct list *pos = rp->queued.next; pos != &rp->queued; pos = pos->next) {
+        struct copy *c = list_entry(pos, struct copy, link);
+
+        if (!find_copy(&rp->running, c->chunk_id, c->target))
+            return c;
+    }
+    return NULL;
+}
+
 static void start_queued(struct replicate *rp)
 {
-    while (!rp->stopping && rp->nrunning < rp->streams && !list_empty(&rp->queued)) {
-        struct copy *c = list_entry(rp->queued.next, struct copy, link);
+    struct copy *c;
+
+    while (!rp->stopping && rp->nrunning < rp->streams && (c = next_queued(rp))) {
         int r;
 
         list_del(&c->link);
@@ -593,7 +609,7 @@ int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, u
                     const char *target_addr, bool delta, bool fuzzy)
 {
     struct replica_info ri;
-    struct copy *c;
+    struct copy *c, *older;
     int r;
 
     if (rp->stopping)
@@ -602,7 +618,10 @@ int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, u
         return -EINVAL;
     if (fuzzy && (delta || version < 2))
         return -EINVAL; /* a fuzzy copy is whole, and labelled version - 1 >= 1 */
-    if (find_copy(&rp->queued, chunk_id, target_id) || find_copy(&rp->running, chunk_id, target_id))
+    older = find_copy(&rp->running, chunk_id, target_id);
+    if (!older)
+        older = find_copy(&rp->queued, chunk_id, target_id);
+    if (older && older->version == version)
         return -EALREADY;
     if (!replicas_get(rp->reps, chunk_id, &ri))
         return -ENOENT;
@@ -620,13 +639,18 @@ int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, u
     c->fuzzy = fuzzy;
     snprintf(c->addr, sizeof(c->addr), "%s", target_addr);
     list_init(&c->pace);
-    if (rp->nrunning >= rp->streams) {
+    if (rp->nrunning >= rp->streams || older) {
         c->state = CS_QUEUED;
         list_add_tail(&rp->queued, &c->link);
         rp->nqueued++;
-        log_info("replicate: copy of chunk %016" PRIx64 " to node %" PRIu64
-                 " waits for a stream (%zu queued)",
-                 chunk_id, target_id, rp->nqueued);
+        if (older)
+            log_info("replicate: copy of chunk %016" PRIx64 " version %" PRIu64 " to node %" PRIu64
+                     " waits for its copy at version %" PRIu64 " to end",
+                     chunk_id, version, target_id, older->version);
+        else
+            log_info("replicate: copy of chunk %016" PRIx64 " to node %" PRIu64
+                     " waits for a stream (%zu queued)",
+                     chunk_id, target_id, rp->nqueued);
         return 0;
     }
     c->state = CS_SNAPSHOT;

@@ -88,9 +88,13 @@ int replicate_new(uv_loop_t *loop, struct replicas *reps, struct peers *peers,
  * Starts, or queues, a copy of chunk_id at version to the datanode
  * target_id at target_addr; delta: the target holds an older replica;
  * fuzzy: writes may go on during the copy (see above).
- * Returns 0 (hooks.done follows, later), -EALREADY (that copy is running or
- * queued), -ENOENT (no replica), -ESTALE (another version), -EIO (replica
- * corrupt), -EINVAL (bad target), -ECANCELED (shutting down).
+ * A copy of the same chunk to the same target at another version (an older
+ * command, which its source's version change is ending) runs or waits
+ * first: this one waits in the queue until it has ended.
+ * Returns 0 (hooks.done follows, later), -EALREADY (that copy, at that
+ * version, is running or queued), -ENOENT (no replica), -ESTALE (another
+ * version), -EIO (replica corrupt), -EINVAL (bad target), -ECANCELED
+ * (shutting down).
  */
 int replicate_start(struct replicate *rp, uint64_t chunk_id, uint64_t version, uint64_t target_id,
                     const char *target_addr, bool delta, bool fuzzy);

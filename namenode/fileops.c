@@ -226,11 +226,15 @@ static void gc_reply(struct gcreq *g)
         goto out;
     for (size_t i = 0; rq->for_write && i < f.n; i++) {
         if (repair_copying(core->repair, f.id[i])) {
-            rpc_reply_error(g->req, -EAGAIN, "chunk %" PRIx64 " is being re-replicated", f.id[i]);
+            repair_writer_waits(core->repair, f.id[i]);
+            if (g->req)
+                rpc_reply_error(g->req, -EAGAIN, "chunk %" PRIx64 " is being re-replicated",
+                                f.id[i]);
             g->req = NULL;
-            goto out;
         }
     }
+    if (!g->req)
+        goto out;
     if (rq->for_write && lease_holder(core->leases, g->ino) != g->client) {
         /* Lost while allocating: the next holder was fenced without these. */
         r = -EBUSY;
@@ -475,6 +479,7 @@ static void rc_go(struct rcreq *rc)
         return;
     }
     if (repair_copying(rc->core->repair, rc->chunk_id)) {
+        repair_writer_waits(rc->core->repair, rc->chunk_id);
         rpc_reply_error(rc->req, -EAGAIN, "chunk %" PRIx64 " is being re-replicated", rc->chunk_id);
         free(rc);
         return;

@@ -595,8 +595,10 @@ out:
  * written are fuzzy instead: at the current version, they take writes as
  * they come and leave a stale replica one version below, which the delta
  * copy that follows (fenced, but short: only the blocks written meanwhile)
- * brings up to date. So a writer waits for a delta, never for a whole
- * chunk to cross the wire.
+ * brings up to date. A writer that comes during a whole fenced copy (the
+ * file was idle when it started) moves the chunk past it instead
+ * (repair_writer_waits). So a writer waits for a delta or a version
+ * change, never for a whole chunk to cross the wire.
  */
 static void start(struct repair *rp, struct cm_chunk *c, struct replq_copy *copies, size_t n,
                   uint64_t now)
@@ -832,6 +834,67 @@ bool repair_copying(const struct repair *rp, uint64_t chunk)
         if (!copies[i].fuzzy)
             return true;
     return false;
+}
+
+/* Marks the copies of chunk as yielding to a writer, or not. */
+static void set_yielding(struct repair *rp, uint64_t chunk, bool on)
+{
+    struct replq_copy copies[REPLQ_MAX_COPIES];
+    size_t n = replq_copies(rp->q, chunk, copies);
+
+    for (size_t i = 0; i < n; i++)
+        replq_find(rp->q, chunk, copies[i].src, copies[i].tgt)->yielding = on;
+}
+
+static void yielded(void *arg, int status, const struct chunkctl_bump_result *res)
+{
+    struct call *cl = arg;
+    struct repair *rp = cl->rp;
+
+    rp->calls--;
+    if (rp->stopping || !replq_is_running(rp->q, cl->chunk))
+        goto out;
+    if (status) {
+        log_warn("repair: chunk %" PRIx64 " could not be moved past its copy for a writer: %s",
+                 cl->chunk, err_str(status));
+        set_yielding(rp, cl->chunk, false);
+        goto out;
+    }
+    log_info("repair: chunk %" PRIx64 " now at version %" PRIu64
+             ": its copy is dropped for a writer, a fuzzy copy follows",
+             cl->chunk, res->version);
+    fail_all(rp, cl->chunk, REPLQ_CANCELLED);
+    rp->want_schedule = true;
+out:
+    free(cl);
+}
+
+void repair_writer_waits(struct repair *rp, uint64_t chunk)
+{
+    struct replq_copy copies[REPLQ_MAX_COPIES];
+    size_t n = replq_is_running(rp->q, chunk) ? replq_copies(rp->q, chunk, copies) : 0;
+    struct call *cl;
+    int r;
+
+    if (n == 0)
+        return;
+    /* Deltas are short, and a copy not yet commanded is still being set up. */
+    for (size_t i = 0; i < n; i++)
+        if (copies[i].delta || copies[i].fuzzy || copies[i].yielding || !copies[i].version)
+            return;
+    set_yielding(rp, chunk, true);
+    cl = xcalloc(1, sizeof(*cl));
+    cl->rp = rp;
+    cl->chunk = chunk;
+    rp->calls++;
+    r = chunkctl_bump(rp->cfg.ctl, chunk, NULL, 0, yielded, cl);
+    if (r) {
+        rp->calls--;
+        free(cl);
+        set_yielding(rp, chunk, false);
+        log_warn("repair: chunk %" PRIx64 " could not be moved past its copy for a writer: %s",
+                 chunk, err_str(r));
+    }
 }
 
 void repair_node_dead(struct repair *rp, uint64_t node)

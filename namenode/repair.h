@@ -28,7 +28,8 @@
  * delta copy), else the placement policy's pick among usable nodes with a
  * free incoming stream. A copy is fenced when no write may slip past it:
  * meanwhile the chunk is "copying" and writers are told -EAGAIN
- * (repair_copying). A chunk whose file some client may be writing
+ * (repair_copying), unless it is a whole copy, which a writer's arrival
+ * cancels (repair_writer_waits). A chunk whose file some client may be writing
  * (lease_busy) is first moved to a new version on its current replicas and
  * copied at that version. A whole copy of such a chunk is fuzzy instead:
  * unfenced, at the current version (one above zero at least), the source
@@ -123,6 +124,17 @@ void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t 
 
 /* True while a fenced copy of chunk runs: writers must wait (-EAGAIN). */
 bool repair_copying(const struct repair *rp, uint64_t chunk);
+
+/*
+ * A writer was told to wait for chunk's copy. A whole copy (not a delta,
+ * which is short) was started while the file was idle; rather than have
+ * the writer wait for the whole chunk to cross the wire, the chunk moves to
+ * a new version on its current replicas and the copy is dropped: its
+ * source fails it (-ESTALE) or its target is left with a stale replica.
+ * The writer goes on at the new version once that is committed, and the
+ * next copy is fuzzy, the file being written. Once per copy.
+ */
+void repair_writer_waits(struct repair *rp, uint64_t chunk);
 
 /*
  * Starts (or, with recommission, ends) decommissioning node: the flag is

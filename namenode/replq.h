@@ -45,6 +45,7 @@ struct replq_copy {
     uint64_t sent_ms; /* when commanded; 0 before */
     bool delta;       /* the target holds an older version of the chunk */
     bool fuzzy;       /* writes go on meanwhile: the target ends up stale */
+    bool yielding;    /* a writer came: the chunk is being moved past it */
 };
 
 /* Names one copy. */

@@ -60,7 +60,7 @@ static struct {
     uint64_t size;
     int recovers;
     int bad_reports;
-    int eagain_left;   /* write lookups still to answer -EAGAIN */
+    int eagain_left;    /* write lookups still to answer -EAGAIN */
     int eagain_answers; /* how many were */
 } F;
 

@@ -447,6 +447,70 @@ START_TEST(a_file_being_written_is_bumped_first)
 }
 END_TEST
 
+static bool not_copying(void *arg)
+{
+    return !repair_copying(rp, *(uint64_t *)arg);
+}
+
+static int set_versions(void)
+{
+    int n = 0;
+
+    for (int i = 0; i < NDN; i++)
+        n += dns[i].set_versions;
+    return n;
+}
+
+START_TEST(a_writer_does_not_wait_for_a_whole_copy)
+{
+    struct cm_chunk *c = alloc(0);
+    uint64_t id = c->id;
+    struct lease_waiter w = {0};
+    struct repair_stats s;
+
+    kill_node(a_holder(c, 0));
+    wait_cmds(1);
+    /* The file is idle: a plain whole copy at version 1, fenced. */
+    ck_assert(!cmds[0].fuzzy && !cmds[0].delta);
+    ck_assert_uint_eq(cmds[0].version, 1);
+    ck_assert(repair_copying(rp, id));
+    ck_assert_int_eq(set_versions(), 0);
+    /* A writer comes and is told to wait: the chunk moves past the copy
+     * (once, however often it asks), and the copy is dropped. */
+    ck_assert_int_eq(lease_acquire(leases, file_ino, 99, mono_ms(), &w), 0);
+    repair_writer_waits(rp, id);
+    repair_writer_waits(rp, id);
+    ck_assert(repair_copying(rp, id)); /* until the new version is committed */
+    run_until(not_copying, &id);
+    c = chunkmap_get(map, id);
+    ck_assert_uint_eq(c->version, 2);
+    ck_assert_int_eq(set_versions(), 2); /* the two survivors */
+    repair_get_stats(rp, &s);
+    ck_assert_uint_eq(s.copies_failed, 1);
+    /* The source's late word of success leaves the target stale, not current. */
+    repair_copy_done(rp, cmds[0].node, id, 1, false, cmds[0].target, 0, CS, 0);
+    ck_assert(!holds(chunkmap_get(map, id), cmds[0].target));
+    /* The next copy lets the writer through. */
+    wait_cmds(2);
+    ck_assert(cmds[1].fuzzy && !cmds[1].delta);
+    ck_assert_uint_eq(cmds[1].version, 2);
+    ck_assert(!repair_copying(rp, id));
+    ck_assert_int_eq(set_versions(), 2);
+    /* A delta is short: a writer waits for it, nothing is bumped. */
+    repair_copy_done(rp, cmds[1].node, id, 2, true, cmds[1].target, 0, CS, 0);
+    wait_cmds(3);
+    ck_assert(cmds[2].delta);
+    ck_assert(repair_copying(rp, id));
+    ck_assert_uint_eq(chunkmap_get(map, id)->version, 3);
+    repair_writer_waits(rp, id);
+    run_for(50);
+    ck_assert(repair_copying(rp, id));
+    ck_assert_uint_eq(chunkmap_get(map, id)->version, 3);
+    repair_copy_done(rp, cmds[2].node, id, 3, false, cmds[2].target, 0, 4096, CS - 4096);
+    run_until(chunk_healthy, &id);
+}
+END_TEST
+
 START_TEST(a_failed_copy_goes_elsewhere)
 {
     struct cm_chunk *c = alloc(0);
@@ -610,6 +674,7 @@ static Suite *suite(void)
     tcase_add_test(tc, the_target_reporting_ends_the_copy);
     tcase_add_test(tc, a_stale_holder_gets_a_delta_copy);
     tcase_add_test(tc, a_file_being_written_is_bumped_first);
+    tcase_add_test(tc, a_writer_does_not_wait_for_a_whole_copy);
     tcase_add_test(tc, a_failed_copy_goes_elsewhere);
     tcase_add_test(tc, streams_per_node);
     tcase_add_test(tc, an_extra_replica_is_trimmed);
