@@ -190,6 +190,7 @@ static void gc_reply(struct gcreq *g)
 {
     struct nn_core *core = g->core;
     Keel__GetChunksReq *rq = g->req->env->get_chunks_req;
+    const bool for_write = rq->for_write; /* rq goes with an early reply */
     Keel__Envelope env = KEEL__ENVELOPE__INIT;
     Keel__GetChunksRep rep = KEEL__GET_CHUNKS_REP__INIT;
     struct found f = {0};
@@ -224,7 +225,7 @@ static void gc_reply(struct gcreq *g)
     mdb_txn_abort(txn);
     if (r)
         goto out;
-    for (size_t i = 0; rq->for_write && i < f.n; i++) {
+    for (size_t i = 0; for_write && i < f.n; i++) {
         if (repair_copying(core->repair, f.id[i])) {
             repair_writer_waits(core->repair, f.id[i]);
             if (g->req)
@@ -235,12 +236,12 @@ static void gc_reply(struct gcreq *g)
     }
     if (!g->req)
         goto out;
-    if (rq->for_write && lease_holder(core->leases, g->ino) != g->client) {
+    if (for_write && lease_holder(core->leases, g->ino) != g->client) {
         /* Lost while allocating: the next holder was fenced without these. */
         r = -EBUSY;
         goto out;
     }
-    if (rq->for_write)
+    if (for_write)
         lease_given(core->leases, g->ino, g->client, f.id, f.n);
     rep.chunk_size = core->settings->chunk_size;
     rep.size = sizes_visible(core->sizes, in.ino, in.size);
