@@ -282,6 +282,8 @@ static struct datanode *stopped[16]; /* freed once the loop has run dry */
 static int nstopped;
 static char dirs[NDN + 1][96];
 
+static uint64_t repl_rate; /* outgoing copy rate of datanodes started next; 0: unlimited */
+
 static void dn_start_opts(int i, uint64_t scrub_rate)
 {
     struct datanode_config cfg = {0};
@@ -292,6 +294,7 @@ static void dn_start_opts(int i, uint64_t scrub_rate)
     cfg.listen = "127.0.0.1:0";
     cfg.domain = "d";
     cfg.scrub_rate = scrub_rate;
+    cfg.replication_rate = repl_rate;
     cfg.peer_timeout_ms = 1000;
     ck_assert_int_eq(datanode_start(&loop, &cfg, &dns[i]), 0);
 }
@@ -331,6 +334,7 @@ static void setup(void)
     memset(&nn, 0, sizeof(nn));
     memset(dns, 0, sizeof(dns));
     nstopped = 0;
+    repl_rate = 0;
     nn.cluster = "test-cluster";
     snprintf(root, sizeof(root), "/tmp/keel-ut-dn.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(root));
@@ -867,6 +871,55 @@ START_TEST(replicate_command_copies_a_replica)
 }
 END_TEST
 
+static bool replicate_finished_thrice(void *arg)
+{
+    return nn.replicate_done >= 3;
+}
+
+/* The namenode moved a chunk past a copy that had not started yet (one
+ * stream, busy with another chunk) and commands the copy again at the new
+ * version, to the same target: the new command waits for the old copy to
+ * end (it fails, stale) instead of being taken for it and dropped. */
+START_TEST(a_copy_at_a_new_version_waits_for_the_old_one)
+{
+    static uint8_t big[256 * 1024], small[64 * 1024];
+    struct fake_report bumped = {1, 31, 5, 0, KEEL__REPLICA_STATE__REPLICA_OK};
+    struct fake_report arrived = {2, 31, 5, 0, KEEL__REPLICA_STATE__REPLICA_OK};
+    rpc_conn *c;
+    struct result r;
+
+    repl_rate = 64 * 1024; /* one stream: chunk 30 takes it for about 4 s */
+    dn_up(1);
+    repl_rate = 0;
+    dn_up(2);
+    ck_assert_int_eq(nn_create(1, 30, 4), 0);
+    ck_assert_int_eq(nn_create(1, 31, 4), 0);
+    fill(big, sizeof(big), 7);
+    fill(small, sizeof(small), 8);
+    c = client_of(1);
+    do_write(c, 30, 4, 0, big, sizeof(big), NULL, 0, csum_buf(big, sizeof(big)), &r);
+    ck_assert_int_eq(r.status, 0);
+    result_free(&r);
+    do_write(c, 31, 4, 0, small, sizeof(small), NULL, 0, csum_buf(small, sizeof(small)), &r);
+    ck_assert_int_eq(r.status, 0);
+    result_free(&r);
+    queue_command(1, KEEL__COMMAND_KIND__CMD_REPLICATE, 30, 4, 2);
+    queue_command(1, KEEL__COMMAND_KIND__CMD_REPLICATE, 31, 4, 2);
+    sleep_loop(300);
+    queue_command(1, KEEL__COMMAND_KIND__CMD_SET_VERSION, 31, 5, 0);
+    ck_assert(run_until(have_report, &bumped, 5000));
+    queue_command(1, KEEL__COMMAND_KIND__CMD_REPLICATE, 31, 5, 2);
+    sleep_loop(300);
+    ck_assert_int_eq(nn.replicate_done, 0); /* chunk 30 still holds the stream */
+    /* Chunk 30 copied, chunk 31 at version 4 failed, at version 5 copied. */
+    ck_assert(run_until(replicate_finished_thrice, NULL, 20000));
+    ck_assert_int_eq(nn.replicate_status, 0);
+    ck_assert(run_until(have_report, &arrived, 5000));
+    expect_bytes(2, 31, 5, 0, small, sizeof(small));
+    rpc_conn_close(c);
+}
+END_TEST
+
 /* Sends one CopyChunkReq piece to datanode i. */
 static int copy_piece(rpc_conn *c, uint64_t chunk, uint64_t session, bool first, bool last,
                       uint64_t off, const uint8_t *data, size_t len, const uint64_t *sums,
@@ -1213,6 +1266,7 @@ static Suite *suite(void)
     tcase_add_test(tc, scrubber_finds_damage_without_reads);
     tcase_add_test(tc, commands_delete_and_set_version);
     tcase_add_test(tc, replicate_command_copies_a_replica);
+    tcase_add_test(tc, a_copy_at_a_new_version_waits_for_the_old_one);
     tcase_add_test(tc, copies_are_verified_on_arrival);
     tcase_add_test(tc, delta_copies_start_from_the_older_replica);
     tcase_add_test(tc, pushed_commands_run_at_once);
