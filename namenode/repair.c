@@ -813,7 +813,8 @@ void repair_copy_done(struct repair *rp, uint64_t src, uint64_t chunk, uint64_t 
         /* The source does not have it: believe it. */
         if (status == -ENOENT && c)
             chunkmap_drop_replica(rp->cfg.cm, c, src);
-        finish(rp, chunk, src, target, blame(status));
+        /* Moved past by a writer: the version change failed it, not a node. */
+        finish(rp, chunk, src, target, cp->yielding ? REPLQ_CANCELLED : blame(status));
         rp->want_schedule = true;
         return;
     }
