@@ -429,12 +429,8 @@ static void tick_work(keel_client *c)
     io_tick(c, now);
 }
 
+/* The periodic tick and the one-shot `soon` timer both do the tick's work. */
 static void on_tick(uv_timer_t *t)
-{
-    tick_work(t->data);
-}
-
-static void on_soon(uv_timer_t *t)
 {
     tick_work(t->data);
 }
@@ -446,7 +442,7 @@ void core_wake_at(keel_client *c, uint64_t when_ms)
     if (c->disconnecting || (uv_is_active((uv_handle_t *)&c->soon) && c->soon_at <= when_ms))
         return;
     c->soon_at = when_ms;
-    uv_timer_start(&c->soon, on_soon, when_ms > now ? when_ms - now : 0, 0);
+    uv_timer_start(&c->soon, on_tick, when_ms > now ? when_ms - now : 0, 0);
 }
 
 /* ------------------------------------------------------------- datanodes */

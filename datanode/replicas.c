@@ -1008,11 +1008,13 @@ static void done_take(struct op *op)
     if (!op->taken)
         return; /* still the replica it was */
     if (op->status)
-        log_error("replicas: taking chunk %016" PRIx64 " for a delta copy: %s", rep->id,
-                  err_str(op->status));
-    log_info("replicas: chunk %016" PRIx64 " version %" PRIu64
-             " is now the start of a delta copy (session %016" PRIx64 ")",
-             rep->id, rep->version, op->session);
+        log_error("replicas: taking chunk %016" PRIx64 " version %" PRIu64
+                  " for a delta copy failed after it was removed: %s",
+                  rep->id, rep->version, err_str(op->status));
+    else
+        log_info("replicas: chunk %016" PRIx64 " version %" PRIu64
+                 " is now the start of a delta copy (session %016" PRIx64 ")",
+                 rep->id, rep->version, op->session);
     report(rep, true);
     rep_unmap(rep);
 }

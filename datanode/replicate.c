@@ -307,14 +307,15 @@ static void read_done(int status, struct replicas_result *res, void *arg)
     }
     n = res->nsums;
     for (size_t i = 0; i < n; i++) {
-        if (res->sums[i] != c->snap[lo + i] && c->fuzzy) {
-            c->snap[lo + i] = res->sums[i]; /* what the target will hold */
-        } else if (res->sums[i] != c->snap[lo + i]) {
+        if (res->sums[i] == c->snap[lo + i])
+            continue;
+        if (!c->fuzzy) {
             log_warn("replicate: chunk %016" PRIx64 " block %" PRIu64 " changed during the copy",
                      c->chunk_id, (uint64_t)lo + i);
             finish(c, -EAGAIN);
             return;
         }
+        c->snap[lo + i] = res->sums[i]; /* what the target will hold */
     }
     c->base = res->base;
     res->base = NULL;

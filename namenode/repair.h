@@ -29,9 +29,9 @@
  * free incoming stream. A copy is fenced when no write may slip past it:
  * meanwhile the chunk is "copying" and writers are told -EAGAIN
  * (repair_copying), unless it is a whole copy, which a writer's arrival
- * cancels (repair_writer_waits). A chunk whose file some client may be writing
- * (lease_busy) is first moved to a new version on its current replicas and
- * copied at that version. A whole copy of such a chunk is fuzzy instead:
+ * cancels (repair_writer_waits). A chunk whose file some client may be
+ * writing (lease_busy) is first moved to a new version on its current
+ * replicas and copied at that version. A whole copy of such a chunk is fuzzy instead:
  * unfenced, at the current version (one above zero at least), the source
  * takes writes as they come, the target installs the result one version
  * below (stale), and the delta copy planned next, which is fenced, sends
