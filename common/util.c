@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,22 @@ char *xstrdup(const char *s)
     if (!p)
         oom(strlen(s));
     return p;
+}
+
+/*
+ * glibc gives a freed block of 128 KiB or more back to the kernel (each is
+ * its own mapping), learning only slowly to keep them, and trims the heap
+ * whenever 2 MiB lie free at its top. A datanode taking a few 1 MiB writes
+ * at once then maps, faults in and zeroes every payload buffer page by page:
+ * measured with libkeel at queue depth 4, 1 MiB writes went at 162 MB/s
+ * with the default and 368 MB/s with freed memory kept (keel-bench, three
+ * replicas on one host). What is kept is bounded by the peak in use, which
+ * the datanode bounds with --max-inflight.
+ */
+void keep_freed_memory(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
 int64_t now_ns(void)

@@ -26,6 +26,14 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+/*
+ * For processes that allocate and free buffers of a MiB or more at the rate
+ * requests arrive (a datanode's payloads, keel-fuse's requests): keep freed
+ * memory for the next buffer instead of handing it back to the kernel. See
+ * util.c.
+ */
+void keep_freed_memory(void);
+
 /* Wall clock in nanoseconds since the epoch. */
 int64_t now_ns(void);
 /* Monotonic clock in milliseconds and nanoseconds. */

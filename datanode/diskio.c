@@ -4,6 +4,7 @@
 #include "diskio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -87,4 +88,9 @@ int diskio_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 int diskio_datasync(int fd)
 {
     return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+void diskio_start_writeback(int fd, uint64_t off, uint64_t len)
+{
+    (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
 }

@@ -35,4 +35,9 @@ int diskio_pwrite_done(int fd, const void *buf, size_t len, uint64_t off, size_t
  * failure the kernel may have dropped the dirty pages. */
 int diskio_datasync(int fd);
 
+/* Starts writing the range's dirty pages to disk without waiting for them
+ * (sync_file_range with SYNC_FILE_RANGE_WRITE). Makes nothing durable and
+ * reports no error: a later fdatasync does both. */
+void diskio_start_writeback(int fd, uint64_t off, uint64_t len);
+
 #endif

@@ -124,6 +124,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("datanode", level);
+    keep_freed_memory();
     /* The pool is sized before the loop's first work item. */
     snprintf(threads, sizeof(threads), "%u", (unsigned)io_threads);
     setenv("UV_THREADPOOL_SIZE", threads, 1);

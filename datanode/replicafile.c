@@ -468,6 +468,17 @@ static void apply_partial_locked(struct replicafile *rf, uint64_t off, size_t le
         rf->length = cut;
 }
 
+/*
+ * A write this large has its pages sent to the disk as soon as they are in
+ * the page cache. Otherwise a stream of them (a VM's sequential write, three
+ * replicas on one disk) sits dirty until the kernel's background writeback
+ * or the next flush, which then makes writers wait while the disk takes it
+ * all at once. Buffered 1 MiB writes with end_fsync through keel-fuse went
+ * from 246-366 MB/s to 368-430. Small writes are left to the page cache,
+ * which gathers rewrites of the same blocks.
+ */
+#define WRITEBACK_AT (256u << 10)
+
 int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, size_t len,
                       unsigned flags, bool *mismatch)
 {
@@ -504,6 +515,8 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
     if (r)
         goto out;
     r = diskio_pwrite_done(rf->data_fd, data, len, off, &done);
+    if (r == 0 && !edge.nowait && len >= WRITEBACK_AT) /* never on the loop */
+        diskio_start_writeback(rf->data_fd, off, len);
     pthread_mutex_lock(&rf->lock);
     if (r == 0) {
         put_sums_locked(rf, first, n, sums);

@@ -134,6 +134,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    keep_freed_memory(); /* a read reply or write-behind copy per request */
     keel_options_init(&o);
     o.call_timeout_ms = (uint32_t)timeout_ms;
     o.retry_ms = (uint32_t)MIN(retry_ms, 10000);
