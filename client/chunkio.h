@@ -35,6 +35,9 @@
 
 #define KC_MAX_REPLICAS 16
 #define KC_MAX_IO       (4u << 20) /* bytes per request to a datanode */
+/* A read with no other in flight is cut into pieces of this size, so that
+ * the replicas serve it together; see read_piece_size(). */
+#define KC_READ_PIECE   (128u << 10)
 
 struct kreplica {
     uint64_t node_id;

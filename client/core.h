@@ -76,6 +76,7 @@ struct keel_client {
     struct u64map inodes; /* ino -> struct kinode (chunkio.c) */
     struct list files;    /* open keel_files, guarded by lock */
     struct list closing;  /* closes waiting for their file's I/O to drain */
+    unsigned reads;       /* read fops in progress (I/O thread) */
 
     /* Write-behind (file.c): wb_lock guards the wb_* fields of every kinode;
      * wb_cv is broadcast when a write-behind write completes. */
