@@ -61,14 +61,17 @@ char *xstrdup(const char *s)
 }
 
 /*
- * glibc gives a freed block of 128 KiB or more back to the kernel (each is
- * its own mapping), learning only slowly to keep them, and trims the heap
- * whenever 2 MiB lie free at its top. A datanode taking a few 1 MiB writes
- * at once then maps, faults in and zeroes every payload buffer page by page:
- * measured with libkeel at queue depth 4, 1 MiB writes went at 162 MB/s
- * with the default and 368 MB/s with freed memory kept (keel-bench, three
- * replicas on one host). What is kept is bounded by the peak in use, which
- * the datanode bounds with --max-inflight.
+ * glibc serves a block of 128 KiB or more from a mapping of its own, unmapped
+ * when freed. After the first such free it raises that threshold to the
+ * block's size, but it still trims the heap whenever twice that lies free at
+ * its top. A datanode taking a few 1 MiB writes at once frees several
+ * payloads together, so its heap shrinks and grows again with every burst
+ * and each new buffer is faulted in and zeroed page by page. Measured with
+ * keel-bench (libkeel, three replicas on one host, queue depth 4), 1 MiB
+ * writes went at 162 MB/s with glibc's defaults and at 368 MB/s with freed
+ * memory kept. What is kept is bounded by the peak in use, which a datanode
+ * bounds with --max-inflight and libkeel's write-behind with its 16 MiB per
+ * file.
  */
 void keep_freed_memory(void)
 {

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # POSIX basics on the mount: rename over an existing file, unlink of an open
 # file, ls -l sizes and times, df figures, hard and symbolic links; and the
-# mount survives a namenode restart underneath it.
+# mount survives a namenode restart underneath it. Also the mount's read-ahead.
 source "$KEEL_SRC/tests/lib.sh"
 
 cluster_up --datanodes 3 --chunk-size 1M --datanode-args "--capacity 8G"
 M="$T/mnt"
 mount_keel "$M"
+
+# keel-fuse raises the mount's read-ahead to its largest request (it may, as root)
+if [[ $(id -u) == 0 ]]; then
+    ra=$(cat "/sys/class/bdi/$(mountpoint -d "$M")/read_ahead_kb")
+    [[ $ra == 1024 ]] || fail "read-ahead of the mount is $ra KiB, not 1024"
+fi
 
 # rename over an existing file
 echo one >"$M/a"
