@@ -79,19 +79,17 @@ static void unescape(char *s)
  * 1 GiB file, three replicas on one host). Only the bdi's sysfs file can
  * raise it, so this writes it, found by the mount's device number in
  * /proc/self/mountinfo (a stat of the mount point would wait on this very
- * process). Without the right to (not root), the mount keeps the default.
- * Returns whether the read-ahead was raised.
+ * process). `mountpoint` is as fuse_parse_cmdline leaves it, made absolute
+ * by realpath before the mount. Without the right to (not root), the mount
+ * keeps the default. Returns whether the read-ahead was raised.
  */
 static bool raise_readahead(const char *mountpoint)
 {
-    char *real = realpath(mountpoint, NULL), *line = NULL, path[80] = "";
+    char *line = NULL, path[80] = "";
     size_t cap = 0;
     bool ok = false;
-    FILE *f;
+    FILE *f = fopen("/proc/self/mountinfo", "r");
 
-    if (!real)
-        return false;
-    f = fopen("/proc/self/mountinfo", "r");
     while (f && getline(&line, &cap, f) > 0) {
         unsigned maj, min;
         char mnt[4096];
@@ -100,13 +98,12 @@ static bool raise_readahead(const char *mountpoint)
         if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mnt) != 3)
             continue;
         unescape(mnt);
-        if (strcmp(mnt, real) == 0) /* the last one is on top */
+        if (strcmp(mnt, mountpoint) == 0) /* the last one is on top */
             snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
     }
     if (f)
         fclose(f);
     free(line);
-    free(real);
     if (path[0] && (f = fopen(path, "w"))) {
         ok = fprintf(f, "%u\n", KEELFS_MAX_IO >> 10) > 0;
         ok = fclose(f) == 0 && ok;
