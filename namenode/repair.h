@@ -31,11 +31,11 @@
  * (repair_copying), unless it is a whole copy, which a writer's arrival
  * cancels (repair_writer_waits). A chunk whose file some client may be
  * writing (lease_busy) is first moved to a new version on its current
- * replicas and copied at that version. A whole copy of such a chunk is fuzzy instead:
- * unfenced, at the current version (one above zero at least), the source
- * takes writes as they come, the target installs the result one version
- * below (stale), and the delta copy planned next, which is fenced, sends
- * only what was written meanwhile. Writers then wait for a delta, not for
+ * replicas and copied at that version. A whole copy of such a chunk is
+ * fuzzy instead: unfenced, at the current version (one above zero at
+ * least), the source takes writes as they come, the target installs the
+ * result one version below (stale), and the delta copy planned next, which
+ * is fenced, sends only what was written meanwhile. Writers then wait for a delta, not for
  * a whole chunk. The command is pushed with CommandReq on the source's
  * registered connection (or queued for its heartbeat when it cannot take
  * pushes). A copy ends when the target reports the replica or the source's

@@ -511,6 +511,30 @@ START_TEST(a_writer_does_not_wait_for_a_whole_copy)
 }
 END_TEST
 
+/* The copy's source answers -ESTALE (the writer's version change reached it)
+ * before that change is committed: the failure is the change's doing, so
+ * the source is not avoided and sends the next copy again (the planner's
+ * pick among equally loaded sources is the same as the first time). */
+START_TEST(a_copy_moved_past_for_a_writer_is_not_blamed)
+{
+    struct cm_chunk *c = alloc(0);
+    uint64_t id = c->id;
+    struct lease_waiter w = {0};
+
+    kill_node(a_holder(c, 0));
+    wait_cmds(1);
+    ck_assert(!cmds[0].fuzzy && !cmds[0].delta);
+    ck_assert_int_eq(lease_acquire(leases, file_ino, 99, mono_ms(), &w), 0);
+    repair_writer_waits(rp, id);
+    repair_copy_done(rp, cmds[0].node, id, 1, false, cmds[0].target, -ESTALE, 0, 0);
+    ck_assert_uint_eq(chunkmap_get(map, id)->version, 1); /* the change is not committed yet */
+    wait_cmds(2);
+    ck_assert_uint_eq(chunkmap_get(map, id)->version, 2);
+    ck_assert(cmds[1].fuzzy);
+    ck_assert_uint_eq(cmds[1].node, cmds[0].node);
+}
+END_TEST
+
 START_TEST(a_failed_copy_goes_elsewhere)
 {
     struct cm_chunk *c = alloc(0);
@@ -675,6 +699,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_stale_holder_gets_a_delta_copy);
     tcase_add_test(tc, a_file_being_written_is_bumped_first);
     tcase_add_test(tc, a_writer_does_not_wait_for_a_whole_copy);
+    tcase_add_test(tc, a_copy_moved_past_for_a_writer_is_not_blamed);
     tcase_add_test(tc, a_failed_copy_goes_elsewhere);
     tcase_add_test(tc, streams_per_node);
     tcase_add_test(tc, an_extra_replica_is_trimmed);
