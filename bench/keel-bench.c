@@ -9,7 +9,7 @@
  * asynchronous requests in flight from one thread. Sequential jobs cover
  * --size once (or loop until --seconds); random jobs run for --seconds
  * (default 10). Prints one line: MB/s, IOPS, and latency percentiles in
- * microseconds, or with --json one JSON object.
+ * microseconds (of each --fsync flush too), or with --json one JSON object.
  */
 #include "keel.h"
 #include "util.h"
@@ -38,8 +38,12 @@ static void log_line(int level, const char *line, void *arg)
 static uint64_t deadline_ms, next_off, ops, bytes;
 static int failures;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static uint32_t *lat_us;
-static size_t nlat;
+/* Latency samples, in microseconds. */
+struct samples {
+    uint32_t *us;
+    size_t n;
+};
+static struct samples lat, flush_lat; /* of each read or write; of each --fsync flush */
 
 static bool is_write(void)
 {
@@ -84,16 +88,22 @@ static uint64_t take_offset(uint64_t *seed)
     return off;
 }
 
-static void record(uint64_t start_ns, ssize_t r)
+/* Under lock. */
+static void sample(struct samples *s, uint64_t start_ns)
 {
     uint64_t us = (mono_ns() - start_ns) / 1000;
 
+    if (s->n < MAX_SAMPLES)
+        s->us[s->n++] = (uint32_t)MIN(us, UINT32_MAX);
+}
+
+static void record(uint64_t start_ns, ssize_t r)
+{
     pthread_mutex_lock(&lock);
     if (r == (ssize_t)A.bs) {
         ops++;
         bytes += A.bs;
-        if (nlat < MAX_SAMPLES)
-            lat_us[nlat++] = (uint32_t)MIN(us, UINT32_MAX);
+        sample(&lat, start_ns);
     } else {
         failures++;
     }
@@ -113,11 +123,18 @@ static void *sync_worker(void *arg)
 
         record(t, r);
         if (is_write() && A.fsync_every && ++n % A.fsync_every == 0) {
-            int fr = keel_flush(file);
+            int fr;
+
+            t = mono_ns();
+            fr = keel_flush(file);
+            pthread_mutex_lock(&lock);
             if (fr) {
                 fprintf(stderr, "keel-bench: flush: %s\n", keel_strerror(fr));
-                __atomic_add_fetch(&failures, 1, __ATOMIC_SEQ_CST);
+                failures++;
+            } else {
+                sample(&flush_lat, t);
             }
+            pthread_mutex_unlock(&lock);
         }
     }
     free(buf);
@@ -178,9 +195,22 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static uint32_t pct(double p)
+/* After qsort of s->us. */
+static uint32_t pct(const struct samples *s, double p)
 {
-    return nlat ? lat_us[(size_t)((double)(nlat - 1) * p)] : 0;
+    return s->n ? s->us[(size_t)((double)(s->n - 1) * p)] : 0;
+}
+
+/* ", flush p50 X us, p99 Y us" when there were --fsync flushes. */
+static const char *flush_text(void)
+{
+    static char text[96];
+
+    if (!flush_lat.n)
+        return "";
+    snprintf(text, sizeof(text), ", flush p50 %u us, p99 %u us", pct(&flush_lat, 0.5),
+             pct(&flush_lat, 0.99));
+    return text;
 }
 
 int main(int argc, char **argv)
@@ -265,7 +295,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    lat_us = malloc(MAX_SAMPLES * sizeof(*lat_us));
+    lat.us = malloc(MAX_SAMPLES * sizeof(*lat.us));
+    flush_lat.us = malloc(MAX_SAMPLES * sizeof(*flush_lat.us));
     t0 = mono_ms();
     deadline_ms = A.seconds ? t0 + A.seconds * 1000 : 0;
     if (A.depth) {
@@ -280,19 +311,23 @@ int main(int argc, char **argv)
     if (is_write() && keel_flush(file))
         failures++;
     ms = MAX(mono_ms() - t0, 1);
-    qsort(lat_us, nlat, sizeof(*lat_us), cmp_u32);
+    qsort(lat.us, lat.n, sizeof(*lat.us), cmp_u32);
+    qsort(flush_lat.us, flush_lat.n, sizeof(*flush_lat.us), cmp_u32);
     if (A.json)
         printf("{\"rw\":\"%s\",\"bs\":%" PRIu64 ",\"threads\":%" PRIu64 ",\"depth\":%" PRIu64
-               ",\"mb_s\":%.1f,\"iops\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"errors\":%d}\n",
+               ",\"mb_s\":%.1f,\"iops\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"flush_p50_us\":%u,"
+               "\"flush_p99_us\":%u,\"errors\":%d}\n",
                A.rw, A.bs, A.threads, A.depth, (double)bytes / 1048576.0 / ((double)ms / 1000),
-               (double)ops / ((double)ms / 1000), pct(0.5), pct(0.99), failures);
+               (double)ops / ((double)ms / 1000), pct(&lat, 0.5), pct(&lat, 0.99),
+               pct(&flush_lat, 0.5), pct(&flush_lat, 0.99), failures);
     else
         printf("%s bs=%" PRIu64 " %s=%" PRIu64 ": %.1f MB/s, %.0f IOPS, latency p50 %u us, p99 "
-               "%u us, %d errors\n",
+               "%u us%s, %d errors\n",
                A.rw, A.bs, A.depth ? "depth" : "threads", A.depth ? A.depth : A.threads,
                (double)bytes / 1048576.0 / ((double)ms / 1000), (double)ops / ((double)ms / 1000),
-               pct(0.5), pct(0.99), failures);
-    free(lat_us);
+               pct(&lat, 0.5), pct(&lat, 0.99), flush_text(), failures);
+    free(lat.us);
+    free(flush_lat.us);
     keel_close(file);
     keel_disconnect(c);
     return failures ? 1 : 0;

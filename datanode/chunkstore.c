@@ -30,6 +30,7 @@ struct chunkstore {
     int chunks_fd;
     int tmp_fd;
     int sub_fd[NSUBDIRS];
+    bool in_place; /* diskio_overwrites_in_place */
     bool have_id;
     struct chunkstore_identity id;
 };
@@ -268,6 +269,9 @@ int chunkstore_open(const char *dir, struct chunkstore **out)
         r = load_version(cs);
     if (r)
         goto fail;
+    cs->in_place = diskio_overwrites_in_place(cs->chunks_fd);
+    if (cs->in_place)
+        log_info("chunkstore: %s overwrites in place: flushes share device cache flushes", dir);
     *out = cs;
     return 0;
 fail:
@@ -315,7 +319,13 @@ int chunkstore_open_replica(struct chunkstore *cs, uint64_t chunk_id, struct rep
         close(meta_fd);
         return r;
     }
-    return replicafile_open(data_fd, meta_fd, chunk_id, chunkstore_blocks(cs), out);
+    return replicafile_open(data_fd, meta_fd, chunk_id, chunkstore_blocks(cs),
+                            cs->in_place ? REPLICAFILE_IN_PLACE : 0, out);
+}
+
+int chunkstore_flush_device(struct chunkstore *cs)
+{
+    return diskio_datasync(cs->chunks_fd);
 }
 
 int chunkstore_create(struct chunkstore *cs, uint64_t chunk_id, uint64_t version,

@@ -96,8 +96,15 @@ int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg);
  */
 int chunkstore_create(struct chunkstore *cs, uint64_t chunk_id, uint64_t version,
                       struct replicafile **out);
-/* Opens an existing replica. -ENOENT if there is none. */
+/* Opens an existing replica. -ENOENT if there is none. Replicas open
+ * REPLICAFILE_IN_PLACE where the filesystem allows it. */
 int chunkstore_open_replica(struct chunkstore *cs, uint64_t chunk_id, struct replicafile **out);
+/*
+ * Flushes the volatile cache of the device that holds the replicas, for
+ * replicafile_flush's *device_flush: an fdatasync of the chunks directory,
+ * which sends the flush even when it has nothing to commit. Any thread.
+ */
+int chunkstore_flush_device(struct chunkstore *cs);
 /* Removes a replica (its .meta first). -ENOENT if there is none. */
 int chunkstore_remove(struct chunkstore *cs, uint64_t chunk_id);
 

@@ -5,6 +5,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -93,4 +97,43 @@ int diskio_datasync(int fd)
 void diskio_start_writeback(int fd, uint64_t off, uint64_t len)
 {
     (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
+int diskio_writeback_wait(int fd)
+{
+    unsigned flags =
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+
+    return sync_file_range(fd, 0, 0, flags) < 0 ? -errno : 0;
+}
+
+bool diskio_overwrites_in_place(int fd)
+{
+    char line[4096], dev[32], fstype[32];
+    unsigned maj, min;
+    bool yes = false;
+    struct stat st;
+    FILE *f;
+
+    if (fstat(fd, &st) < 0)
+        return false;
+    f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return false;
+    /* id parent major:minor root mountpoint options [tags] - fstype source superoptions */
+    while (fgets(line, sizeof(line), f)) {
+        const char *sep = strstr(line, " - ");
+
+        if (!sep || sscanf(line, "%*s %*s %31s", dev) != 1 || sscanf(dev, "%u:%u", &maj, &min) != 2)
+            continue;
+        if (maj != major(st.st_dev) || min != minor(st.st_dev))
+            continue;
+        if (sscanf(sep + 3, "%31s", fstype) != 1)
+            break;
+        yes = (!strcmp(fstype, "ext4") || !strcmp(fstype, "ext3") || !strcmp(fstype, "ext2")) &&
+              !strstr(sep, "data=journal");
+        break;
+    }
+    fclose(f);
+    return yes;
 }

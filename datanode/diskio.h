@@ -8,6 +8,7 @@
 #ifndef KEEL_DATANODE_DISKIO_H
 #define KEEL_DATANODE_DISKIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,5 +40,20 @@ int diskio_datasync(int fd);
  * (sync_file_range with SYNC_FILE_RANGE_WRITE). Makes nothing durable and
  * reports no error: a later fdatasync does both. */
 void diskio_start_writeback(int fd, uint64_t off, uint64_t len);
+
+/* Writes back every dirty page of the file and waits for it: sync_file_range
+ * over the whole file. Commits no metadata, and the data may still sit in
+ * the device's volatile cache. 0 or a negative errno (a writeback error). */
+int diskio_writeback_wait(int fd);
+
+/*
+ * True if the filesystem holding fd writes an overwrite of allocated blocks
+ * in place and has nothing of its own to commit for it, so that writing the
+ * pages back and then flushing the device's cache is all an fdatasync would
+ * do: ext2/3/4 (which share a magic number) unless mounted data=journal.
+ * Copy-on-write filesystems, journalled data, overlays, anything unknown:
+ * false. Reads /proc/self/mountinfo; call once, at startup.
+ */
+bool diskio_overwrites_in_place(int fd);
 
 #endif

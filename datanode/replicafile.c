@@ -8,9 +8,10 @@
  * recovery writes the sidecar, and they run alone). Dirty pages go back to
  * the sidecar when the replica settles; the pages are then dropped.
  *
- * Locking: `lock` guards the page table and the pages' contents, length and
- * error, which operations on disjoint blocks share; it is never held across
- * I/O. hdr changes only in operations that run alone.
+ * Locking: `lock` guards the page table and the pages' contents, length,
+ * error and the flush bookkeeping (allocated, written, outside, synced), which
+ * operations on disjoint blocks share; it is never held across I/O. hdr
+ * changes only in operations that run alone.
  */
 #include "replicafile.h"
 
@@ -20,15 +21,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PER_PAGE       SIDECAR_SUMS_PER_PAGE
-#define RECOVER_BLOCKS 256u /* blocks hashed per read while recovering (1 MiB) */
-#define STACK_SUMS     64u  /* checksums of a small write or read kept on the stack */
+#define PER_PAGE        SIDECAR_SUMS_PER_PAGE
+#define RECOVER_BLOCKS  256u /* blocks hashed per read while recovering (1 MiB) */
+#define STACK_SUMS      64u  /* checksums of a small write or read kept on the stack */
+#define MAX_DATA_RANGES 64   /* data ranges looked up by replicafile_flush */
 
 struct sums_page {
     bool dirty; /* differs from the sidecar */
@@ -45,6 +49,13 @@ struct replicafile {
     struct sums_page **pages; /* NULL entries: not loaded */
     uint64_t length;          /* the data file's size */
     int error;
+    /* Flushes by writeback and a device flush (see replicafile_flush). */
+    bool in_place;
+    bool scanned;        /* an fdatasync has looked for the file's data */
+    uint64_t *allocated; /* bitmap: blocks whose allocation an fdatasync committed */
+    uint64_t *written;   /* bitmap: blocks wholly written since the last fdatasync began */
+    uint64_t outside;    /* writes so far that were not inside `allocated` when they began */
+    uint64_t synced;     /* `outside` when the last fdatasync to finish began */
 };
 
 /* An edge block of a write, read and verified for csum_update. */
@@ -54,6 +65,11 @@ struct edge_ctx {
     bool nowait;
     bool mismatch;
 };
+
+static size_t bitmap_words(const struct replicafile *rf)
+{
+    return ((size_t)rf->hdr.blocks + 63) / 64;
+}
 
 static uint64_t chunk_bytes(const struct replicafile *rf)
 {
@@ -95,13 +111,13 @@ static void drop_pages(struct replicafile *rf)
     pthread_mutex_unlock(&rf->lock);
 }
 
-int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t blocks,
+int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t blocks, unsigned flags,
                      struct replicafile **out)
 {
     struct replicafile *rf = calloc(1, sizeof(*rf));
     uint64_t size = 0;
     struct stat st;
-    int r;
+    int attr = 0, r;
 
     if (!rf) {
         close(data_fd);
@@ -119,6 +135,14 @@ int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t block
         r = -EBADMSG;
         goto fail;
     }
+    /* A file of journalled data (chattr +j) commits its pages in the journal. */
+    if ((flags & REPLICAFILE_IN_PLACE) && ioctl(data_fd, FS_IOC_GETFLAGS, &attr) == 0 &&
+        !(attr & FS_JOURNAL_DATA_FL)) {
+        rf->allocated = calloc(bitmap_words(rf), sizeof(uint64_t));
+        rf->written = calloc(bitmap_words(rf), sizeof(uint64_t));
+        rf->in_place = rf->allocated && rf->written;
+    }
+    rf->outside = 1; /* nothing is known allocated until an fdatasync */
     rf->npages = (blocks + PER_PAGE - 1) / PER_PAGE;
     rf->pages = calloc(rf->npages, sizeof(*rf->pages));
     if (!rf->pages) {
@@ -161,6 +185,8 @@ void replicafile_close(struct replicafile *rf)
     if (rf->pages)
         drop_pages(rf);
     free(rf->pages);
+    free(rf->allocated);
+    free(rf->written);
     pthread_mutex_destroy(&rf->lock);
     free(rf);
 }
@@ -479,12 +505,50 @@ static void apply_partial_locked(struct replicafile *rf, uint64_t off, size_t le
  */
 #define WRITEBACK_AT (256u << 10)
 
+/* Blocks [first, last] all in `allocated`. Under lock. */
+static bool all_allocated(const struct replicafile *rf, uint64_t first, uint64_t last)
+{
+    for (uint64_t b = first; b <= last; b++)
+        if (!(rf->allocated[b / 64] & (1ull << (b % 64))))
+            return false;
+    return true;
+}
+
+/* Sets blocks [first, end) in map. */
+static void set_blocks(uint64_t *map, uint64_t first, uint64_t end)
+{
+    for (uint64_t b = first; b < end; b++)
+        map[b / 64] |= 1ull << (b % 64);
+}
+
+/*
+ * Sets in map the blocks that hold data now, from SEEK_DATA and SEEK_HOLE
+ * over at most MAX_DATA_RANGES ranges. A block a range's end cuts (the
+ * file's end, or a hole of a filesystem with smaller blocks) is left out.
+ */
+static void map_data(const struct replicafile *rf, uint64_t *map)
+{
+    off_t data, hole = 0;
+
+    for (int i = 0; i < MAX_DATA_RANGES; i++) {
+        data = lseek(rf->data_fd, hole, SEEK_DATA);
+        if (data < 0)
+            break; /* ENXIO: no data past hole */
+        hole = lseek(rf->data_fd, data, SEEK_HOLE);
+        if (hole <= data)
+            break;
+        set_blocks(map, ((uint64_t)data + KEEL_BLOCK_SIZE - 1) >> KEEL_BLOCK_SHIFT,
+                   MIN((uint64_t)hole >> KEEL_BLOCK_SHIFT, rf->hdr.blocks));
+    }
+}
+
 int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, size_t len,
                       unsigned flags, bool *mismatch)
 {
     struct edge_ctx edge = {rf, 0, flags & REPLICAFILE_NOWAIT, false};
     uint64_t first, last, stack_sums[STACK_SUMS], *sums = stack_sums;
     size_t n, done = 0;
+    bool outside = false;
     int r;
 
     *mismatch = false;
@@ -514,10 +578,21 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
         r = mark_dirty(rf);
     if (r)
         goto out;
+    if (rf->in_place) {
+        pthread_mutex_lock(&rf->lock);
+        outside = off + len > rf->length || !all_allocated(rf, first, last);
+        pthread_mutex_unlock(&rf->lock);
+    }
     r = diskio_pwrite_done(rf->data_fd, data, len, off, &done);
     if (r == 0 && !edge.nowait && len >= WRITEBACK_AT) /* never on the loop */
         diskio_start_writeback(rf->data_fd, off, len);
     pthread_mutex_lock(&rf->lock);
+    if (rf->in_place) { /* once written: see replicafile_flush */
+        rf->outside += outside;
+        if (r == 0)
+            set_blocks(rf->written, (off + KEEL_BLOCK_SIZE - 1) >> KEEL_BLOCK_SHIFT,
+                       (off + len) >> KEEL_BLOCK_SHIFT);
+    }
     if (r == 0) {
         put_sums_locked(rf, first, n, sums);
         if (off + len > rf->length)
@@ -534,15 +609,68 @@ out:
     return r;
 }
 
-int replicafile_flush(struct replicafile *rf)
+/*
+ * An fdatasync commits two things: the data, and the metadata needed to
+ * read it back (the allocation of blocks that were holes, the size). A
+ * write that neither fills a hole nor grows the file needs only the first,
+ * and then writeback plus a device flush, which the caller shares among
+ * many files, does what the fdatasync would.
+ *
+ * `allocated` holds blocks whose allocation an fdatasync has committed:
+ * those wholly written by writes that had finished when it began (in
+ * `written` then), and, for the first one after the file was opened, those
+ * that held data just before it began. A write inside it that does not
+ * grow the file is inside; any other write counts itself in `outside` once
+ * it has written. The length and the map a write looks at before it
+ * begins, and the count it adds to after, are read and updated under the
+ * lock, so a flush that reads `outside` sees every write that finished
+ * before it. A flush may skip the fdatasync only when every write counted
+ * in `outside` had finished before an fdatasync that has itself finished:
+ * `synced` equals `outside`. A flush beside a slower one that syncs thus
+ * syncs too.
+ */
+int replicafile_flush(struct replicafile *rf, bool *device_flush)
 {
+    size_t bytes = bitmap_words(rf) * sizeof(uint64_t);
+    uint64_t gen = 0, *done = NULL;
+    bool skip = false, scan = false;
     int r = writable(rf);
 
+    *device_flush = false;
     if (r)
         return r;
     if (!(rf->hdr.flags & SIDECAR_DIRTY))
         return 0; /* nothing written since the replica settled */
-    r = diskio_datasync(rf->data_fd);
+    if (rf->in_place) {
+        done = calloc(1, bytes); /* without memory, nothing is learnt */
+        pthread_mutex_lock(&rf->lock);
+        gen = rf->outside;
+        skip = gen == rf->synced;
+        if (!skip && done) {
+            memcpy(done, rf->written, bytes);
+            memset(rf->written, 0, bytes);
+            scan = !rf->scanned;
+            rf->scanned = true;
+        }
+        pthread_mutex_unlock(&rf->lock);
+        if (scan)
+            map_data(rf, done); /* once: what was written before the open */
+    }
+    if (skip) {
+        r = diskio_writeback_wait(rf->data_fd);
+        *device_flush = r == 0;
+    } else {
+        r = diskio_datasync(rf->data_fd);
+    }
+    if (r == 0 && !skip && rf->in_place) {
+        pthread_mutex_lock(&rf->lock);
+        if (done)
+            for (size_t w = 0; w < bitmap_words(rf); w++)
+                rf->allocated[w] |= done[w];
+        rf->synced = MAX(rf->synced, gen);
+        pthread_mutex_unlock(&rf->lock);
+    }
+    free(done);
     return r ? poison(rf, r) : 0;
 }
 
@@ -614,6 +742,11 @@ int replicafile_trim(struct replicafile *rf, uint64_t length, uint64_t version, 
     for (uint64_t b = cut; b < end; b++)
         put_sums_locked(rf, b, 1, &rf->zero_sum);
     rf->length = keep;
+    if (rf->in_place) /* the blocks from the cut on are holes again */
+        for (uint64_t b = keep >> KEEL_BLOCK_SHIFT; b < rf->hdr.blocks; b++) {
+            rf->allocated[b / 64] &= ~(1ull << (b % 64));
+            rf->written[b / 64] &= ~(1ull << (b % 64));
+        }
     pthread_mutex_unlock(&rf->lock);
     h = rf->hdr;
     h.version = version;

@@ -62,6 +62,9 @@
 
 /* Flag: fail with -EAGAIN instead of waiting for a disk read. */
 #define REPLICAFILE_NOWAIT 0x1u
+/* Flag of replicafile_open: the filesystem overwrites allocated blocks in
+ * place (diskio_overwrites_in_place); see replicafile_flush. */
+#define REPLICAFILE_IN_PLACE 0x2u
 
 struct replicafile;
 
@@ -69,9 +72,9 @@ struct replicafile;
  * Wraps an open data file and sidecar of chunk chunk_id with `blocks`
  * blocks, reading and checking the header (-EBADMSG: header, chunk id or
  * block count wrong, or the data larger than the chunk). Takes ownership of
- * both descriptors, also on failure.
+ * both descriptors, also on failure. flags: 0 or REPLICAFILE_IN_PLACE.
  */
-int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t blocks,
+int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t blocks, unsigned flags,
                      struct replicafile **out);
 /*
  * Closes the descriptors and frees rf. Unflushed writes stay in the page
@@ -140,8 +143,16 @@ int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t 
 int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, size_t len,
                       unsigned flags, bool *mismatch);
 
-/* Makes every write so far durable (fdatasync of the data). 0 or an error. */
-int replicafile_flush(struct replicafile *rf);
+/*
+ * Makes every write that finished before the call durable. 0 or an error.
+ * Normally an fdatasync of the data. On a file opened REPLICAFILE_IN_PLACE
+ * whose writes since the last fdatasync all fell in blocks already
+ * allocated then (the steady state of a VM disk), it writes the dirty pages
+ * back and waits for them instead, and sets *device_flush: the writes are
+ * durable once a device cache flush that begins after this returns
+ * (chunkstore_flush_device) has succeeded. One flush serves many files.
+ */
+int replicafile_flush(struct replicafile *rf, bool *device_flush);
 
 /*
  * Brings the sidecar up to date and clears SIDECAR_DIRTY (see above), and

@@ -41,7 +41,8 @@
 #define INLINE_PAUSE_MS 1000          /* ... sends writes to the pool for this long */
 #define SETTLE_IDLE_MS  1000          /* a replica idle this long settles */
 #define SETTLE_CHECK_MS 250
-#define MAX_SCAN        64 /* queued ops looked at before one that may start */
+#define MAX_SCAN        64         /* queued ops looked at before one that may start */
+#define FLUSH_GATHER_NS 1000000ull /* a device flush waits this long for more flushes */
 
 /* What an op may run alongside (see compatible()). */
 enum op_class {
@@ -93,6 +94,13 @@ struct replicas {
     uint64_t inline_paused_until_ms;
     size_t busy;
     bool stopping;
+    /* Device cache flushes, shared by the flushes that wait for one. */
+    struct list flush_waiting; /* their ops, oldest first */
+    unsigned flushes_on_pool;  /* flush ops whose run has not come back */
+    uint64_t flushes_started;
+    bool flush_running;
+    int flush_status;
+    uv_work_t flush_work;
 };
 
 struct op;
@@ -129,9 +137,13 @@ struct op {
     const void *data;
     size_t len;
     struct replicafile *file;
-    bool file_changed; /* run opened, replaced or closed the files */
-    bool open_failed;  /* the files could not be opened; run was skipped */
-    bool damaged;      /* scrub: the files are not the replica's any more */
+    bool file_changed;      /* run opened, replaced or closed the files */
+    bool open_failed;       /* the files could not be opened; run was skipped */
+    bool damaged;           /* scrub: the files are not the replica's any more */
+    bool device_flush;      /* flush: durable after a device cache flush */
+    uint64_t flush_gen;     /* ... the one with this number */
+    uint64_t flush_wait_ns; /* since when it waits */
+    struct list flush_link; /* on r->flush_waiting */
     int status;
     struct replicafile_readout ro;
     struct replicas_result res;
@@ -409,14 +421,12 @@ static void finish_run(struct op *op)
     rep_info(rep, &op->res.info);
 }
 
-static void after_work_cb(uv_work_t *w, int status)
+/* A run that left the pool is over: fold it in, call back, start what waited. */
+static void op_finished(struct op *op)
 {
-    struct op *op = list_entry(w, struct op, work);
     struct replica *rep = op->rep;
 
     list_del(&op->link);
-    if (status < 0 && op->status == 0)
-        op->status = status;
     finish_run(op);
     rep->nops++; /* keep rep while the callback may queue more */
     op_complete(op);
@@ -424,6 +434,78 @@ static void after_work_cb(uv_work_t *w, int status)
     pump(rep);
     rep_idle(rep);
     rep_release(rep);
+}
+
+/*
+ * A flush whose writes went back without an fdatasync (replicafile_flush)
+ * stays running until a device cache flush that began after its writeback
+ * has finished: the next one to start. One device flush serves every flush
+ * that came while the one before it ran. It also waits, for FLUSH_GATHER_NS
+ * at most, for the flushes still on the pool: the chunks of one flush
+ * request, which arrive together, then share one.
+ */
+static void device_flush_start(struct replicas *r);
+
+static void device_flush_work(uv_work_t *w)
+{
+    struct replicas *r = list_entry(w, struct replicas, flush_work);
+
+    r->flush_status = chunkstore_flush_device(r->cs);
+}
+
+static void device_flush_done(uv_work_t *w, int status)
+{
+    struct replicas *r = list_entry(w, struct replicas, flush_work);
+    struct list *pos, *tmp;
+
+    r->flush_running = false;
+    list_for_each_safe(pos, tmp, &r->flush_waiting)
+    {
+        struct op *op = list_entry(pos, struct op, flush_link);
+
+        if (op->flush_gen > r->flushes_started)
+            continue; /* came while it ran */
+        list_del(&op->flush_link);
+        op->status = status < 0 ? status : r->flush_status;
+        op_finished(op);
+    }
+    device_flush_start(r);
+}
+
+static void device_flush_start(struct replicas *r)
+{
+    struct op *oldest;
+    int rc;
+
+    if (r->flush_running || list_empty(&r->flush_waiting))
+        return;
+    oldest = list_entry(r->flush_waiting.next, struct op, flush_link);
+    if (r->flushes_on_pool && mono_ns() - oldest->flush_wait_ns < FLUSH_GATHER_NS)
+        return; /* the next to come back starts it */
+    r->flushes_started++;
+    r->flush_running = true;
+    rc = uv_queue_work(r->loop, &r->flush_work, device_flush_work, device_flush_done);
+    if (rc < 0)
+        device_flush_done(&r->flush_work, rc);
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    struct op *op = list_entry(w, struct op, work);
+    struct replicas *r = op->r;
+
+    if (status < 0 && op->status == 0)
+        op->status = status;
+    if (op->type->cls == CLS_FLUSH)
+        r->flushes_on_pool--;
+    if (op->device_flush && op->status == 0) {
+        op->flush_gen = r->flushes_started + 1;
+        op->flush_wait_ns = mono_ns();
+        list_add_tail(&r->flush_waiting, &op->flush_link);
+    } else {
+        op_finished(op);
+    }
+    device_flush_start(r);
 }
 
 /* Tries the op on the loop; true if it ran there. */
@@ -468,6 +550,8 @@ static void op_start(struct op *op)
     if (r < 0) {
         list_del(&op->link);
         op_defer(op, r);
+    } else if (op->type->cls == CLS_FLUSH) {
+        op->r->flushes_on_pool++;
     }
 }
 
@@ -760,7 +844,7 @@ static int check_flush(struct op *op)
 
 static void run_flush(struct op *op)
 {
-    op->status = replicafile_flush(op->file);
+    op->status = replicafile_flush(op->file, &op->device_flush);
 }
 
 static void done_flush(struct op *op)
@@ -1126,6 +1210,7 @@ int replicas_new(uv_loop_t *loop, struct chunkstore *cs, unsigned max_open,
     list_init(&r->lru);
     list_init(&r->unsettled);
     list_init(&r->deferred);
+    list_init(&r->flush_waiting);
     uv_check_init(loop, &r->check);
     uv_idle_init(loop, &r->idle);
     uv_timer_init(loop, &r->settle_timer);

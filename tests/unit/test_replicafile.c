@@ -6,6 +6,7 @@
  */
 #include "checksum.h"
 #include "datanode/chunkstore.h"
+#include "datanode/diskio.h"
 #include "datanode/replicafile.h"
 #include "datanode/sidecar.h"
 
@@ -16,7 +17,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <linux/magic.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define CHUNK  (1u << 20)
@@ -55,6 +58,28 @@ static struct replicafile *create(uint64_t version)
 
     ck_assert_int_eq(chunkstore_create(cs, ID, version, &rf), 0);
     return rf;
+}
+
+/* replicafile_flush, with the device flush it may ask for. */
+static int flush(struct replicafile *rf)
+{
+    bool device = false;
+    int r = replicafile_flush(rf, &device);
+
+    if (r == 0 && device)
+        r = chunkstore_flush_device(cs);
+    return r;
+}
+
+/* Flushes, and tells whether the flush skipped the fdatasync. */
+static bool flush_by_device(struct replicafile *rf)
+{
+    bool device = true;
+
+    ck_assert_int_eq(replicafile_flush(rf, &device), 0);
+    if (device)
+        ck_assert_int_eq(chunkstore_flush_device(cs), 0);
+    return device;
 }
 
 /* Path of a replica file, for tampering. */
@@ -285,7 +310,7 @@ START_TEST(flipped_data_byte_fails_the_read_of_its_block_only)
 
     fill(data, sizeof(data), 3);
     ck_assert_int_eq(replicafile_write(rf, 4096, data, sizeof(data), 0, &mismatch), 0);
-    ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(flush(rf), 0);
     flip_byte("data", 2 * 4096 + 17);
     ck_assert_int_eq(read_blocks(rf, 0, 4, buf, &bad, &mismatch, NULL), -EIO);
     ck_assert(mismatch);
@@ -378,19 +403,148 @@ START_TEST(dirty_flag_is_on_disk_before_data_and_cleared_by_settle)
     ck_assert(replicafile_unsettled(rf));
     /* A flush makes the data durable; the flag stays, so a crash now has the
      * checksums recomputed from that data. */
-    ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(flush(rf), 0);
     ck_assert_uint_eq(disk_header().flags, SIDECAR_DIRTY);
     ck_assert_int_eq(replicafile_settle(rf), 0);
     ck_assert_uint_eq(disk_header().flags, 0);
     ck_assert_uint_eq(disk_header().length, 110);
     ck_assert(!replicafile_unsettled(rf));
     /* Nothing written: flush and settle are free and change nothing. */
-    ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(flush(rf), 0);
     ck_assert_int_eq(replicafile_settle(rf), 0);
     ck_assert_uint_eq(disk_header().flags, 0);
     ck_assert_int_eq(replicafile_write(rf, 5000, data, sizeof(data), 0, &mismatch), 0);
     ck_assert_uint_eq(disk_header().flags, SIDECAR_DIRTY);
     replicafile_close(rf);
+}
+END_TEST
+
+/* Whether the filesystem under path should take flushes as writeback plus a
+ * device flush: ext2/3/4 does (unless mounted data=journal, which no test
+ * machine is). */
+static bool expect_in_place(const char *path)
+{
+    struct statfs sf;
+
+    ck_assert_int_eq(statfs(path, &sf), 0);
+    return sf.f_type == EXT4_SUPER_MAGIC;
+}
+
+static bool writes_then_flush_by_device(struct replicafile *rf, uint64_t off, size_t len)
+{
+    uint8_t data[2 * 4096];
+    bool mismatch;
+
+    ck_assert_uint_le(len, sizeof(data));
+    fill(data, len, (unsigned)off);
+    ck_assert_int_eq(replicafile_write(rf, off, data, len, 0, &mismatch), 0);
+    return flush_by_device(rf);
+}
+
+START_TEST(flush_skips_fdatasync_only_over_blocks_allocated_before)
+{
+    bool in_place = expect_in_place(dir);
+    struct replicafile *rf = create(1);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert(diskio_overwrites_in_place(fd) == in_place);
+    close(fd);
+    /* New blocks, then the same ones: only the second flush may skip. */
+    ck_assert(!writes_then_flush_by_device(rf, 0, 8192));
+    ck_assert(writes_then_flush_by_device(rf, 0, 4096) == in_place);
+    ck_assert(writes_then_flush_by_device(rf, 5000, 100) == in_place);
+    /* Past the end, leaving a hole; into the hole; each then again. */
+    ck_assert(!writes_then_flush_by_device(rf, 16384, 4096));
+    ck_assert(writes_then_flush_by_device(rf, 16384, 4096) == in_place);
+    ck_assert(!writes_then_flush_by_device(rf, 8192, 4096));
+    ck_assert(writes_then_flush_by_device(rf, 8192, 4096) == in_place);
+    ck_assert(!writes_then_flush_by_device(rf, 8192, 8192)); /* 12288 was a hole */
+    ck_assert(writes_then_flush_by_device(rf, 8192, 8192) == in_place);
+    /* A block the end of the file cuts: writing its tail grows the file. */
+    ck_assert(!writes_then_flush_by_device(rf, 20480, 100));
+    ck_assert(!writes_then_flush_by_device(rf, 20480, 50));
+    ck_assert(!writes_then_flush_by_device(rf, 20480, 4096));
+    ck_assert(writes_then_flush_by_device(rf, 20480, 4096) == in_place);
+    /* Only whole blocks are learnt from a write (a filesystem of smaller
+     * blocks may keep a hole in a block written in part). */
+    ck_assert(!writes_then_flush_by_device(rf, 26000, 8192));
+    ck_assert(writes_then_flush_by_device(rf, 28672, 4096) == in_place);
+    ck_assert(!writes_then_flush_by_device(rf, 24576, 4096));
+    ck_assert(writes_then_flush_by_device(rf, 24576, 4096) == in_place);
+    /* Nothing written: nothing to do. */
+    ck_assert_int_eq(replicafile_settle(rf), 0);
+    ck_assert(!flush_by_device(rf));
+    replicafile_close(rf);
+
+    /* A file just opened knows nothing of its blocks. */
+    ck_assert_int_eq(chunkstore_open_replica(cs, ID, &rf), 0);
+    ck_assert(!writes_then_flush_by_device(rf, 0, 4096));
+    ck_assert(writes_then_flush_by_device(rf, 0, 4096) == in_place);
+    /* Blocks a write filled count once the next fdatasync is done. */
+    ck_assert(!writes_then_flush_by_device(rf, 40960, 4096));
+    ck_assert(writes_then_flush_by_device(rf, 40960, 4096) == in_place);
+    /* A trim gives up the blocks from the one it cuts. */
+    bool mismatch;
+    ck_assert_int_eq(replicafile_trim(rf, 6000, 2, &mismatch), 0);
+    ck_assert(!writes_then_flush_by_device(rf, 4096, 4096));
+    ck_assert(writes_then_flush_by_device(rf, 0, 4096) == in_place);
+    replicafile_close(rf);
+}
+END_TEST
+
+/* A file of more data ranges than the first fdatasync looks up: the ones
+ * it missed count once written and synced. */
+START_TEST(flush_learns_blocks_past_the_ranges_it_looked_up)
+{
+    bool in_place = expect_in_place(dir);
+    struct replicafile *rf = create(1);
+    uint64_t last = (BLOCKS - 2) * 4096ull;
+
+    for (uint64_t b = 0; b < BLOCKS; b += 2)
+        (void)writes_then_flush_by_device(rf, b * 4096, 4096);
+    ck_assert_int_eq(replicafile_settle(rf), 0);
+    replicafile_close(rf);
+    ck_assert_int_eq(chunkstore_open_replica(cs, ID, &rf), 0);
+    ck_assert(!writes_then_flush_by_device(rf, 0, 4096)); /* first after the open */
+    ck_assert(writes_then_flush_by_device(rf, 4096 * 8, 4096) == in_place); /* looked up */
+    ck_assert(!writes_then_flush_by_device(rf, last, 4096));                /* range 128: missed */
+    ck_assert(writes_then_flush_by_device(rf, last, 4096) == in_place);
+    ck_assert(!writes_then_flush_by_device(rf, 4096, 4096)); /* a hole */
+    replicafile_close(rf);
+}
+END_TEST
+
+START_TEST(flushes_sync_where_overwrites_are_not_known_in_place)
+{
+    struct chunkstore_identity id = {"test-cluster", 7, CHUNK};
+    char shm[64] = "/dev/shm/keel-ut-rf.XXXXXX";
+    struct chunkstore *other;
+    struct replicafile *rf;
+    uint8_t data[4096];
+    bool mismatch;
+
+    if (!mkdtemp(shm))
+        return; /* no /dev/shm here */
+    if (expect_in_place(shm)) {
+        rmdir(shm);
+        return;
+    }
+    ck_assert_int_eq(chunkstore_open(shm, &other), 0);
+    ck_assert_int_eq(chunkstore_write_identity(other, &id), 0);
+    chunkstore_adopt_identity(other, &id);
+    ck_assert_int_eq(chunkstore_create(other, ID, 1, &rf), 0);
+    fill(data, sizeof(data), 9);
+    for (int i = 0; i < 3; i++) {
+        bool device = true;
+
+        ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
+        ck_assert_int_eq(replicafile_flush(rf, &device), 0);
+        ck_assert(!device);
+    }
+    replicafile_close(rf);
+    chunkstore_close(other);
+    nftw(shm, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 END_TEST
 
@@ -459,7 +613,7 @@ START_TEST(nowait_never_blocks_and_changes_nothing_when_it_cannot)
     ck_assert_int_eq(replicafile_read_blocks(rf, 0, 1, buf, &ro, REPLICAFILE_NOWAIT), 0);
     ck_assert_int_eq(memcmp(buf, data, sizeof(buf)), 0);
     /* Data dropped from the cache: the read says so instead of waiting. */
-    ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(flush(rf), 0);
     {
         char path[256];
         int fd;
@@ -498,7 +652,7 @@ START_TEST(recovery_after_data_without_checksums)
     fill(data, sizeof(data), 1);
     ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
     memcpy(model, data, sizeof(data));
-    ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(flush(rf), 0);
     /* Unflushed write through the store, then bytes "from a write whose
      * checksums were lost": the header stays dirty. */
     ck_assert_int_eq(replicafile_write(rf, 30000, data, 10, 0, &mismatch), 0);
@@ -536,7 +690,7 @@ START_TEST(recovery_after_checksums_without_data)
 
     fill(old, sizeof(old), 3);
     ck_assert_int_eq(replicafile_write(rf, 0, old, sizeof(old), 0, &mismatch), 0);
-    ck_assert_int_eq(replicafile_flush(rf), 0);
+    ck_assert_int_eq(flush(rf), 0);
     memcpy(model, old, sizeof(old));
     fill(data, sizeof(data), 4);
     ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), 0, &mismatch), 0);
@@ -655,6 +809,9 @@ static Suite *suite(void)
     tcase_add_test(tc, partial_write_over_corrupt_block_is_refused_untouched);
     tcase_add_test(tc, mark_corrupt_persists_and_stops_reads_and_writes);
     tcase_add_test(tc, dirty_flag_is_on_disk_before_data_and_cleared_by_settle);
+    tcase_add_test(tc, flush_skips_fdatasync_only_over_blocks_allocated_before);
+    tcase_add_test(tc, flush_learns_blocks_past_the_ranges_it_looked_up);
+    tcase_add_test(tc, flushes_sync_where_overwrites_are_not_known_in_place);
     tcase_add_test(tc, checksums_reach_the_sidecar_when_it_settles);
     tcase_add_test(tc, nowait_never_blocks_and_changes_nothing_when_it_cannot);
     tcase_add_test(tc, recovery_after_data_without_checksums);
