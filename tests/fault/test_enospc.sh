@@ -14,7 +14,13 @@ cp -a "$CLUSTER/dn4" "$T/dn4.saved"
 mount -t tmpfs -o size=12m tmpfs "$CLUSTER/dn4"
 MOUNTS+=("$CLUSTER/dn4")
 cp -a "$T/dn4.saved/." "$CLUSTER/dn4/"
+registrations() { grep -c "registered with" "$CLUSTER/dn4.log" || true; }
+before=$(registrations)
+reregistered() { (($(registrations) > before)); }
 local_cluster start-datanode 4
+# The writers must find it registered again, or they may finish on the
+# other three before it takes a write.
+wait_for 30 "datanode 4 to register again" reregistered
 
 writer stream --path /big --size 64M --io 1M --flush-every 8 --seed 8 >"$T/seq.log" 2>&1 ||
     { cat "$T/seq.log"; fail "sequential writer failed when a disk filled"; }
