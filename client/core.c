@@ -16,6 +16,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -528,7 +530,14 @@ const char *keel_strerror(int err)
 static void io_thread(void *arg)
 {
     keel_client *c = arg;
+    sigset_t pipe;
 
+    /* A write to a datanode that just died fails with EPIPE on this thread
+     * instead of killing the process that linked libkeel; its disposition
+     * of SIGPIPE is left alone. */
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 }
 

@@ -44,6 +44,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -880,6 +881,7 @@ int main(int argc, char **argv)
         return 0;
     if (r < 0)
         return 2;
+    signal(SIGPIPE, SIG_IGN); /* a killed datanode is an error, not our end */
     uv_loop_init(&loop);
     r = -1;
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)

@@ -2,7 +2,8 @@
  * Unit tests for datanode/replicafile (with sidecar and chunkstore for the
  * files): sparse reads, checksum updates of partial blocks against a model,
  * verification of every byte returned, the dirty/flush protocol and the
- * recovery after an unclean stop, trims, versions, sticky errors.
+ * recovery after an unclean stop, trims, versions, sticky errors, and which
+ * flushes may leave out the fdatasync.
  */
 #include "checksum.h"
 #include "datanode/chunkstore.h"
@@ -15,9 +16,9 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <linux/magic.h>
 #include <string.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -446,6 +447,7 @@ START_TEST(flush_skips_fdatasync_only_over_blocks_allocated_before)
     bool in_place = expect_in_place(dir);
     struct replicafile *rf = create(1);
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    bool mismatch;
 
     ck_assert_int_ge(fd, 0);
     ck_assert(diskio_overwrites_in_place(fd) == in_place);
@@ -485,7 +487,6 @@ START_TEST(flush_skips_fdatasync_only_over_blocks_allocated_before)
     ck_assert(!writes_then_flush_by_device(rf, 40960, 4096));
     ck_assert(writes_then_flush_by_device(rf, 40960, 4096) == in_place);
     /* A trim gives up the blocks from the one it cuts. */
-    bool mismatch;
     ck_assert_int_eq(replicafile_trim(rf, 6000, 2, &mismatch), 0);
     ck_assert(!writes_then_flush_by_device(rf, 4096, 4096));
     ck_assert(writes_then_flush_by_device(rf, 0, 4096) == in_place);
