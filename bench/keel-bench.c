@@ -297,6 +297,10 @@ int main(int argc, char **argv)
     }
     lat.us = malloc(MAX_SAMPLES * sizeof(*lat.us));
     flush_lat.us = malloc(MAX_SAMPLES * sizeof(*flush_lat.us));
+    if (!lat.us || !flush_lat.us) {
+        fprintf(stderr, "keel-bench: out of memory\n");
+        return 1;
+    }
     t0 = mono_ms();
     deadline_ms = A.seconds ? t0 + A.seconds * 1000 : 0;
     if (A.depth) {
