@@ -642,16 +642,19 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
     if (!(rf->hdr.flags & SIDECAR_DIRTY))
         return 0; /* nothing written since the replica settled */
     if (rf->in_place) {
-        done = calloc(1, bytes); /* without memory, nothing is learnt */
         pthread_mutex_lock(&rf->lock);
         gen = rf->outside;
         skip = gen == rf->synced;
-        if (!skip && done) {
-            memcpy(done, rf->written, bytes);
-            memset(rf->written, 0, bytes);
-            scan = !rf->scanned;
-            rf->scanned = true;
-        }
+        pthread_mutex_unlock(&rf->lock);
+    }
+    if (rf->in_place && !skip && (done = calloc(1, bytes))) {
+        /* Blocks written since `gen` was read are learnt too: they were
+         * written before the fdatasync below began. */
+        pthread_mutex_lock(&rf->lock);
+        memcpy(done, rf->written, bytes);
+        memset(rf->written, 0, bytes);
+        scan = !rf->scanned;
+        rf->scanned = true;
         pthread_mutex_unlock(&rf->lock);
         if (scan)
             map_data(rf, done); /* once: what was written before the open */

@@ -35,10 +35,10 @@
  * fuzzy instead: unfenced, at the current version (one above zero at
  * least), the source takes writes as they come, the target installs the
  * result one version below (stale), and the delta copy planned next, which
- * is fenced, sends only what was written meanwhile. Writers then wait for a delta, not for
- * a whole chunk. The command is pushed with CommandReq on the source's
- * registered connection (or queued for its heartbeat when it cannot take
- * pushes). A copy ends when the target reports the replica or the source's
+ * is fenced, sends only what was written meanwhile. Writers then wait for
+ * a delta, not for a whole chunk. The command is pushed with CommandReq on
+ * the source's registered connection (or queued for its heartbeat when it
+ * cannot take pushes). A copy ends when the target reports the replica or the source's
  * ReplicateDoneReq arrives; a failure, a timeout or a dead node makes the
  * chunk go again, avoiding the node at fault; repeated failures back off.
  *
