@@ -374,6 +374,7 @@ ssize_t keel_aio_result(const keel_aio *aio)
 struct open_args {
     struct keel_stat st;
     uint64_t chunk_size;
+    bool created; /* by this open: its truncation took no lease */
 };
 
 static void copy_attr(const Keel__Envelope *rep, void *arg)
@@ -384,6 +385,7 @@ static void copy_attr(const Keel__Envelope *rep, void *arg)
     switch (rep->body_case) {
     case KEEL__ENVELOPE__BODY_CREATE_REP:
         a = rep->create_rep->attr;
+        o->created = rep->create_rep->created;
         break;
     case KEEL__ENVELOPE__BODY_STAT_REP:
         a = rep->stat_rep->attr;
@@ -403,6 +405,7 @@ struct attach_op {
     uint64_t ino;
     uint64_t size;
     bool truncated;
+    bool leased; /* the namenode took the write lease to truncate it */
     struct kinode *in;
 };
 
@@ -415,7 +418,7 @@ static void attach_run(struct core_op *base)
         a->in->opens++;
         if (a->truncated) {
             chunkio_truncated(a->in, 0);
-            a->in->lease = true;
+            a->in->lease |= a->leased;
         } else if (!chunkio_size_is_ours(a->in)) {
             a->in->size = a->size;
         }
@@ -481,6 +484,8 @@ int keel_open(keel_client *c, const char *path, int flags, const struct keel_ope
     a.ino = o.st.ino;
     a.size = o.st.size;
     a.truncated = (flags & KEEL_O_TRUNC) != 0;
+    /* A file this open created was empty: the namenode took no lease. */
+    a.leased = a.truncated && !o.created;
     core_wait_init(&a.w);
     r = core_submit(c, &a.op);
     if (r == 0) {

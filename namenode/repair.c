@@ -851,9 +851,11 @@ static void yielded(void *arg, int status, const struct chunkctl_bump_result *re
 {
     struct call *cl = arg;
     struct repair *rp = cl->rp;
+    struct replq_copy copies[REPLQ_MAX_COPIES];
+    size_t n;
 
     rp->calls--;
-    if (rp->stopping || !replq_is_running(rp->q, cl->chunk))
+    if (rp->stopping)
         goto out;
     if (status) {
         log_warn("repair: chunk %" PRIx64 " could not be moved past its copy for a writer: %s",
@@ -864,7 +866,11 @@ static void yielded(void *arg, int status, const struct chunkctl_bump_result *re
     log_info("repair: chunk %" PRIx64 " now at version %" PRIu64
              ": its copy is dropped for a writer, a fuzzy copy follows",
              cl->chunk, res->version);
-    fail_all(rp, cl->chunk, REPLQ_CANCELLED);
+    /* Its source may have failed it already, seeing the new version. */
+    n = replq_copies(rp->q, cl->chunk, copies);
+    for (size_t i = 0; i < n; i++)
+        if (copies[i].yielding)
+            finish(rp, cl->chunk, copies[i].src, copies[i].tgt, REPLQ_CANCELLED);
     rp->want_schedule = true;
 out:
     free(cl);
