@@ -467,12 +467,31 @@ static struct session *admit(struct copyrecv *cr, rpc_req *req)
     return s;
 }
 
+/* The source gave the copy up: drop its session at once. */
+static void source_gave_up(struct copyrecv *cr, rpc_req *req)
+{
+    const Keel__CopyChunkReq *q = req->env->copy_chunk_req;
+    struct session *s = u64map_get(&cr->sessions, q->session);
+
+    if (req->payload_len) {
+        rpc_reply_error(req, -EINVAL, "an abort of a copy carries no payload");
+        return;
+    }
+    if (s && s->chunk_id == q->chunk_id)
+        session_abort(s, "its source gave it up");
+    rpc_reply(req, NULL, RPC_NO_PAYLOAD);
+}
+
 void copyrecv_handle(struct copyrecv *cr, rpc_req *req)
 {
     uint64_t charge = INFLIGHT_REQUEST_COST + req->payload_len;
     struct session *s;
     struct piece *p;
 
+    if (req->env->copy_chunk_req->abort) {
+        source_gave_up(cr, req);
+        return;
+    }
     inflight_take(cr->inflight, charge);
     s = admit(cr, req);
     if (!s) {

@@ -103,6 +103,32 @@ static void unlink_copy(struct copy *c)
 static void start_queued(struct replicate *rp);
 static struct copy *find_copy(struct list *head, uint64_t chunk_id, uint64_t target);
 
+static void abort_answered(int status, rpc_msg *msg, void *arg)
+{
+    (void)msg;
+    (void)arg;
+    if (status)
+        log_debug("replicate: abort of a copy not delivered: %s", err_str(status));
+}
+
+/* Tells the target to drop the session of a copy given up after its first
+ * piece, rather than keep it until its idle timeout. Best effort. */
+static void send_abort(struct copy *c)
+{
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    Keel__CopyChunkReq q = KEEL__COPY_CHUNK_REQ__INIT;
+    struct rpc_call_opts opts = {.timeout_ms = peers_timeout(c->rp->peers)};
+    rpc_conn *conn;
+
+    q.chunk_id = c->chunk_id;
+    q.session = c->session;
+    q.abort = true;
+    env.body_case = KEEL__ENVELOPE__BODY_COPY_CHUNK_REQ;
+    env.copy_chunk_req = &q;
+    if (peers_get(c->rp->peers, c->addr, &conn) == 0)
+        rpc_call(conn, &env, RPC_NO_PAYLOAD, &opts, abort_answered, NULL);
+}
+
 static void finish(struct copy *c, int status)
 {
     struct replicate *rp = c->rp;
@@ -128,6 +154,8 @@ static void finish(struct copy *c, int status)
                  " (%" PRIu64 " bytes)%s",
                  c->chunk_id, c->version, c->target, c->bytes_sent,
                  c->fuzzy ? ", fuzzy: installed there as the version before" : "");
+    if (status && c->first_sent && !rp->stopping)
+        send_abort(c);
     unlink_copy(c);
     copy_free(c);
     if (rp->hooks.done)

@@ -3,7 +3,8 @@
 # copy of its chunk runs does not wait for that copy: the namenode moves the
 # chunk to a new version past the copy (which is dropped), the write goes
 # through at once, and a fuzzy copy then a delta bring the chunk back to
-# three replicas that agree block for block.
+# three replicas that agree block for block. The dropped copy's target
+# drops what it received of it when the source says so.
 #
 # The writer is one keel-fuse mount, as a hypervisor's: it wrote the file,
 # closed it (the lease is released, the file idle) and opens it again, so
@@ -46,6 +47,10 @@ log "the write took $ms ms"
 [[ $ms -lt 5000 ]] || fail "the writer waited $ms ms: for the copy"
 grep -q "its copy is dropped for a writer" "$CLUSTER/namenode.log" ||
     fail "the namenode did not drop the copy for the writer"
+# Its source, finding its replica moved on, tells the target to drop the
+# half-received copy at once (the idle timeout would take 30 s).
+gave_up() { cat "$CLUSTER"/dn*.log | grep -q "aborted: its source gave it up"; }
+wait_for 10 "the target to drop the abandoned copy" gave_up
 
 secs=$(wait_healthy 45)
 log "back to three replicas after $secs s"
