@@ -715,6 +715,61 @@ int keel_close(keel_file *f)
     return r ? r : err;
 }
 
+struct path_trunc_op {
+    struct core_op op;
+    struct core_wait w;
+    uint64_t ino, size;
+    Keel__Envelope env;
+    Keel__LeaseReleaseReq req;
+};
+
+static void path_trunc_released(int status, const Keel__Envelope *rep, void *arg)
+{
+    struct path_trunc_op *t = arg;
+
+    (void)rep;
+    if (status)
+        log_debug("releasing the lease of ino %llu after a truncate: %s",
+                  (unsigned long long)t->ino, err_str(status));
+    core_wait_signal(&t->w);
+}
+
+static void path_trunc_run(struct core_op *base)
+{
+    struct path_trunc_op *t = (struct path_trunc_op *)base;
+    keel_client *c = base->client;
+    struct kinode *in = u64map_get(&c->inodes, t->ino);
+
+    if (in && in->opens > 0) {
+        chunkio_truncated(in, t->size);
+        in->lease = true;
+        core_wait_signal(&t->w);
+        return;
+    }
+    keel__envelope__init(&t->env);
+    keel__lease_release_req__init(&t->req);
+    t->req.client_id = c->client_id;
+    t->req.ino = t->ino;
+    t->env.body_case = KEEL__ENVELOPE__BODY_LEASE_RELEASE_REQ;
+    t->env.lease_release_req = &t->req;
+    if (core_nn_call(c, &t->env, path_trunc_released, t) != 0)
+        core_wait_signal(&t->w);
+}
+
+void io_truncated_by_path(keel_client *c, uint64_t ino, uint64_t size)
+{
+    struct path_trunc_op t;
+
+    memset(&t, 0, sizeof(t));
+    t.op.run = path_trunc_run;
+    t.ino = ino;
+    t.size = size;
+    core_wait_init(&t.w);
+    if (core_submit(c, &t.op) == 0)
+        core_wait_block(&t.w, -1);
+    core_wait_destroy(&t.w);
+}
+
 void io_close_all(keel_client *c)
 {
     for (;;) {

@@ -318,6 +318,8 @@ int keel_setattr(keel_client *c, const char *path, const struct keel_setattr *sa
     env.body_case = KEEL__ENVELOPE__BODY_SETATTR_REQ;
     env.setattr_req = &req;
     r = core_nn_sync(c, &env, copy_attr, &o, 0);
+    if (r == 0 && (sa->mask & KEEL_SET_SIZE))
+        io_truncated_by_path(c, tmp.ino, sa->size);
     if (r == 0 && st)
         *st = tmp;
     return r;

@@ -17,5 +17,17 @@ grep -q "keeps inode .* across the restart" "$CLUSTER/namenode.log" &&
     fail "a lease the creator never had was kept across the restart"
 keel get /new "$T/n.back"
 cmp "$T/n" "$T/n.back" || fail "/new reads back wrong"
+
+# A size change by path (resizing an image) takes the lease for itself
+# only: the next writer does not wait for it to expire.
+keel truncate /new 8M
+random_file "$T/m" 65536 2
+t0=$(date +%s%N)
+keel put "$T/m" /new
+ms=$((($(date +%s%N) - t0) / 1000000))
+log "a writer right after a truncate by another client took $ms ms"
+((ms < 2500)) || fail "the writer waited $ms ms: the truncate's lease was left to expire (5 s)"
+keel get /new "$T/m.back"
+cmp "$T/m" "$T/m.back" || fail "/new reads back wrong after the truncate"
 "$KEEL_BIN/keel_writer" lease --namenode "$NN" --path /leased || fail "lease semantics"
 pass
