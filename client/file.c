@@ -632,20 +632,28 @@ static void released(int status, const Keel__Envelope *rep, void *arg)
     close_finish(co);
 }
 
+/* Tells the namenode this client gives up the write lease on ino; env and
+ * req must live until cb. */
+static int release_lease(keel_client *c, uint64_t ino, Keel__Envelope *env,
+                         Keel__LeaseReleaseReq *req, core_nn_fn cb, void *arg)
+{
+    keel__envelope__init(env);
+    keel__lease_release_req__init(req);
+    req->client_id = c->client_id;
+    req->ino = ino;
+    env->body_case = KEEL__ENVELOPE__BODY_LEASE_RELEASE_REQ;
+    env->lease_release_req = req;
+    return core_nn_call(c, env, cb, arg);
+}
+
 static void close_detach(struct close_op *co)
 {
     struct kinode *in = co->f->in;
 
     if (--in->opens == 0 && in->lease) {
         chunkio_drop_lease(in);
-        keel__envelope__init(&co->env);
-        keel__lease_release_req__init(&co->req);
-        co->req.client_id = in->c->client_id;
-        co->req.ino = in->ino;
-        co->env.body_case = KEEL__ENVELOPE__BODY_LEASE_RELEASE_REQ;
-        co->env.lease_release_req = &co->req;
         in->ops++;
-        if (core_nn_call(in->c, &co->env, released, co) == 0)
+        if (release_lease(in->c, in->ino, &co->env, &co->req, released, co) == 0)
             return;
         in->ops--;
     }
@@ -746,13 +754,7 @@ static void path_trunc_run(struct core_op *base)
         core_wait_signal(&t->w);
         return;
     }
-    keel__envelope__init(&t->env);
-    keel__lease_release_req__init(&t->req);
-    t->req.client_id = c->client_id;
-    t->req.ino = t->ino;
-    t->env.body_case = KEEL__ENVELOPE__BODY_LEASE_RELEASE_REQ;
-    t->env.lease_release_req = &t->req;
-    if (core_nn_call(c, &t->env, path_trunc_released, t) != 0)
+    if (release_lease(c, t->ino, &t->env, &t->req, path_trunc_released, t) != 0)
         core_wait_signal(&t->w);
 }
 

@@ -38,9 +38,11 @@
  * is fenced, sends only what was written meanwhile. Writers then wait for
  * a delta, not for a whole chunk. The command is pushed with CommandReq on
  * the source's registered connection (or queued for its heartbeat when it
- * cannot take pushes). A copy ends when the target reports the replica or the source's
- * ReplicateDoneReq arrives; a failure, a timeout or a dead node makes the
- * chunk go again, avoiding the node at fault; repeated failures back off.
+ * cannot take pushes). A copy ends when the target reports the replica or
+ * the source's ReplicateDoneReq arrives; a failure, a timeout or a dead
+ * node makes the chunk go again, avoiding the node at fault; repeated
+ * failures back off. A source that gives a copy up after its first piece
+ * tells the target to drop what it received (CopyChunkReq.abort).
  *
  * Copies wait while the picture is incomplete: a node known from before a
  * restart has not registered yet (until it does or is declared dead), or

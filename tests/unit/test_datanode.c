@@ -1091,6 +1091,40 @@ static int delta_last(rpc_conn *c, uint64_t session, bool first, const uint64_t 
     return send_copy(c, &q, all, (CHUNK / KEEL_BLOCK_SIZE) * sizeof(uint64_t));
 }
 
+/* A source that gives a copy up says so: the target drops the session and
+ * its temporary files at once. An abort carrying a payload is refused and
+ * changes nothing; one for an unknown session is answered all the same. */
+START_TEST(an_abandoned_copy_is_dropped_at_once)
+{
+    static uint8_t data[8192];
+    uint64_t sums[2];
+    Keel__CopyChunkReq q = KEEL__COPY_CHUNK_REQ__INIT;
+    rpc_conn *c;
+    int one = 1;
+
+    dn_up(1);
+    c = client_of(1);
+    fill(data, sizeof(data), 9);
+    csum_blocks(data, 2, sums);
+    ck_assert_int_eq(copy_piece(c, 54, 5, true, false, 0, data, sizeof(data), sums, NULL, 0), 0);
+    ck_assert(!tmp_empty(1));
+    q.chunk_id = 54;
+    q.session = 5;
+    q.abort = true;
+    ck_assert_int_eq(send_copy(c, &q, data, 4096), -EINVAL);
+    ck_assert(!tmp_empty(1));
+    q.session = 99;
+    ck_assert_int_eq(send_copy(c, &q, NULL, 0), 0);
+    ck_assert(!tmp_empty(1));
+    q.session = 5;
+    ck_assert_int_eq(send_copy(c, &q, NULL, 0), 0);
+    ck_assert(run_until(tmp_is_empty, &one, 5000));
+    ck_assert_int_eq(copy_piece(c, 54, 5, false, false, 8192, data, 4096, sums, NULL, 0),
+                     -ENOENT); /* the session is gone */
+    rpc_conn_close(c);
+}
+END_TEST
+
 START_TEST(delta_copies_start_from_the_older_replica)
 {
     const size_t blocks = CHUNK / KEEL_BLOCK_SIZE;
@@ -1268,6 +1302,7 @@ static Suite *suite(void)
     tcase_add_test(tc, replicate_command_copies_a_replica);
     tcase_add_test(tc, a_copy_at_a_new_version_waits_for_the_old_one);
     tcase_add_test(tc, copies_are_verified_on_arrival);
+    tcase_add_test(tc, an_abandoned_copy_is_dropped_at_once);
     tcase_add_test(tc, delta_copies_start_from_the_older_replica);
     tcase_add_test(tc, pushed_commands_run_at_once);
     tcase_add_test(tc, reregisters_on_request_and_after_namenode_restart);
