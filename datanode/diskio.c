@@ -99,11 +99,6 @@ void diskio_start_writeback(int fd, uint64_t off, uint64_t len)
     (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
 }
 
-void diskio_drop_cache(int fd, uint64_t off, uint64_t len)
-{
-    (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
-}
-
 int diskio_writeback_wait(int fd)
 {
     unsigned flags =

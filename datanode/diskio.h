@@ -41,10 +41,6 @@ int diskio_datasync(int fd);
  * reports no error: a later fdatasync does both. */
 void diskio_start_writeback(int fd, uint64_t off, uint64_t len);
 
-/* Drops the range's clean pages from the page cache (posix_fadvise
- * DONTNEED); dirty pages and pages being written stay. Advice only. */
-void diskio_drop_cache(int fd, uint64_t off, uint64_t len);
-
 /* Writes back every dirty page of the file and waits for it: sync_file_range
  * over the whole file. Commits no metadata, and the data may still sit in
  * the device's volatile cache. 0 or a negative errno (a writeback error). */

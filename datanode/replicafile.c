@@ -33,7 +33,6 @@
 #define RECOVER_BLOCKS  256u /* blocks hashed per read while recovering (1 MiB) */
 #define STACK_SUMS      64u  /* checksums of a small write or read kept on the stack */
 #define MAX_DATA_RANGES 64   /* data ranges looked up by replicafile_flush */
-#define DROP_BEHIND     8u   /* large writes between one's landing and its drop */
 
 struct sums_page {
     bool dirty; /* differs from the sidecar */
@@ -57,11 +56,6 @@ struct replicafile {
     uint64_t *written;   /* bitmap: blocks wholly written since the last fdatasync began */
     uint64_t outside;    /* writes so far that were not inside `allocated` when they began */
     uint64_t synced;     /* `outside` when the last fdatasync to finish began */
-    /* The last DROP_BEHIND large writes, oldest at behind_at (see drop_behind). */
-    struct {
-        uint64_t off, len;
-    } behind[DROP_BEHIND];
-    unsigned behind_at;
 };
 
 /* An edge block of a write, read and verified for csum_update. */
@@ -511,33 +505,6 @@ static void apply_partial_locked(struct replicafile *rf, uint64_t off, size_t le
  */
 #define WRITEBACK_AT (256u << 10)
 
-/*
- * Drop-behind: the pages of a large write leave the page cache DROP_BEHIND
- * large writes later, when the writeback started as they landed has had
- * time to end (the kernel keeps any page still dirty or being written).
- * Large writes are streams, a VM's sequential write or a re-replication,
- * seldom read back from here soon: a guest caches what it reads itself.
- * Kept, they push the blocks that are read out of the cache, and each
- * takes a fresh page where a dropped one would do. On a virtual machine
- * whose hypervisor takes back free memory, a fresh page costs more than
- * the copy into it: writing a new 1 GiB file through keel-fuse went from
- * 143-180 MB/s to 222-309 with this.
- */
-static void drop_behind(struct replicafile *rf, uint64_t off, uint64_t len)
-{
-    uint64_t old_off, old_len;
-
-    pthread_mutex_lock(&rf->lock);
-    old_off = rf->behind[rf->behind_at].off;
-    old_len = rf->behind[rf->behind_at].len;
-    rf->behind[rf->behind_at].off = off;
-    rf->behind[rf->behind_at].len = len;
-    rf->behind_at = (rf->behind_at + 1) % DROP_BEHIND;
-    pthread_mutex_unlock(&rf->lock);
-    if (old_len)
-        diskio_drop_cache(rf->data_fd, old_off, old_len);
-}
-
 /* Blocks [first, last] all in `allocated`. Under lock. */
 static bool all_allocated(const struct replicafile *rf, uint64_t first, uint64_t last)
 {
@@ -617,10 +584,8 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
         pthread_mutex_unlock(&rf->lock);
     }
     r = diskio_pwrite_done(rf->data_fd, data, len, off, &done);
-    if (r == 0 && !edge.nowait && len >= WRITEBACK_AT) { /* never on the loop */
+    if (r == 0 && !edge.nowait && len >= WRITEBACK_AT) /* never on the loop */
         diskio_start_writeback(rf->data_fd, off, len);
-        drop_behind(rf, off, len);
-    }
     pthread_mutex_lock(&rf->lock);
     if (rf->in_place) { /* once written: see replicafile_flush */
         rf->outside += outside;

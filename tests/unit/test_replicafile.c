@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -550,65 +549,6 @@ START_TEST(flushes_sync_where_overwrites_are_not_known_in_place)
 }
 END_TEST
 
-/* Pages of [off, off + len) of the replica's data in the page cache. */
-static size_t resident_pages(uint64_t off, size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = len / page, in = 0;
-    unsigned char *vec = malloc(n);
-    char path[256];
-    void *map;
-    int fd;
-
-    file_path("data", path, sizeof(path));
-    fd = open(path, O_RDONLY);
-    ck_assert_int_ge(fd, 0);
-    map = mmap(NULL, CHUNK, PROT_READ, MAP_SHARED, fd, 0);
-    ck_assert_ptr_ne(map, MAP_FAILED);
-    ck_assert_ptr_nonnull(vec);
-    ck_assert_int_eq(mincore((uint8_t *)map + off, len, vec), 0);
-    for (size_t i = 0; i < n; i++)
-        in += vec[i] & 1;
-    munmap(map, CHUNK);
-    close(fd);
-    free(vec);
-    return in;
-}
-
-START_TEST(large_writes_leave_the_page_cache_behind_them)
-{
-    struct replicafile *rf = create(1);
-    size_t big = CHUNK / 4, pages = big / (size_t)sysconf(_SC_PAGESIZE);
-    uint8_t *data = malloc(big), *back = malloc(big);
-    struct statfs sf;
-    bool mismatch;
-
-    ck_assert_int_eq(statfs(dir, &sf), 0);
-    if (sf.f_type == TMPFS_MAGIC) { /* its pages are the file: never dropped */
-        replicafile_close(rf);
-        free(back);
-        free(data);
-        return;
-    }
-    fill(data, big, 5);
-    ck_assert_int_eq(replicafile_write(rf, 0, data, big, 0, &mismatch), 0);
-    ck_assert_int_eq(flush(rf), 0); /* clean now: free to drop */
-    ck_assert_uint_eq(resident_pages(0, big), pages);
-    /* Seven more large writes elsewhere leave it; the eighth drops it. */
-    for (unsigned i = 1; i <= 8; i++) {
-        ck_assert_int_eq(replicafile_write(rf, big * (1 + i % 3), data, big, 0, &mismatch), 0);
-        if (i == 7)
-            ck_assert_uint_eq(resident_pages(0, big), pages);
-    }
-    ck_assert_uint_eq(resident_pages(0, big), 0);
-    /* Read back from the disk, and verified. */
-    ck_assert_int_eq(read_blocks(rf, 0, big / KEEL_BLOCK_SIZE, back, NULL, &mismatch, NULL), 0);
-    ck_assert_int_eq(memcmp(back, data, big), 0);
-    replicafile_close(rf);
-    free(back);
-    free(data);
-}
-END_TEST
-
 START_TEST(checksums_reach_the_sidecar_when_it_settles)
 {
     /* Chunks of 4 MiB here: two pages of checksums (512 blocks each). */
@@ -873,7 +813,6 @@ static Suite *suite(void)
     tcase_add_test(tc, flush_skips_fdatasync_only_over_blocks_allocated_before);
     tcase_add_test(tc, flush_learns_blocks_past_the_ranges_it_looked_up);
     tcase_add_test(tc, flushes_sync_where_overwrites_are_not_known_in_place);
-    tcase_add_test(tc, large_writes_leave_the_page_cache_behind_them);
     tcase_add_test(tc, checksums_reach_the_sidecar_when_it_settles);
     tcase_add_test(tc, nowait_never_blocks_and_changes_nothing_when_it_cannot);
     tcase_add_test(tc, recovery_after_data_without_checksums);
