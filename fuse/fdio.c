@@ -19,9 +19,39 @@ void fdio_flag_this_open(void)
     flag_next_reply = true;
 }
 
+static fdio_take_fn take_fn;
+
+/*
+ * Reads the next request for libfuse, after passing each to take_fn, which
+ * may answer it itself. INTERRUPTs are dropped: keel-fuse's handlers run to
+ * the end anyway, the kernel needs no answer, and libfuse would keep one
+ * for a request it never saw (answered by take_fn) until it stopped.
+ */
 static ssize_t fd_read(int fd, void *buf, size_t len, void *userdata)
 {
-    return read(fd, buf, len);
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        const struct fuse_in_header *h = buf;
+
+        if (n < (ssize_t)sizeof(*h) || h->len != (size_t)n)
+            return n;
+        if (h->opcode == FUSE_INTERRUPT)
+            continue;
+        if (!take_fn || !take_fn(fd, buf, (size_t)n))
+            return n;
+    }
+}
+
+int fdio_reply(int fd, uint64_t unique, int error, const void *data, size_t len)
+{
+    struct fuse_out_header h = {.len = (uint32_t)(sizeof(h) + (error ? 0 : len)),
+                                .error = error,
+                                .unique = unique};
+    struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)data, error ? 0 : len}};
+    ssize_t n = writev(fd, iov, error || len == 0 ? 1 : 2);
+
+    /* ENOENT: the kernel gave the request up (interrupted, or unmounted). */
+    return n < 0 ? -errno : 0;
 }
 
 /* The fuse_open_out of a successful OPEN or CREATE reply, if this is one. */
@@ -55,8 +85,9 @@ static ssize_t fd_writev(int fd, struct iovec *iov, int count, void *userdata)
     return writev(fd, iov, count);
 }
 
-int fdio_install(struct fuse_session *se)
+int fdio_install(struct fuse_session *se, fdio_take_fn take)
 {
+    take_fn = take;
     static const struct fuse_custom_io io = {.writev = fd_writev, .read = fd_read};
 
     return fuse_session_custom_io(se, &io, fuse_session_fd(se));

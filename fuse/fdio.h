@@ -15,10 +15,22 @@
 #define KEEL_FUSE_FDIO_H
 
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
-/* Installs the transport on a mounted session. Returns 0 or -1 (libfuse's
- * own transport then stays). */
-int fdio_install(struct fuse_session *se);
+/* Offered each request read from the kernel (fd, the whole request) before
+ * libfuse sees it: returns true if it took the request and will answer it
+ * (with fdio_reply, from any thread), false to leave it to libfuse. */
+typedef bool (*fdio_take_fn)(int fd, const void *req, size_t len);
+
+/* Installs the transport on a mounted session, with take (or NULL).
+ * Returns 0 or -1 (libfuse's own transport then stays). */
+int fdio_install(struct fuse_session *se, fdio_take_fn take);
+
+/* Answers request `unique` read from fd: error (a negative errno) or data.
+ * Returns 0 or a negative errno. */
+int fdio_reply(int fd, uint64_t unique, int error, const void *data, size_t len);
 
 /* Marks the open being answered on this thread as one to flag (called from
  * the open and create handlers, which run on the thread that replies). */

@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/fuse.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -243,6 +245,63 @@ static int kfs_read(const char *path, char *buf, size_t len, off_t off, struct f
     if (off < 0)
         return -EINVAL;
     return (int)keel_pread(fh(fi)->f, buf, len, (uint64_t)off);
+}
+
+/*
+ * Reads of up to KEELFS_FAST_READ bytes skip libfuse: each is handed to
+ * libkeel as it comes from the kernel and answered from libkeel's
+ * completion, on its I/O thread. The FUSE worker that read it goes back to
+ * the kernel for the next request rather than sleeping until libkeel wakes
+ * it with the data: two context switches and a wakeup fewer per read, and
+ * on a virtual machine a wakeup across CPUs is an interrupt through the
+ * hypervisor. Larger reads stay on the workers, so that copying them into
+ * the kernel does not hold libkeel's I/O thread up.
+ */
+struct fast_read {
+    int fd;
+    uint64_t unique;
+    keel_aio *aio;
+    char data[];
+};
+
+static void fast_read_done(keel_aio *aio, void *arg)
+{
+    struct fast_read *fr = arg;
+    ssize_t r = keel_aio_result(aio);
+
+    (void)fdio_reply(fr->fd, fr->unique, r < 0 ? (int)r : 0, fr->data, r < 0 ? 0 : (size_t)r);
+    keel_aio_release(aio);
+    free(fr);
+}
+
+bool keelfs_take(int fd, const void *req, size_t len)
+{
+    const struct fuse_in_header *h = req;
+    const struct fuse_read_in *in = (const void *)(h + 1);
+    struct fast_read *fr;
+    int r;
+
+    if (h->opcode != FUSE_READ || len < sizeof(*h) + sizeof(*in) || in->fh == 0 ||
+        in->size > KEELFS_FAST_READ)
+        return false;
+    fr = malloc(sizeof(*fr) + in->size);
+    if (!fr)
+        return false;
+    fr->fd = fd;
+    fr->unique = h->unique;
+    if (keel_aio_create(fast_read_done, fr, &fr->aio) != 0) {
+        free(fr);
+        return false;
+    }
+    r = in->offset > INT64_MAX ? -EINVAL
+                               : keel_aio_pread(((struct kfh *)(uintptr_t)in->fh)->f, fr->data,
+                                                in->size, in->offset, fr->aio);
+    if (r) {
+        (void)fdio_reply(fd, h->unique, r, NULL, 0);
+        keel_aio_release(fr->aio);
+        free(fr);
+    }
+    return true;
 }
 
 static int kfs_write(const char *path, const char *buf, size_t len, off_t off,

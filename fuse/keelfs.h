@@ -21,12 +21,15 @@
 #define KEEL_FUSE_KEELFS_H
 
 #include <fuse.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "keel.h"
 
 #define KEELFS_ATTR_TIMEOUT     1.0
 #define KEELFS_NEGATIVE_TIMEOUT 0.5
 #define KEELFS_MAX_IO           (1u << 20)
+#define KEELFS_FAST_READ        (128u << 10) /* reads answered off libfuse */
 
 /* What the mount serves; fuse's private data points at it. The client is
  * connected after the process has daemonized, before requests flow. */
@@ -35,5 +38,9 @@ struct keelfs {
 };
 
 extern const struct fuse_operations keelfs_ops;
+
+/* The transport's hook (fdio_take_fn): takes the reads it can answer from
+ * libkeel's I/O thread. */
+bool keelfs_take(int fd, const void *req, size_t len);
 
 #endif
