@@ -1,12 +1,14 @@
 /*
  * fdio: see fdio.h. The open handler marks its thread; the next reply that
  * thread sends is that open's reply, and if it is a successful OPEN or
- * CREATE answer its fuse_open_out gets the flag.
+ * CREATE answer its fuse_open_out gets the flag. take_fn is set once,
+ * before the session's threads start.
  */
 #include "fdio.h"
 
 #include <errno.h>
 #include <linux/fuse.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -26,18 +28,27 @@ static fdio_take_fn take_fn;
  * may answer it itself. INTERRUPTs are dropped: keel-fuse's handlers run to
  * the end anyway, the kernel needs no answer, and libfuse would keep one
  * for a request it never saw (answered by take_fn) until it stopped.
+ * libfuse cancels its workers here when the session ends, so take_fn runs
+ * with cancellation off, as libfuse's own handlers do.
  */
 static ssize_t fd_read(int fd, void *buf, size_t len, void *userdata)
 {
     for (;;) {
         ssize_t n = read(fd, buf, len);
         const struct fuse_in_header *h = buf;
+        bool taken;
+        int old;
 
         if (n < (ssize_t)sizeof(*h) || h->len != (size_t)n)
             return n;
         if (h->opcode == FUSE_INTERRUPT)
             continue;
-        if (!take_fn || !take_fn(fd, buf, (size_t)n))
+        if (!take_fn)
+            return n;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+        taken = take_fn(fd, buf, (size_t)n);
+        pthread_setcancelstate(old, NULL);
+        if (!taken)
             return n;
     }
 }
@@ -87,8 +98,8 @@ static ssize_t fd_writev(int fd, struct iovec *iov, int count, void *userdata)
 
 int fdio_install(struct fuse_session *se, fdio_take_fn take)
 {
-    take_fn = take;
     static const struct fuse_custom_io io = {.writev = fd_writev, .read = fd_read};
 
+    take_fn = take;
     return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }

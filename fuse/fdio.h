@@ -1,13 +1,18 @@
 /*
- * fdio: the transport between libfuse and /dev/fuse, with one addition:
- * replies to OPEN and CREATE of files opened for direct I/O carry
- * FOPEN_PARALLEL_DIRECT_WRITES, so the kernel lets several direct writes to
- * one file reach us at once instead of holding the inode lock around each
- * (a VM's queue depth against one image file). libfuse 3.15 and later can
- * say this itself (fuse_file_info.parallel_direct_writes); the 3.14 of
- * Debian 12 cannot, so keel-fuse installs this transport with
- * fuse_session_custom_io(). It is safe because libkeel orders overlapping
- * writes to a chunk itself.
+ * fdio: the transport between libfuse and /dev/fuse, installed with
+ * fuse_session_custom_io(), with two additions:
+ *
+ * - Replies to OPEN and CREATE of files opened for direct I/O carry
+ *   FOPEN_PARALLEL_DIRECT_WRITES, so the kernel lets several direct writes
+ *   to one file reach us at once instead of holding the inode lock around
+ *   each (a VM's queue depth against one image file). libfuse 3.15 and
+ *   later can say this itself (fuse_file_info.parallel_direct_writes); the
+ *   3.14 of Debian 12 cannot. It is safe because libkeel orders overlapping
+ *   writes to a chunk itself.
+ * - Each request is offered to a hook before libfuse sees it; the hook may
+ *   take it and answer it later, from any thread (keel-fuse's fast reads,
+ *   see keelfs_take). libfuse's high-level API can only answer a request
+ *   from the handler that got it.
  *
  * Thread-safe: libfuse's worker threads read and write concurrently.
  */

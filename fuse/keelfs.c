@@ -1,8 +1,9 @@
 /*
  * keelfs: see keelfs.h. Every operation maps onto one or two libkeel calls;
  * libkeel's negative errnos are FUSE's answers as they are. Runs on FUSE's
- * worker threads, many at once: libkeel is thread-safe, and the only state
- * here is the per-open struct below.
+ * worker threads, many at once (and fast reads end on libkeel's I/O
+ * thread): libkeel is thread-safe, and the only state here is the per-open
+ * struct below.
  */
 #include "keelfs.h"
 

@@ -9,6 +9,9 @@
  * go straight to libkeel; every open drops the file's cached pages, so data
  * another client wrote before the open is always seen.
  *
+ * Reads of up to KEELFS_FAST_READ bytes are answered from libkeel's
+ * completion, off libfuse (keelfs_take); larger ones by libfuse's workers.
+ *
  * Writes: buffered writes are written behind (KEEL_O_WRITEBACK: up to 16
  * MiB per file in flight, reads see them at once); close(2) waits for them
  * to land and reports a failed one. O_DIRECT writes return when every

@@ -23,6 +23,23 @@ mv "$M/a" "$M/b"
 [[ "$(cat "$M/b")" == one ]] || fail "rename over an existing file"
 [[ ! -e "$M/a" ]] || fail "old name remains"
 
+# small reads (answered off libfuse, from libkeel's completion): whole,
+# short at the end of the file, empty past it, and many at once
+head -c 10000 /dev/urandom >"$T/small"
+cp "$T/small" "$M/small"
+for i in 0 1 2 3; do
+    got=$(dd if="$M/small" iflag=direct bs=4096 skip=$i count=1 status=none | od -An -tx1 | tr -d ' \n')
+    want=$(tail -c +$((i * 4096 + 1)) "$T/small" | head -c 4096 | od -An -tx1 | tr -d ' \n')
+    [[ "$got" == "$want" ]] || fail "direct 4 KiB read $i of a 10000-byte file"
+done
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+    dd if="$M/small" iflag=direct bs=4096 status=none >"$T/small.$i" & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "parallel direct reads"; done
+for i in 1 2 3 4 5 6 7 8; do cmp "$T/small.$i" "$T/small" || fail "parallel direct read $i"; done
+rm "$M/small"
+
 # unlink of an open file: the open descriptor still reads and writes it
 head -c 3000000 /dev/urandom >"$T/data"
 cp "$T/data" "$M/open"
