@@ -60,7 +60,8 @@ struct nnlink {
     uv_fs_t statfs_req;
     bool statfs_busy;
     uint64_t capacity, used, avail;
-    bool full; /* -ENOSPC since the last heartbeat */
+    bool full;      /* -ENOSPC since the last heartbeat */
+    bool said_full; /* the last heartbeat said full (logged when it changes) */
     bool hb_busy;
     /* The VERSION write of a first registration. */
     uv_work_t id_work;
@@ -508,6 +509,13 @@ static void send_heartbeat(struct nnlink *nn)
     q.load = nn->cfg.load ? nn->cfg.load(nn->cfg.ctx) : 0;
     q.copies = nn->cfg.copies ? nn->cfg.copies(nn->cfg.ctx) : 0;
     q.full = looks_full(nn);
+    if (q.full != nn->said_full) {
+        if (q.full)
+            log_warn("nnlink: %" PRIu64 " bytes left on the disk: reporting it full", nn->avail);
+        else
+            log_info("nnlink: %" PRIu64 " bytes free on the disk: no longer full", nn->avail);
+        nn->said_full = q.full;
+    }
     env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT_REQ;
     env.heartbeat_req = &q;
     c = call_new(nn);
