@@ -10,9 +10,9 @@
  *   3.14 of Debian 12 cannot. It is safe because libkeel orders overlapping
  *   writes to a chunk itself.
  * - Each request is offered to a hook before libfuse sees it; the hook may
- *   take it and answer it later, from any thread (keel-fuse's fast reads,
- *   see keelfs_take). libfuse's high-level API can only answer a request
- *   from the handler that got it.
+ *   take it and answer it later, from any thread (keel-fuse's small reads
+ *   and direct writes, see keelfs_take). libfuse's high-level API can only
+ *   answer a request from the handler that got it.
  *
  * Thread-safe: libfuse's worker threads read and write concurrently.
  */

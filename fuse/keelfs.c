@@ -1,9 +1,9 @@
 /*
  * keelfs: see keelfs.h. Every operation maps onto one or two libkeel calls;
  * libkeel's negative errnos are FUSE's answers as they are. Runs on FUSE's
- * worker threads, many at once (and fast reads end on libkeel's I/O
- * thread): libkeel is thread-safe, and the only state here is the per-open
- * struct below.
+ * worker threads, many at once (and the requests keelfs_take takes end
+ * on libkeel's I/O thread): libkeel is thread-safe, and the only state
+ * here is the per-open struct below.
  */
 #include "keelfs.h"
 
@@ -24,7 +24,8 @@
 /* One open file description. */
 struct kfh {
     keel_file *f;
-    bool sync; /* O_SYNC / O_DSYNC: flush after every write */
+    bool sync;       /* O_SYNC / O_DSYNC: flush after every write */
+    bool fast_write; /* O_DIRECT alone: writes and fsyncs go to keelfs_take */
 };
 
 static keel_client *client(void)
@@ -212,6 +213,7 @@ static int finish_open(keel_file *f, struct fuse_file_info *fi)
     }
     h->f = f;
     h->sync = (fi->flags & (O_SYNC | O_DSYNC)) != 0;
+    h->fast_write = (fi->flags & O_DIRECT) && !h->sync;
     fi->fh = (uintptr_t)h;
     fi->direct_io = (fi->flags & O_DIRECT) != 0;
     fi->keep_cache = 0;
@@ -249,58 +251,117 @@ static int kfs_read(const char *path, char *buf, size_t len, off_t off, struct f
 }
 
 /*
- * Reads of up to KEELFS_FAST_READ bytes skip libfuse: each is handed to
- * libkeel as it comes from the kernel and answered from libkeel's
- * completion, on its I/O thread. The FUSE worker that read it goes back to
- * the kernel for the next request rather than sleeping until libkeel wakes
- * it with the data: two context switches and a wakeup fewer per read, and
- * on a virtual machine a wakeup across CPUs is an interrupt through the
- * hypervisor. Larger reads stay on the workers, so that copying them into
- * the kernel does not hold libkeel's I/O thread up.
+ * Reads of up to KEELFS_FAST_IO bytes, and writes of up to that and
+ * fsyncs of files opened with O_DIRECT, skip libfuse: each is handed to libkeel as it
+ * comes from the kernel and answered from libkeel's completion, on its I/O
+ * thread. The FUSE worker that read it goes back to the kernel for the next
+ * request rather than sleeping until libkeel wakes it: two context switches
+ * and a wakeup fewer per request, and on a virtual machine a wakeup across
+ * CPUs is an interrupt through the hypervisor. Larger requests stay on the
+ * workers, so that copying them does not hold libkeel's I/O thread up.
+ * Buffered writes stay too: they are written behind, and return at once.
  */
-struct fast_read {
+struct fast {
     int fd;
+    uint32_t opcode;
     uint64_t unique;
     keel_aio *aio;
-    char data[];
+    char data[]; /* what is read, or what is written */
 };
 
-static void fast_read_done(keel_aio *aio, void *arg)
+static void fast_done(keel_aio *aio, void *arg)
 {
-    struct fast_read *fr = arg;
+    struct fast *fa = arg;
     ssize_t r = keel_aio_result(aio);
+    struct fuse_write_out wo = {.size = (uint32_t)r};
 
-    (void)fdio_reply(fr->fd, fr->unique, r < 0 ? (int)r : 0, fr->data, r < 0 ? 0 : (size_t)r);
+    if (r < 0)
+        (void)fdio_reply(fa->fd, fa->unique, (int)r, NULL, 0);
+    else if (fa->opcode == FUSE_READ)
+        (void)fdio_reply(fa->fd, fa->unique, 0, fa->data, (size_t)r);
+    else if (fa->opcode == FUSE_WRITE)
+        (void)fdio_reply(fa->fd, fa->unique, 0, &wo, sizeof(wo));
+    else
+        (void)fdio_reply(fa->fd, fa->unique, 0, NULL, 0);
     keel_aio_release(aio);
-    free(fr);
+    free(fa);
+}
+
+/* The open file and the payload size of a request keelfs_take can take,
+ * or NULL. */
+static struct kfh *fast_target(const struct fuse_in_header *h, size_t len, size_t *size)
+{
+    const void *in = h + 1;
+    const struct fuse_read_in *rd = in;
+    const struct fuse_write_in *wr = in;
+    const struct fuse_fsync_in *fs = in;
+    struct kfh *k;
+
+    *size = 0;
+    switch (h->opcode) {
+    case FUSE_READ:
+        if (len < sizeof(*h) + sizeof(*rd) || rd->size > KEELFS_FAST_IO)
+            return NULL;
+        *size = rd->size;
+        return (struct kfh *)(uintptr_t)rd->fh;
+    case FUSE_WRITE:
+        if (len < sizeof(*h) + sizeof(*wr) || wr->size > KEELFS_FAST_IO ||
+            len != sizeof(*h) + sizeof(*wr) + wr->size)
+            return NULL;
+        k = (struct kfh *)(uintptr_t)wr->fh;
+        *size = wr->size;
+        return k && k->fast_write ? k : NULL;
+    case FUSE_FSYNC:
+        if (len < sizeof(*h) + sizeof(*fs))
+            return NULL;
+        k = (struct kfh *)(uintptr_t)fs->fh;
+        return k && k->fast_write ? k : NULL;
+    default:
+        return NULL;
+    }
 }
 
 bool keelfs_take(int fd, const void *req, size_t len)
 {
     const struct fuse_in_header *h = req;
-    const struct fuse_read_in *in = (const void *)(h + 1);
-    struct fast_read *fr;
+    const struct fuse_read_in *rd = (const void *)(h + 1);
+    const struct fuse_write_in *wr = (const void *)(h + 1);
+    struct fast *fa;
+    struct kfh *k;
+    size_t size;
     int r;
 
-    if (h->opcode != FUSE_READ || len < sizeof(*h) + sizeof(*in) || in->fh == 0 ||
-        in->size > KEELFS_FAST_READ)
+    k = fast_target(h, len, &size);
+    if (!k)
         return false;
-    fr = malloc(sizeof(*fr) + in->size);
-    if (!fr)
+    fa = malloc(sizeof(*fa) + size);
+    if (!fa)
         return false;
-    fr->fd = fd;
-    fr->unique = h->unique;
-    if (keel_aio_create(fast_read_done, fr, &fr->aio) != 0) {
-        free(fr);
+    fa->fd = fd;
+    fa->opcode = h->opcode;
+    fa->unique = h->unique;
+    if (keel_aio_create(fast_done, fa, &fa->aio) != 0) {
+        free(fa);
         return false;
     }
-    r = in->offset > INT64_MAX ? -EINVAL
-                               : keel_aio_pread(((struct kfh *)(uintptr_t)in->fh)->f, fr->data,
-                                                in->size, in->offset, fr->aio);
+    switch (h->opcode) {
+    case FUSE_READ:
+        r = rd->offset > INT64_MAX ? -EINVAL
+                                   : keel_aio_pread(k->f, fa->data, size, rd->offset, fa->aio);
+        break;
+    case FUSE_WRITE:
+        /* The request's buffer is the worker's, reused for its next one. */
+        memcpy(fa->data, wr + 1, size);
+        r = wr->offset > INT64_MAX ? -EINVAL
+                                   : keel_aio_pwrite(k->f, fa->data, size, wr->offset, fa->aio);
+        break;
+    default:
+        r = keel_aio_flush(k->f, fa->aio);
+    }
     if (r) {
         (void)fdio_reply(fd, h->unique, r, NULL, 0);
-        keel_aio_release(fr->aio);
-        free(fr);
+        keel_aio_release(fa->aio);
+        free(fa);
     }
     return true;
 }

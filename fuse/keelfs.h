@@ -9,8 +9,9 @@
  * go straight to libkeel; every open drops the file's cached pages, so data
  * another client wrote before the open is always seen.
  *
- * Reads of up to KEELFS_FAST_READ bytes are answered from libkeel's
- * completion, off libfuse (keelfs_take); larger ones by libfuse's workers.
+ * Reads of up to KEELFS_FAST_IO bytes, and direct writes of up to that
+ * and direct fsyncs, are answered from libkeel's completion, off libfuse
+ * (keelfs_take); the rest by libfuse's workers.
  *
  * Writes: buffered writes are written behind (KEEL_O_WRITEBACK: up to 16
  * MiB per file in flight, reads see them at once); close(2) waits for them
@@ -32,7 +33,7 @@
 #define KEELFS_ATTR_TIMEOUT     1.0
 #define KEELFS_NEGATIVE_TIMEOUT 0.5
 #define KEELFS_MAX_IO           (1u << 20)
-#define KEELFS_FAST_READ        (128u << 10) /* reads answered off libfuse */
+#define KEELFS_FAST_IO          (128u << 10) /* requests answered off libfuse */
 
 /* What the mount serves; fuse's private data points at it. The client is
  * connected after the process has daemonized, before requests flow. */
@@ -42,8 +43,8 @@ struct keelfs {
 
 extern const struct fuse_operations keelfs_ops;
 
-/* The transport's hook (fdio_take_fn): takes the reads it can answer from
- * libkeel's I/O thread. */
+/* The transport's hook (fdio_take_fn): takes the reads, direct writes and
+ * fsyncs it can answer from libkeel's I/O thread. */
 bool keelfs_take(int fd, const void *req, size_t len);
 
 #endif

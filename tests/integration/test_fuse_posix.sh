@@ -28,8 +28,9 @@ mv "$M/a" "$M/b"
 head -c 10000 /dev/urandom >"$T/small"
 cp "$T/small" "$M/small"
 for i in 0 1 2 3; do
-    got=$(dd if="$M/small" iflag=direct bs=4096 skip=$i count=1 status=none | od -An -tx1 | tr -d ' \n')
-    want=$(tail -c +$((i * 4096 + 1)) "$T/small" | head -c 4096 | od -An -tx1 | tr -d ' \n')
+    got=$(dd if="$M/small" iflag=direct bs=4096 skip=$i count=1 status=none | od -An -tx1 |
+        tr -d ' \n') || fail "direct 4 KiB read $i of a 10000-byte file failed"
+    want=$(dd if="$T/small" bs=4096 skip=$i count=1 status=none | od -An -tx1 | tr -d ' \n')
     [[ "$got" == "$want" ]] || fail "direct 4 KiB read $i of a 10000-byte file"
 done
 pids=()
@@ -39,6 +40,23 @@ done
 for p in "${pids[@]}"; do wait "$p" || fail "parallel direct reads"; done
 for i in 1 2 3 4 5 6 7 8; do cmp "$T/small.$i" "$T/small" || fail "parallel direct read $i"; done
 rm "$M/small"
+
+# direct writes and fsyncs (answered off libfuse too): eight writers at once
+# on one new file, out of order and each growing it, then a tail with a
+# short last block and an fsync; read back through a fresh open
+head -c 40000 /dev/urandom >"$T/dw"
+: >"$M/dw"
+pids=()
+for i in 7 3 0 5 1 6 2 4; do
+    dd if="$T/dw" of="$M/dw" oflag=direct conv=notrunc bs=4096 skip=$i seek=$i count=1 \
+        status=none & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "parallel direct writes"; done
+dd if="$T/dw" of="$M/dw" oflag=direct conv=notrunc,fsync bs=4096 skip=8 seek=8 status=none ||
+    fail "direct write of the tail, and fsync"
+[[ $(stat -c %s "$M/dw") -eq 40000 ]] || fail "size after direct writes: $(stat -c %s "$M/dw")"
+cmp "$M/dw" "$T/dw" || fail "direct writes read back"
+rm "$M/dw"
 
 # unlink of an open file: the open descriptor still reads and writes it
 head -c 3000000 /dev/urandom >"$T/data"
