@@ -39,6 +39,7 @@ struct lease {
     bool pending_all;      /* fence every chunk of the file */
     uint64_t prev;         /* the holder `pending` came from (0: unknown) */
     uint64_t fence_ms;     /* fence `pending` from then on, waiter or not */
+    uint64_t recall_ms;    /* HELD, after a refusal: not asked again before */
     bool released;         /* `pending` came from a voluntary release only */
     struct list waiters;
     bool advancing, again;
@@ -52,9 +53,18 @@ struct lease_table {
     size_t held;
 };
 
-#define MARK              ((void *)1)
-#define FENCE_RETRY_MS    2000u
-#define FENCE_IDLE_LEASES 10u
+#define MARK               ((void *)1)
+#define FENCE_RETRY_MS     2000u
+#define FENCE_IDLE_LEASES  10u
+/*
+ * A holder that refuses a recall is asked again every RECALL_RETRY_MS for
+ * RECALL_PATIENCE_MS before the waiter gets -EBUSY: one that has just
+ * stopped writing (a VM migrated away a moment ago, a file closed on one
+ * host whose release is still on its way) goes idle meanwhile, as libkeel
+ * hands a lease over once a file has been idle for a second.
+ */
+#define RECALL_RETRY_MS    250u
+#define RECALL_PATIENCE_MS 2000u
 
 static void advance(struct lease_table *t, struct lease *e, uint64_t now);
 static uint64_t *snapshot(const struct lease_table *t, size_t *n);
@@ -194,6 +204,7 @@ static void grant(struct lease_table *t, struct lease *e, uint64_t client, uint6
     e->holder = client;
     e->renewed_ms = now;
     e->unreachable = false;
+    e->recall_ms = 0;
     t->held++;
 }
 
@@ -243,6 +254,8 @@ static void advance_once(struct lease_table *t, struct lease *e, uint64_t now)
             }
             if (e->unreachable)
                 return; /* wait for it to expire (lease_tick) */
+            if (now < e->recall_ms)
+                return; /* it refused a moment ago: lease_tick asks again */
             e->state = L_RECALLING;
             r = t->ops.recall(t->ops.ctx, e->holder, e->ino);
             if (r < 0) {
@@ -300,6 +313,7 @@ int lease_acquire(struct lease_table *t, uint64_t ino, uint64_t client, uint64_t
     }
     w->client = client;
     w->deadline_ms = now_ms + t->lease_ms;
+    w->refused = false;
     list_add_tail(&e->waiters, &w->link);
     advance(t, e, now_ms);
     return -EINPROGRESS;
@@ -364,9 +378,17 @@ void lease_recall_done(struct lease_table *t, uint64_t ino, int status, bool rel
         lose_holder(t, e, now_ms);
     } else if (status == 0) {
         e->state = L_HELD;
-        w = pop_waiter(e);
-        if (w)
-            w->cb(w, -EBUSY);
+        e->recall_ms = now_ms + RECALL_RETRY_MS;
+        if (!list_empty(&e->waiters)) {
+            w = list_entry(e->waiters.next, struct lease_waiter, link);
+            if (!w->refused)
+                w->deadline_ms = MIN(w->deadline_ms, now_ms + RECALL_PATIENCE_MS);
+            w->refused = true;
+            if (now_ms >= w->deadline_ms) {
+                pop_waiter(e);
+                w->cb(w, -EBUSY);
+            }
+        }
     } else {
         log_info("lease: client %" PRIx64 " holding inode %" PRIu64
                  " did not answer (%d); waiting for its lease to expire",

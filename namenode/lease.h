@@ -2,8 +2,9 @@
  * lease: write leases (DESIGN.md promise 5). One writer per file: the lease
  * on an inode belongs to one client (all opens of a keel_client share it).
  * It is taken at the first write, renewed by the client, handed over when
- * another client asks and the holder agrees, refused with -EBUSY while the
- * holder keeps writing, and lost by a holder that stops renewing.
+ * another client asks and the holder agrees (asked again for a while if it
+ * refuses), refused with -EBUSY while the holder keeps writing, and lost by
+ * a holder that stops renewing.
  *
  * Fencing: the table remembers which chunks each holder was given for
  * writing. Before another client is granted the lease, those chunks get a
@@ -22,7 +23,8 @@
  *   FREE --acquire, nothing to fence--> HELD
  *   FREE --acquire, another holder's chunks to fence--> FENCING
  *   HELD --another client acquires--> RECALLING --released--> FENCING
- *                                              \--refused: -EBUSY--> HELD
+ *                                              \--refused--> HELD, asked
+ *                                                 again for 2 s, then -EBUSY
  *                                              \--unreachable--> HELD, wait
  *   HELD --not renewed for lease_ms--> FENCING
  *   HELD --released--> FREE (chunks to fence, see above)
@@ -71,6 +73,7 @@ struct lease_waiter {
     /* private */
     struct list link;
     uint64_t deadline_ms;
+    bool refused; /* the holder has refused it once */
 };
 
 /* ops is copied. lease_ms: the renewal period (a holder silent this long

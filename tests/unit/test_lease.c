@@ -147,10 +147,38 @@ START_TEST(a_busy_holder_refuses)
     ck_assert_int_eq(acquire(A, 1000, &r), 0);
     ck_assert_int_eq(acquire(B, 2000, &r), -EINPROGRESS);
     lease_recall_done(t, INO, 0, false, 2100);
+    ck_assert_int_eq(r.calls, 0); /* asked again for a while first */
+    lease_tick(t, 2200);
+    ck_assert_int_eq(recalls, 1); /* not before 250 ms have passed */
+    lease_tick(t, 2400);
+    ck_assert_int_eq(recalls, 2);
+    lease_recall_done(t, INO, 0, false, 2450);
+    for (uint64_t now = 2600; now < 4100; now += 200) {
+        lease_tick(t, now);
+        lease_recall_done(t, INO, 0, false, now + 10);
+    }
+    ck_assert_int_eq(r.calls, 0);
+    lease_tick(t, 4100); /* 2 s after the first refusal */
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.status, -EBUSY);
     ck_assert_uint_eq(lease_holder(t, INO), A);
     ck_assert_int_eq(fences, 0);
+}
+END_TEST
+
+START_TEST(a_holder_that_stops_writing_hands_over_when_asked_again)
+{
+    struct req r;
+
+    ck_assert_int_eq(acquire(A, 1000, &r), 0);
+    ck_assert_int_eq(acquire(B, 2000, &r), -EINPROGRESS);
+    lease_recall_done(t, INO, 0, false, 2100); /* A wrote a moment ago */
+    lease_tick(t, 2400);
+    ck_assert_int_eq(recalls, 2);
+    lease_recall_done(t, INO, 0, true, 2410); /* now idle */
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(lease_holder(t, INO), B);
 }
 END_TEST
 
@@ -421,6 +449,7 @@ static Suite *suite(void)
     tcase_add_test(tc, free_lease_is_granted_at_once);
     tcase_add_test(tc, handover_fences_the_chunks_given);
     tcase_add_test(tc, a_busy_holder_refuses);
+    tcase_add_test(tc, a_holder_that_stops_writing_hands_over_when_asked_again);
     tcase_add_test(tc, an_unreachable_holder_loses_the_lease_when_it_expires);
     tcase_add_test(tc, no_connection_waits_then_hands_over);
     tcase_add_test(tc, a_renewing_but_silent_holder_times_the_waiter_out);
