@@ -252,14 +252,15 @@ static int kfs_read(const char *path, char *buf, size_t len, off_t off, struct f
 
 /*
  * Reads of up to KEELFS_FAST_IO bytes, and writes of up to that and
- * fsyncs of files opened with O_DIRECT, skip libfuse: each is handed to libkeel as it
- * comes from the kernel and answered from libkeel's completion, on its I/O
- * thread. The FUSE worker that read it goes back to the kernel for the next
- * request rather than sleeping until libkeel wakes it: two context switches
- * and a wakeup fewer per request, and on a virtual machine a wakeup across
- * CPUs is an interrupt through the hypervisor. Larger requests stay on the
- * workers, so that copying them does not hold libkeel's I/O thread up.
- * Buffered writes stay too: they are written behind, and return at once.
+ * fsyncs of files opened with O_DIRECT, skip libfuse: each is handed to
+ * libkeel as it comes from the kernel and answered from libkeel's
+ * completion, on its I/O thread. The FUSE worker that read it goes back to
+ * the kernel for the next request rather than sleeping until libkeel wakes
+ * it: two context switches and a wakeup fewer per request, and on a
+ * virtual machine a wakeup across CPUs is an interrupt through the
+ * hypervisor. Larger requests stay on the workers, so that copying them
+ * does not hold libkeel's I/O thread up. Buffered writes stay too: they
+ * are written behind, and return at once.
  */
 struct fast {
     int fd;

@@ -216,7 +216,10 @@ int main(int argc, char **argv)
     if (!raise_readahead(fo.mountpoint) && level >= LOG_INFO)
         log_line(KEEL_LOG_INFO, "keel-fuse: read-ahead left at the kernel's 128 KiB", NULL);
     if (fdio_install(fuse_get_session(fuse), keelfs_take) != 0)
-        log_line(KEEL_LOG_WARN, "keel-fuse: direct writes to one file will be serialised", NULL);
+        log_line(KEEL_LOG_WARN,
+                 "keel-fuse: direct writes to one file will be serialised, and every "
+                 "request waits on a libfuse worker",
+                 NULL);
     if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
         goto unmount;
     to_syslog = !fo.foreground;
