@@ -1,0 +1,718 @@
+/*
+ * wal: see wal.h for the format and the rules.
+ */
+#include "wal.h"
+
+#include "checksum.h"
+#include "u64map.h"
+#include "util.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BLOCK       4096u
+#define SB_MAGIC    0x314c41574c45454bull /* "KEELWAL1" little-endian */
+#define SEG_MAGIC   0x314745534c45454bull /* "KEELSEG1" little-endian */
+#define SB_SUMMED   48u
+#define SEG_HDR     64u
+#define REC_LEN     48u
+#define MAX_RECS    ((BLOCK - SEG_HDR) / REC_LEN)
+#define SEG_MAX     (1u << 20) /* a segment's bytes, header included */
+#define STAGE_BYTES (4u << 20)
+#define NO_SEG      SIZE_MAX
+
+/* Records staged for the next commit, laid out as the segments they go to
+ * disk as (their positions and sequence numbers are given at commit). */
+struct stage {
+    uint8_t *buf;  /* STAGE_BYTES, block-aligned */
+    size_t fill;   /* bytes used */
+    size_t seg;    /* offset of the open segment's header, or NO_SEG */
+    uint32_t nrec; /* records in the open segment */
+    uint64_t last; /* number of the last record staged */
+};
+
+struct wal {
+    int fd;
+    uint64_t size;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct stage stage[2];
+    int active; /* the stage that takes appends; the other is empty or being written */
+    bool appending;
+    bool committing;
+    bool checkpointing;
+    int error;      /* sticky: a commit failed */
+    uint64_t epoch; /* of the superblock; segments of another are stale */
+    uint64_t tail;  /* first live segment (superblock) */
+    uint64_t tail_seq;
+    uint64_t head;         /* where the next segment goes */
+    uint64_t next_seq;     /* its sequence number */
+    uint64_t durable_head; /* head and next_seq as of the last commit that finished */
+    uint64_t durable_seq;
+    uint64_t used;        /* bytes from tail to durable_head, including a wrap's waste */
+    uint64_t reserved;    /* bytes staged */
+    uint64_t appended;    /* number of the last record staged */
+    uint64_t committed;   /* every record up to this number is durable */
+    struct u64map chunks; /* chunk id -> number of its last record in the live log */
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p, &v, sizeof(v));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    v = htole64(v);
+    memcpy(p, &v, sizeof(v));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return le32toh(v);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return le64toh(v);
+}
+
+static uint64_t round_block(uint64_t n)
+{
+    return (n + BLOCK - 1) & ~(uint64_t)(BLOCK - 1);
+}
+
+static uint64_t capacity(const struct wal *w)
+{
+    return w->size - BLOCK;
+}
+
+/* Bytes from a to b going forward around the ring of segments. */
+static uint64_t ring_dist(const struct wal *w, uint64_t a, uint64_t b)
+{
+    return b >= a ? b - a : (w->size - a) + (b - BLOCK);
+}
+
+static void *alloc_blocks(size_t n)
+{
+    void *p = NULL;
+
+    return posix_memalign(&p, BLOCK, n) ? NULL : p;
+}
+
+static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        buf += n, len -= (size_t)n, off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static int pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t n = pread(fd, buf, len, (off_t)off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0) /* past the end: reads as zeros, which no header matches */
+            return memset(buf, 0, len), 0;
+        buf += n, len -= (size_t)n, off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ superblock */
+
+static int write_super(struct wal *w, uint64_t seq, uint64_t pos)
+{
+    uint8_t *b = alloc_blocks(BLOCK);
+    int r;
+
+    if (!b)
+        return -ENOMEM;
+    memset(b, 0, BLOCK);
+    put64(b + 0, SB_MAGIC);
+    put32(b + 8, WAL_LAYOUT);
+    put64(b + 16, w->size);
+    put64(b + 24, seq);
+    put64(b + 32, pos);
+    put64(b + 40, w->epoch);
+    put64(b + 48, csum_buf(b, SB_SUMMED));
+    r = pwrite_all(w->fd, b, BLOCK, 0);
+    if (r == 0 && fdatasync(w->fd) < 0)
+        r = -errno;
+    free(b);
+    return r;
+}
+
+static int read_super(struct wal *w)
+{
+    uint8_t *b = alloc_blocks(BLOCK);
+    uint64_t pos;
+    int r;
+
+    if (!b)
+        return -ENOMEM;
+    r = pread_all(w->fd, b, BLOCK, 0);
+    if (r == 0) {
+        pos = get64(b + 32);
+        if (get64(b + 0) != SB_MAGIC || get32(b + 8) != WAL_LAYOUT ||
+            get64(b + 48) != csum_buf(b, SB_SUMMED) || get64(b + 16) != w->size || pos < BLOCK ||
+            pos >= w->size || pos % BLOCK) {
+            r = -EBADMSG;
+        } else {
+            w->tail_seq = get64(b + 24);
+            w->tail = pos;
+            w->epoch = get64(b + 40);
+        }
+    }
+    free(b);
+    return r;
+}
+
+/* -------------------------------------------------------------- open/close */
+
+static int create_file(int dirfd, const char *name, uint64_t size, int flags)
+{
+    char tmp[256];
+    struct wal w = {.size = size, .epoch = 1};
+    int fd, r = 0;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.new", name) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    (void)unlinkat(dirfd, tmp, 0);
+    fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | flags, 0644);
+    if (fd < 0)
+        return -errno;
+    /* Allocated up front, so that commits find their space. */
+    if (fallocate(fd, 0, 0, (off_t)size) < 0 &&
+        (errno != EOPNOTSUPP || ftruncate(fd, (off_t)size) < 0))
+        r = -errno;
+    w.fd = fd;
+    if (r == 0)
+        r = write_super(&w, 1, BLOCK);
+    if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+        r = -errno;
+    if (r == 0 && fsync(dirfd) < 0)
+        r = -errno;
+    close(fd);
+    if (r)
+        (void)unlinkat(dirfd, tmp, 0);
+    return r;
+}
+
+static int open_file(int dirfd, const char *name, int *out)
+{
+    int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+    int fd = openat(dirfd, name, flags | O_DIRECT);
+
+    if (fd < 0 && errno == EINVAL) /* a filesystem without O_DIRECT (tmpfs) */
+        fd = openat(dirfd, name, flags);
+    if (fd < 0)
+        return -errno;
+    *out = fd;
+    return 0;
+}
+
+int wal_open(int dirfd, const char *name, uint64_t size, struct wal **out)
+{
+    struct wal *w;
+    struct stat st;
+    int r, fd = -1;
+
+    if (size < WAL_MIN_SIZE || size % BLOCK)
+        return -EINVAL;
+    r = open_file(dirfd, name, &fd);
+    if (r == -ENOENT) {
+        r = create_file(dirfd, name, size, 0);
+        if (r == 0)
+            r = open_file(dirfd, name, &fd);
+    }
+    if (r)
+        return r;
+    if (fstat(fd, &st) < 0)
+        r = -errno;
+    else if (!S_ISREG(st.st_mode))
+        r = -EBADMSG;
+    if (r) {
+        close(fd);
+        return r;
+    }
+    w = calloc(1, sizeof(*w));
+    if (!w) {
+        close(fd);
+        return -ENOMEM;
+    }
+    w->fd = fd;
+    w->size = (uint64_t)st.st_size;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    u64map_init(&w->chunks);
+    for (int i = 0; i < 2; i++) {
+        w->stage[i].buf = alloc_blocks(STAGE_BYTES);
+        w->stage[i].seg = NO_SEG;
+    }
+    r = !w->stage[0].buf || !w->stage[1].buf ? -ENOMEM : 0;
+    if (r == 0)
+        r = w->size < WAL_MIN_SIZE || w->size % BLOCK ? -EBADMSG : read_super(w);
+    if (r) {
+        wal_close(w);
+        return r;
+    }
+    w->head = w->durable_head = w->tail;
+    w->next_seq = w->durable_seq = w->tail_seq;
+    *out = w;
+    return 0;
+}
+
+void wal_close(struct wal *w)
+{
+    if (!w)
+        return;
+    close(w->fd);
+    free(w->stage[0].buf);
+    free(w->stage[1].buf);
+    u64map_free(&w->chunks);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* ----------------------------------------------------------------- replay */
+
+static uint64_t seg_hash(uint8_t *seg, uint64_t bytes)
+{
+    uint8_t saved[8];
+    uint64_t h;
+
+    memcpy(saved, seg + 40, 8);
+    memset(seg + 40, 0, 8);
+    h = csum_buf(seg, bytes);
+    memcpy(seg + 40, saved, 8);
+    return h;
+}
+
+static void decode_record(const uint8_t *p, struct wal_record *r)
+{
+    r->chunk_id = get64(p + 0);
+    r->version = get64(p + 8);
+    r->off = get64(p + 16);
+    r->len = get32(p + 24);
+    r->kind = get32(p + 28);
+}
+
+/*
+ * Reads the segment `seq` at pos into buf (SEG_MAX bytes). 1 if it is
+ * there, whole and well formed; 0 if not; or a read error.
+ */
+static int read_segment(struct wal *w, uint64_t pos, uint64_t seq, uint8_t *buf)
+{
+    uint64_t bytes, data = 0;
+    uint32_t nrec;
+    int r;
+
+    if (pos + BLOCK > w->size)
+        return 0;
+    r = pread_all(w->fd, buf, BLOCK, pos);
+    if (r)
+        return r;
+    bytes = get64(buf + 16);
+    nrec = get32(buf + 24);
+    if (get64(buf + 0) != SEG_MAGIC || get64(buf + 8) != seq || get64(buf + 32) != w->epoch ||
+        bytes < BLOCK || bytes > SEG_MAX || bytes % BLOCK || pos + bytes > w->size ||
+        nrec > MAX_RECS)
+        return 0;
+    r = pread_all(w->fd, buf + BLOCK, bytes - BLOCK, pos + BLOCK);
+    if (r)
+        return r;
+    if (seg_hash(buf, bytes) != get64(buf + 40))
+        return 0;
+    for (uint32_t i = 0; i < nrec; i++) {
+        struct wal_record rec;
+
+        decode_record(buf + SEG_HDR + i * REC_LEN, &rec);
+        if (rec.chunk_id == 0 || (rec.kind != WAL_WRITE && rec.kind != WAL_BARRIER) ||
+            (rec.kind == WAL_WRITE && (rec.len == 0 || rec.len > WAL_MAX_RECORD)))
+            return 0;
+        if (rec.kind == WAL_WRITE)
+            data += round_block(rec.len);
+    }
+    return BLOCK + data <= bytes ? 1 : 0;
+}
+
+/*
+ * Walks the live segments in order, calling visit for each record with its
+ * ordinal in the walk. Leaves the position and number of the first missing
+ * segment in *end_pos, *end_seq.
+ */
+typedef int (*visit_fn)(void *arg, uint64_t ordinal, const struct wal_record *r, const void *data);
+
+static int walk(struct wal *w, visit_fn visit, void *arg, uint64_t *end_pos, uint64_t *end_seq)
+{
+    uint8_t *buf = alloc_blocks(SEG_MAX);
+    uint64_t pos = w->tail, seq = w->tail_seq, ordinal = 0;
+    int r = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        int found = read_segment(w, pos, seq, buf);
+        const uint8_t *data = buf + BLOCK;
+
+        if (found == 0 && pos != BLOCK) { /* the writer wrapped */
+            found = read_segment(w, BLOCK, seq, buf);
+            if (found == 1)
+                pos = BLOCK;
+        }
+        if (found <= 0) {
+            r = found;
+            break;
+        }
+        for (uint32_t i = 0; i < get32(buf + 24) && r == 0; i++) {
+            struct wal_record rec;
+
+            decode_record(buf + SEG_HDR + i * REC_LEN, &rec);
+            r = visit(arg, ++ordinal, &rec, rec.kind == WAL_WRITE ? data : NULL);
+            if (rec.kind == WAL_WRITE)
+                data += round_block(rec.len);
+        }
+        if (r)
+            break;
+        pos += get64(buf + 16);
+        seq++;
+    }
+    free(buf);
+    *end_pos = pos;
+    *end_seq = seq;
+    return r;
+}
+
+struct replay {
+    struct u64map barriers; /* chunk id -> ordinal of its last barrier */
+    wal_replay_fn fn;
+    void *arg;
+    uint64_t records;
+};
+
+static int note_barrier(void *arg, uint64_t ordinal, const struct wal_record *r, const void *data)
+{
+    struct replay *rp = arg;
+
+    (void)data;
+    return r->kind == WAL_BARRIER
+               ? u64map_put(&rp->barriers, r->chunk_id, (void *)(uintptr_t)ordinal)
+               : 0;
+}
+
+static int apply(void *arg, uint64_t ordinal, const struct wal_record *r, const void *data)
+{
+    struct replay *rp = arg;
+    uint64_t barrier = (uintptr_t)u64map_get(&rp->barriers, r->chunk_id);
+
+    if (r->kind != WAL_WRITE || ordinal < barrier)
+        return 0;
+    rp->records++;
+    return rp->fn(rp->arg, r, data);
+}
+
+int wal_replay(struct wal *w, wal_replay_fn fn, void *arg, uint64_t *records)
+{
+    struct replay rp = {.fn = fn, .arg = arg};
+    uint64_t pos, seq;
+    int r;
+
+    u64map_init(&rp.barriers);
+    r = walk(w, note_barrier, &rp, &pos, &seq);
+    if (r == 0)
+        r = walk(w, apply, &rp, &pos, &seq);
+    u64map_free(&rp.barriers);
+    if (records)
+        *records = rp.records;
+    if (r)
+        return r;
+    pthread_mutex_lock(&w->lock);
+    w->head = w->durable_head = pos;
+    w->next_seq = w->durable_seq = seq;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+int wal_reset(struct wal *w)
+{
+    uint64_t epoch = w->epoch;
+    int r;
+
+    /* A new epoch: segments written before it, whole or torn, are stale
+     * whatever their numbers. */
+    w->epoch++;
+    r = write_super(w, w->next_seq, w->head);
+    if (r) {
+        w->epoch = epoch;
+        return r;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->tail = w->durable_head = w->head;
+    w->tail_seq = w->durable_seq = w->next_seq;
+    w->used = 0;
+    w->appending = true;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- append */
+
+uint64_t wal_append(struct wal *w, const struct wal_record *r, const void *data)
+{
+    uint64_t need = r->kind == WAL_WRITE ? round_block(r->len) : 0, add, n = 0;
+    struct stage *s;
+    uint8_t *p;
+    bool fresh;
+
+    if (r->kind == WAL_WRITE && (r->len == 0 || r->len > WAL_MAX_RECORD))
+        return 0;
+    pthread_mutex_lock(&w->lock);
+    s = &w->stage[w->active];
+    fresh = s->seg == NO_SEG || s->nrec == MAX_RECS || s->fill - s->seg + need > SEG_MAX;
+    add = need + (fresh ? BLOCK : 0);
+    /* Room for one segment's worth of waste where a commit wraps. */
+    if (!w->appending || w->error || s->fill + add > STAGE_BYTES ||
+        w->used + w->reserved + add + SEG_MAX > capacity(w) ||
+        u64map_put(&w->chunks, r->chunk_id, (void *)(uintptr_t)(w->appended + 1)) < 0)
+        goto out;
+    if (fresh) {
+        if (s->seg != NO_SEG)
+            put64(s->buf + s->seg + 16, s->fill - s->seg);
+        s->seg = s->fill;
+        memset(s->buf + s->seg, 0, BLOCK);
+        s->fill += BLOCK;
+        s->nrec = 0;
+    }
+    p = s->buf + s->seg + SEG_HDR + s->nrec * REC_LEN;
+    put64(p + 0, r->chunk_id);
+    put64(p + 8, r->version);
+    put64(p + 16, r->off);
+    put32(p + 24, r->len);
+    put32(p + 28, r->kind);
+    put32(s->buf + s->seg + 24, ++s->nrec);
+    if (need) {
+        memcpy(s->buf + s->fill, data, r->len);
+        memset(s->buf + s->fill + r->len, 0, need - r->len);
+        s->fill += need;
+    }
+    w->reserved += add;
+    n = s->last = ++w->appended;
+out:
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+/* ----------------------------------------------------------------- commit */
+
+/*
+ * Gives the segments of stage s their places and numbers (under the lock),
+ * advancing head, and returns the bytes they take with the waste.
+ */
+static uint64_t place(struct wal *w, struct stage *s)
+{
+    uint64_t taken = 0;
+
+    put64(s->buf + s->seg + 16, s->fill - s->seg);
+    for (size_t off = 0; off < s->fill;) {
+        uint8_t *seg = s->buf + off;
+        uint64_t bytes = get64(seg + 16);
+
+        if (w->head + bytes > w->size) {
+            taken += w->size - w->head;
+            w->head = BLOCK;
+        }
+        put64(seg + 0, SEG_MAGIC);
+        put64(seg + 8, w->next_seq++);
+        put64(seg + 32, w->epoch);
+        put64(seg + 48, w->head); /* where it goes, for write_stage */
+        w->head += bytes;
+        taken += bytes;
+        off += bytes;
+    }
+    return taken;
+}
+
+/* Writes the placed segments of s (without the lock), then flushes. */
+static int write_stage(struct wal *w, struct stage *s)
+{
+    size_t run = 0, off = 0;
+    int r = 0;
+
+    while (off < s->fill && r == 0) {
+        uint8_t *seg = s->buf + off;
+        uint64_t bytes = get64(seg + 16), pos = get64(seg + 48);
+
+        put64(seg + 48, 0);
+        put64(seg + 40, seg_hash(seg, bytes));
+        off += bytes;
+        /* One write per run of segments that follow each other on disk. */
+        if (off == s->fill || get64(s->buf + off + 48) != pos + bytes) {
+            uint64_t start = pos + bytes - (off - run);
+
+            r = pwrite_all(w->fd, s->buf + run, off - run, start);
+            run = off;
+        }
+    }
+    if (r == 0 && fdatasync(w->fd) < 0)
+        r = -errno;
+    return r;
+}
+
+int wal_commit(struct wal *w, uint64_t upto)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&w->lock);
+    while (w->committed < upto && !w->error) {
+        struct stage *s = &w->stage[w->active];
+        uint64_t taken, last = s->last;
+
+        if (w->committing) {
+            pthread_cond_wait(&w->cond, &w->lock);
+            continue;
+        }
+        if (s->fill == 0) { /* nothing staged: upto was never given */
+            r = -EINVAL;
+            break;
+        }
+        w->committing = true;
+        w->active ^= 1;
+        taken = place(w, s);
+        pthread_mutex_unlock(&w->lock);
+        r = write_stage(w, s);
+        pthread_mutex_lock(&w->lock);
+        if (r == 0) {
+            w->committed = last;
+            w->used += taken;
+            w->durable_head = w->head;
+            w->durable_seq = w->next_seq;
+        } else {
+            w->error = r;
+        }
+        w->reserved -= s->fill;
+        s->fill = 0;
+        s->seg = NO_SEG;
+        s->nrec = 0;
+        w->committing = false;
+        pthread_cond_broadcast(&w->cond);
+    }
+    if (w->committed < upto && r == 0)
+        r = w->error;
+    pthread_mutex_unlock(&w->lock);
+    return r;
+}
+
+/* ------------------------------------------------------------- checkpoint */
+
+bool wal_has_chunk(struct wal *w, uint64_t chunk_id)
+{
+    bool yes;
+
+    pthread_mutex_lock(&w->lock);
+    yes = u64map_get(&w->chunks, chunk_id) != NULL;
+    pthread_mutex_unlock(&w->lock);
+    return yes;
+}
+
+bool wal_wants_checkpoint(struct wal *w)
+{
+    bool yes;
+
+    pthread_mutex_lock(&w->lock);
+    yes = w->appending && !w->checkpointing && (w->used + w->reserved) * 2 >= capacity(w);
+    pthread_mutex_unlock(&w->lock);
+    return yes;
+}
+
+uint64_t wal_used(struct wal *w)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&w->lock);
+    n = w->used + w->reserved;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+/* Forgets the chunks whose last record is at most `upto`. */
+static void prune_chunks(struct wal *w, uint64_t upto)
+{
+    uint64_t key, *old = NULL;
+    size_t n = 0, cap = 0;
+    void *val;
+
+    for (size_t i = 0; u64map_next(&w->chunks, &i, &key, &val);) {
+        if ((uintptr_t)val > upto)
+            continue;
+        if (n == cap) {
+            uint64_t *p = realloc(old, (cap = cap ? cap * 2 : 64) * sizeof(*old));
+
+            if (!p)
+                break; /* kept: merely a barrier more */
+            old = p;
+        }
+        old[n++] = key;
+    }
+    for (size_t i = 0; i < n; i++)
+        u64map_del(&w->chunks, old[i]);
+    free(old);
+}
+
+int wal_checkpoint(struct wal *w)
+{
+    uint64_t pos, seq, upto;
+    int r;
+
+    pthread_mutex_lock(&w->lock);
+    if (!w->appending || w->checkpointing) {
+        pthread_mutex_unlock(&w->lock);
+        return 0;
+    }
+    w->checkpointing = true;
+    pos = w->durable_head;
+    seq = w->durable_seq;
+    upto = w->committed;
+    pthread_mutex_unlock(&w->lock);
+    /* Every committed record's bytes were in the page cache of its data
+     * file before it was staged: once synced, the log need not hold them. */
+    r = syncfs(w->fd) < 0 ? -errno : 0;
+    if (r == 0)
+        r = write_super(w, seq, pos);
+    pthread_mutex_lock(&w->lock);
+    if (r == 0) {
+        w->used -= ring_dist(w, w->tail, pos);
+        w->tail = pos;
+        w->tail_seq = seq;
+        prune_chunks(w, upto);
+    }
+    w->checkpointing = false;
+    pthread_mutex_unlock(&w->lock);
+    return r;
+}
