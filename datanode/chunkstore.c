@@ -8,6 +8,7 @@
 #include "errors.h"
 #include "log.h"
 #include "util.h"
+#include "wal.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -23,6 +24,7 @@
 #define NSUBDIRS    256
 #define NAME_LEN    64 /* room for "<16 hex>-<16 hex>.meta.tmp" */
 #define VERSION_MAX 1024
+#define WAL_NAME    "wal"
 
 struct chunkstore {
     char *dir;
@@ -33,6 +35,8 @@ struct chunkstore {
     bool in_place; /* diskio_overwrites_in_place */
     bool have_id;
     struct chunkstore_identity id;
+    uint64_t wal_size; /* of the log of small writes to keep; 0: none */
+    struct wal *wal;   /* once the scan has replayed it */
 };
 
 /* -------------------------------------------------------------- helpers */
@@ -283,6 +287,7 @@ void chunkstore_close(struct chunkstore *cs)
 {
     if (!cs)
         return;
+    wal_close(cs->wal);
     for (int i = 0; i < NSUBDIRS; i++)
         if (cs->sub_fd[i] >= 0)
             close(cs->sub_fd[i]);
@@ -319,8 +324,17 @@ int chunkstore_open_replica(struct chunkstore *cs, uint64_t chunk_id, struct rep
         close(meta_fd);
         return r;
     }
-    return replicafile_open(data_fd, meta_fd, chunk_id, chunkstore_blocks(cs),
-                            cs->in_place ? REPLICAFILE_IN_PLACE : 0, out);
+    r = replicafile_open(data_fd, meta_fd, chunk_id, chunkstore_blocks(cs),
+                         cs->in_place ? REPLICAFILE_IN_PLACE : 0, out);
+    if (r == 0 && cs->wal)
+        replicafile_use_wal(*out, cs->wal);
+    return r;
+}
+
+/* A replica now in place of whatever the log holds of its chunk. */
+static int replaced(struct chunkstore *cs, uint64_t chunk_id)
+{
+    return cs->wal ? wal_barrier(cs->wal, chunk_id, wal_last(cs->wal)) : 0;
 }
 
 int chunkstore_flush_device(struct chunkstore *cs)
@@ -363,6 +377,8 @@ int chunkstore_create(struct chunkstore *cs, uint64_t chunk_id, uint64_t version
         r = -errno;
     if (r == 0)
         r = sync_dir(dirfd);
+    if (r == 0)
+        r = replaced(cs, chunk_id);
     if (r) {
         unlinkat(dirfd, tmp, 0);
         return r;
@@ -485,6 +501,8 @@ int chunkstore_install(struct chunkstore *cs, uint64_t chunk_id, uint64_t sessio
     r = sync_dir(dirfd);
     if (r == 0)
         r = sync_dir(cs->tmp_fd);
+    if (r == 0)
+        r = replaced(cs, chunk_id);
     return r;
 }
 
@@ -625,9 +643,102 @@ static int clean_tmp(struct chunkstore *cs)
     return 0;
 }
 
+/* ------------------------------------------------------------------- log */
+
+int chunkstore_use_wal(struct chunkstore *cs, uint64_t size)
+{
+    if (size && (size < WAL_MIN_SIZE || size % KEEL_BLOCK_SIZE))
+        return -EINVAL;
+    cs->wal_size = size;
+    return 0;
+}
+
+/*
+ * Puts a logged write back into its replica. Only a replica an unclean stop
+ * left dirty, at the record's version, takes it: a settled one synced its
+ * data before it settled, and a replica of another version (or a corrupt
+ * one) is not the one the record was written to. Its checksums are then
+ * recomputed from the data by the scan, as for any dirty replica.
+ */
+static int replay_record(void *arg, const struct wal_record *rec, const void *data)
+{
+    struct chunkstore *cs = arg;
+    int dirfd = cs->sub_fd[sub_of(rec->chunk_id)], fd = -1, r;
+    struct sidecar_header h;
+    char name[NAME_LEN];
+
+    if (!cs->have_id || rec->off + rec->len > cs->id.chunk_size)
+        return 0;
+    file_name(rec->chunk_id, "meta", name);
+    if (open_file(dirfd, name, O_RDONLY, &fd))
+        return 0; /* removed since */
+    r = sidecar_read_header(fd, &h);
+    close(fd);
+    if (r || h.version != rec->version || (h.flags & SIDECAR_FLAGS) != SIDECAR_DIRTY)
+        return 0;
+    file_name(rec->chunk_id, "data", name);
+    r = open_file(dirfd, name, O_RDWR | O_CREAT, &fd);
+    if (r == 0) {
+        r = diskio_pwrite(fd, data, rec->len, rec->off);
+        close(fd);
+    }
+    if (r)
+        log_error("chunkstore: replaying a logged write into chunks/%02x/%s: %s",
+                  sub_of(rec->chunk_id), name, err_str(r));
+    return r;
+}
+
+/*
+ * Replays the log left by the last run, if there is one, and keeps it (or
+ * a new one) for appends when asked to; a log no longer wanted, or of
+ * another size, is removed once replayed and synced.
+ */
+static int open_wal(struct chunkstore *cs)
+{
+    struct wal *w = NULL;
+    uint64_t n = 0;
+    struct stat st;
+    int r;
+
+    if (fstatat(cs->dir_fd, WAL_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno != ENOENT)
+            return -errno;
+        if (!cs->wal_size)
+            return 0;
+    }
+    r = wal_open(cs->dir_fd, WAL_NAME, cs->wal_size ? cs->wal_size : WAL_MIN_SIZE, &w);
+    if (r == 0)
+        r = wal_replay(w, replay_record, cs, &n);
+    if (r == 0 && n) {
+        r = syncfs(cs->dir_fd) < 0 ? -errno : 0;
+        log_info("chunkstore: replayed %" PRIu64 " logged writes after an unclean stop", n);
+    }
+    if (r == 0 && cs->wal_size == wal_size(w)) {
+        r = wal_reset(w);
+        if (r == 0)
+            r = wal_start_checkpoints(w);
+        if (r == 0) {
+            cs->wal = w;
+            return 0;
+        }
+    }
+    wal_close(w);
+    if (r) {
+        log_error("chunkstore: the log of small writes (%s/" WAL_NAME "): %s", cs->dir, err_str(r));
+        return r;
+    }
+    if (unlinkat(cs->dir_fd, WAL_NAME, 0) < 0)
+        return -errno;
+    r = sync_dir(cs->dir_fd);
+    return r == 0 && cs->wal_size ? open_wal(cs) : r;
+}
+
 int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg)
 {
     int r = clean_tmp(cs);
+
+    if (r == 0 && !cs->wal)
+        r = open_wal(cs);
 
     for (int i = 0; i < NSUBDIRS && r == 0; i++)
         r = scan_subdir(cs, i, fn, arg);

@@ -80,8 +80,17 @@ void chunkstore_adopt_identity(struct chunkstore *cs, const struct chunkstore_id
 int chunkstore_path(uint64_t chunk_id, const char *ext, char *buf, size_t len);
 
 /*
- * Calls fn for every replica on disk, after recovering the ones left dirty
- * by an unclean stop (replicafile_recover). A replica whose files cannot be
+ * Keeps a log of small writes of `size` bytes in DIR/wal (wal.h), which
+ * serves the flushes of every replica opened after the scan; 0: none.
+ * Before chunkstore_scan. -EINVAL: a size below WAL_MIN_SIZE or not a
+ * multiple of 4 KiB.
+ */
+int chunkstore_use_wal(struct chunkstore *cs, uint64_t size);
+
+/*
+ * Calls fn for every replica on disk, after replaying the log of small
+ * writes (if the last run left one, wanted or not) and recovering the
+ * replicas left dirty by an unclean stop (replicafile_recover). A replica whose files cannot be
  * trusted (bad header, wrong size) is reported corrupt; if even its version
  * is unknown, with version 0. Orphan files and the tmp directory are
  * cleaned. Without an identity any replica found is an error (-EEXIST).

@@ -130,7 +130,9 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
     dn->rhooks = (struct replicas_hooks){on_report, on_disk_error, dn};
     replicas_new(loop, dn->cs, cfg->max_open ? cfg->max_open : DEFAULT_MAX_OPEN, &dn->rhooks,
                  &dn->reps);
-    r = chunkstore_scan(dn->cs, load_replica, dn);
+    r = chunkstore_use_wal(dn->cs, cfg->wal_size);
+    if (r == 0)
+        r = chunkstore_scan(dn->cs, load_replica, dn);
     if (r) {
         log_error("datanode: scanning %s: %s%s", cfg->data_dir, err_str(r),
                   r == -EEXIST ? " (replicas but no VERSION file)" : "");

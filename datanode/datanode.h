@@ -37,6 +37,7 @@ struct datanode_config {
     uint64_t replication_rate;    /* outgoing copy bytes per second; 0: unlimited */
     unsigned replication_streams; /* outgoing copies at once (0: 1) */
     uint64_t max_inflight;        /* bytes of requests in progress; 0: unbounded */
+    uint64_t wal_size;            /* log of small writes (chunkstore_use_wal); 0: none */
 };
 
 /*

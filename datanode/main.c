@@ -6,6 +6,7 @@
 #include "flags.h"
 #include "log.h"
 #include "util.h"
+#include "wal.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -48,6 +49,7 @@ int main(int argc, char **argv)
     const char *listen = "127.0.0.1:0", *domain = "default";
     uint64_t scrub_rate = 8u << 20, capacity = 0, peer_timeout = 5000, io_threads = 4;
     uint64_t repl_rate = 64u << 20, repl_streams = 2, max_inflight = 256u << 20;
+    uint64_t wal_size = 64u << 20;
     enum log_level level = LOG_INFO;
     const struct flag flags[] = {
         {"data", FLAG_STRING, &data, "data directory: VERSION, chunks/ (required)"},
@@ -71,6 +73,9 @@ int main(int argc, char **argv)
          "bytes that requests in progress may hold (payloads, replies); past it, connections "
          "are not read until work drains; 0: unbounded, else at least 1M"},
         {"io-threads", FLAG_UINT, &io_threads, "disk I/O threads (1..128)"},
+        {"wal-size", FLAG_SIZE, &wal_size,
+         "size of DIR/wal, the log of small writes that makes a flush one sequential write; "
+         "0: none (flushes sync each replica's file), else at least 8M"},
         {"log-level", FLAG_LOGLEVEL, &level, "error, warn, info or debug"},
     };
     const struct flags_spec spec = {
@@ -115,6 +120,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "keel-datanode: --max-inflight must be 0 or at least 1M\n");
         return 2;
     }
+    if (wal_size != 0 && (wal_size < WAL_MIN_SIZE || wal_size % 4096)) {
+        fprintf(stderr,
+                "keel-datanode: --wal-size must be 0, or at least 8M and a multiple of 4K\n");
+        return 2;
+    }
     if (repl_streams < 1 || repl_streams > 64) {
         fprintf(stderr, "keel-datanode: --replication-streams must be 1..64\n");
         return 2;
@@ -141,6 +151,7 @@ int main(int argc, char **argv)
     cfg.replication_rate = repl_rate;
     cfg.replication_streams = (unsigned)repl_streams;
     cfg.max_inflight = max_inflight;
+    cfg.wal_size = wal_size;
     if (uv_loop_init(&loop) < 0) {
         fprintf(stderr, "keel-datanode: cannot create the event loop\n");
         return 1;

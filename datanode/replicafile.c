@@ -17,6 +17,7 @@
 
 #include "checksum.h"
 #include "diskio.h"
+#include "wal.h"
 #include "util.h"
 
 #include <errno.h>
@@ -56,6 +57,10 @@ struct replicafile {
     uint64_t *written;   /* bitmap: blocks wholly written since the last fdatasync began */
     uint64_t outside;    /* writes so far that were not inside `allocated` when they began */
     uint64_t synced;     /* `outside` when the last fdatasync to finish began */
+    /* The datanode's log of small writes (see replicafile_flush), or NULL. */
+    struct wal *wal;
+    uint64_t logged; /* number of the last record of a write since the last flush began */
+    bool unlogged;   /* a write since then was not logged */
 };
 
 /* An edge block of a write, read and verified for csum_update. */
@@ -352,8 +357,17 @@ static int write_pages(struct replicafile *rf)
  * (flag cleared by the caller), synced when asked. Runs alone. */
 static int settle_to(struct replicafile *rf, struct sidecar_header *h, bool sync_header)
 {
+    /* Runs alone: every write so far is in the file, and the log's records
+     * of them must not be replayed over what comes after (see
+     * replicafile_flush). */
+    uint64_t mark = rf->wal ? wal_last(rf->wal) : 0;
     int r = diskio_datasync(rf->data_fd);
 
+    if (r == 0 && rf->wal) {
+        rf->logged = 0;
+        rf->unlogged = false;
+        r = wal_barrier(rf->wal, rf->hdr.chunk_id, mark);
+    }
     if (r == 0)
         r = write_pages(rf);
     if (r == 0)
@@ -546,7 +560,7 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
                       unsigned flags, bool *mismatch)
 {
     struct edge_ctx edge = {rf, 0, flags & REPLICAFILE_NOWAIT, false};
-    uint64_t first, last, stack_sums[STACK_SUMS], *sums = stack_sums;
+    uint64_t first, last, stack_sums[STACK_SUMS], *sums = stack_sums, logged = 0;
     size_t n, done = 0;
     bool outside = false;
     int r;
@@ -586,7 +600,16 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
     r = diskio_pwrite_done(rf->data_fd, data, len, off, &done);
     if (r == 0 && !edge.nowait && len >= WRITEBACK_AT) /* never on the loop */
         diskio_start_writeback(rf->data_fd, off, len);
+    if (r == 0 && rf->wal) { /* see replicafile_flush */
+        struct wal_record rec = {rf->hdr.chunk_id, rf->hdr.version, off, (uint32_t)len, WAL_WRITE};
+
+        logged = len <= WAL_MAX_RECORD ? wal_append(rf->wal, &rec, data) : 0;
+    }
     pthread_mutex_lock(&rf->lock);
+    if (r == 0 && rf->wal) {
+        rf->logged = MAX(rf->logged, logged);
+        rf->unlogged |= logged == 0;
+    }
     if (rf->in_place) { /* once written: see replicafile_flush */
         rf->outside += outside;
         if (r == 0)
@@ -628,12 +651,22 @@ out:
  * in `outside` had finished before an fdatasync that has itself finished:
  * `synced` equals `outside`. A flush beside a slower one that syncs thus
  * syncs too.
+ *
+ * With the datanode's log (wal.h), a flush whose writes were all logged is
+ * a commit of the log and nothing more: one sequential write and one device
+ * flush, shared with every other replica's flush that comes meanwhile. The
+ * data file's pages are written back later, by the kernel or a checkpoint,
+ * and replayed from the log after a crash. A flush that has a write the log
+ * refused (too large, or no room) syncs the file as above, then commits a
+ * barrier: the log's older records of this chunk must not be replayed over
+ * what the file now holds. Records staged after the barrier's mark, by
+ * writes that finished while the file synced, stay live.
  */
 int replicafile_flush(struct replicafile *rf, bool *device_flush)
 {
     size_t bytes = bitmap_words(rf) * sizeof(uint64_t);
-    uint64_t gen = 0, *done = NULL;
-    bool skip = false, scan = false;
+    uint64_t gen = 0, *done = NULL, logged = 0, mark = 0;
+    bool skip = false, scan = false, unlogged = false;
     int r = writable(rf);
 
     *device_flush = false;
@@ -641,6 +674,17 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
         return r;
     if (!(rf->hdr.flags & SIDECAR_DIRTY))
         return 0; /* nothing written since the replica settled */
+    if (rf->wal) {
+        pthread_mutex_lock(&rf->lock);
+        logged = rf->logged;
+        unlogged = rf->unlogged;
+        rf->logged = 0;
+        rf->unlogged = false;
+        pthread_mutex_unlock(&rf->lock);
+        if (!unlogged && (logged == 0 || wal_commit(rf->wal, logged) == 0))
+            return 0;
+        mark = wal_last(rf->wal); /* staged before the sync below: it covers them */
+    }
     if (rf->in_place) {
         pthread_mutex_lock(&rf->lock);
         gen = rf->outside;
@@ -674,7 +718,14 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
         pthread_mutex_unlock(&rf->lock);
     }
     free(done);
+    if (r == 0 && rf->wal)
+        r = wal_barrier(rf->wal, rf->hdr.chunk_id, mark);
     return r ? poison(rf, r) : 0;
+}
+
+void replicafile_use_wal(struct replicafile *rf, struct wal *wal)
+{
+    rf->wal = wal;
 }
 
 int replicafile_settle(struct replicafile *rf)

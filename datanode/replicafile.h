@@ -56,6 +56,8 @@
 
 #include "sidecar.h"
 
+struct wal;
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -153,6 +155,12 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
  * (chunkstore_flush_device) has succeeded. One flush serves many files.
  */
 int replicafile_flush(struct replicafile *rf, bool *device_flush);
+
+/*
+ * Logs this replica's small writes in wal (not NULL), which then serves its
+ * flushes (see replicafile_flush in replicafile.c). Before any write.
+ */
+void replicafile_use_wal(struct replicafile *rf, struct wal *wal);
 
 /*
  * Brings the sidecar up to date and clears SIDECAR_DIRTY (see above), and

@@ -27,6 +27,7 @@
 #define SEG_MAX     (1u << 20) /* a segment's bytes, header included */
 #define STAGE_BYTES (4u << 20)
 #define NO_SEG      SIZE_MAX
+#define RESERVE     (1u << 20) /* kept for barriers: writes are refused first */
 
 /* Records staged for the next commit, laid out as the segments they go to
  * disk as (their positions and sequence numbers are given at commit). */
@@ -48,6 +49,9 @@ struct wal {
     bool appending;
     bool committing;
     bool checkpointing;
+    bool stopping;     /* the checkpointer is to end */
+    bool checkpointer; /* it runs */
+    pthread_t thread;
     int error;      /* sticky: a commit failed */
     uint64_t epoch; /* of the superblock; segments of another are stale */
     uint64_t tail;  /* first live segment (superblock) */
@@ -99,6 +103,12 @@ static uint64_t round_block(uint64_t n)
 static uint64_t capacity(const struct wal *w)
 {
     return w->size - BLOCK;
+}
+
+/* What writes may fill: a wrap's waste and the barriers' room are kept. */
+static uint64_t usable(const struct wal *w)
+{
+    return capacity(w) - SEG_MAX - RESERVE;
 }
 
 /* Bytes from a to b going forward around the ring of segments. */
@@ -195,22 +205,42 @@ static int read_super(struct wal *w)
 
 /* -------------------------------------------------------------- open/close */
 
-static int create_file(int dirfd, const char *name, uint64_t size, int flags)
+/*
+ * Writes zeros over the whole file: a commit into blocks that were only
+ * allocated would have the filesystem record them as written, a journal
+ * commit with every device flush until the log has gone round once.
+ */
+static int zero_fill(int fd, uint64_t size)
 {
-    char tmp[256];
+    size_t piece = 1u << 20;
+    uint8_t *zeros = alloc_blocks(piece);
+    int r = 0;
+
+    if (!zeros)
+        return -ENOMEM;
+    memset(zeros, 0, piece);
+    for (uint64_t off = 0; off < size && r == 0; off += piece)
+        r = pwrite_all(fd, zeros, (size_t)MIN(piece, size - off), off);
+    free(zeros);
+    return r;
+}
+
+static int create_file(int dirfd, const char *name, uint64_t size)
+{
+    int flags = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
     struct wal w = {.size = size, .epoch = 1};
-    int fd, r = 0;
+    char tmp[256];
+    int fd, r;
 
     if (snprintf(tmp, sizeof(tmp), "%s.new", name) >= (int)sizeof(tmp))
         return -ENAMETOOLONG;
     (void)unlinkat(dirfd, tmp, 0);
-    fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | flags, 0644);
+    fd = openat(dirfd, tmp, flags | O_DIRECT, 0644); /* the zeros need not be cached */
+    if (fd < 0 && errno == EINVAL)
+        fd = openat(dirfd, tmp, flags, 0644);
     if (fd < 0)
         return -errno;
-    /* Allocated up front, so that commits find their space. */
-    if (fallocate(fd, 0, 0, (off_t)size) < 0 &&
-        (errno != EOPNOTSUPP || ftruncate(fd, (off_t)size) < 0))
-        r = -errno;
+    r = zero_fill(fd, size);
     w.fd = fd;
     if (r == 0)
         r = write_super(&w, 1, BLOCK);
@@ -247,7 +277,7 @@ int wal_open(int dirfd, const char *name, uint64_t size, struct wal **out)
         return -EINVAL;
     r = open_file(dirfd, name, &fd);
     if (r == -ENOENT) {
-        r = create_file(dirfd, name, size, 0);
+        r = create_file(dirfd, name, size);
         if (r == 0)
             r = open_file(dirfd, name, &fd);
     }
@@ -292,6 +322,13 @@ void wal_close(struct wal *w)
 {
     if (!w)
         return;
+    if (w->checkpointer) {
+        pthread_mutex_lock(&w->lock);
+        w->stopping = true;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+    }
     close(w->fd);
     free(w->stage[0].buf);
     free(w->stage[1].buf);
@@ -315,13 +352,14 @@ static uint64_t seg_hash(uint8_t *seg, uint64_t bytes)
     return h;
 }
 
-static void decode_record(const uint8_t *p, struct wal_record *r)
+static uint64_t decode_record(const uint8_t *p, struct wal_record *r)
 {
     r->chunk_id = get64(p + 0);
     r->version = get64(p + 8);
     r->off = get64(p + 16);
     r->len = get32(p + 24);
     r->kind = get32(p + 28);
+    return get64(p + 32);
 }
 
 /*
@@ -365,15 +403,15 @@ static int read_segment(struct wal *w, uint64_t pos, uint64_t seq, uint8_t *buf)
 
 /*
  * Walks the live segments in order, calling visit for each record with its
- * ordinal in the walk. Leaves the position and number of the first missing
+ * number. Leaves the position and number of the first missing
  * segment in *end_pos, *end_seq.
  */
-typedef int (*visit_fn)(void *arg, uint64_t ordinal, const struct wal_record *r, const void *data);
+typedef int (*visit_fn)(void *arg, uint64_t number, const struct wal_record *r, const void *data);
 
 static int walk(struct wal *w, visit_fn visit, void *arg, uint64_t *end_pos, uint64_t *end_seq)
 {
     uint8_t *buf = alloc_blocks(SEG_MAX);
-    uint64_t pos = w->tail, seq = w->tail_seq, ordinal = 0;
+    uint64_t pos = w->tail, seq = w->tail_seq;
     int r = 0;
 
     if (!buf)
@@ -393,9 +431,9 @@ static int walk(struct wal *w, visit_fn visit, void *arg, uint64_t *end_pos, uin
         }
         for (uint32_t i = 0; i < get32(buf + 24) && r == 0; i++) {
             struct wal_record rec;
+            uint64_t number = decode_record(buf + SEG_HDR + i * REC_LEN, &rec);
 
-            decode_record(buf + SEG_HDR + i * REC_LEN, &rec);
-            r = visit(arg, ++ordinal, &rec, rec.kind == WAL_WRITE ? data : NULL);
+            r = visit(arg, number, &rec, rec.kind == WAL_WRITE ? data : NULL);
             if (rec.kind == WAL_WRITE)
                 data += round_block(rec.len);
         }
@@ -411,28 +449,28 @@ static int walk(struct wal *w, visit_fn visit, void *arg, uint64_t *end_pos, uin
 }
 
 struct replay {
-    struct u64map barriers; /* chunk id -> ordinal of its last barrier */
+    struct u64map barriers; /* chunk id -> the highest record number a barrier obsoletes */
     wal_replay_fn fn;
     void *arg;
     uint64_t records;
 };
 
-static int note_barrier(void *arg, uint64_t ordinal, const struct wal_record *r, const void *data)
+static int note_barrier(void *arg, uint64_t number, const struct wal_record *r, const void *data)
 {
     struct replay *rp = arg;
+    uint64_t upto = (uintptr_t)u64map_get(&rp->barriers, r->chunk_id);
 
-    (void)data;
-    return r->kind == WAL_BARRIER
-               ? u64map_put(&rp->barriers, r->chunk_id, (void *)(uintptr_t)ordinal)
-               : 0;
+    (void)number, (void)data;
+    if (r->kind != WAL_BARRIER || r->off <= upto)
+        return 0;
+    return u64map_put(&rp->barriers, r->chunk_id, (void *)(uintptr_t)r->off);
 }
 
-static int apply(void *arg, uint64_t ordinal, const struct wal_record *r, const void *data)
+static int apply(void *arg, uint64_t number, const struct wal_record *r, const void *data)
 {
     struct replay *rp = arg;
-    uint64_t barrier = (uintptr_t)u64map_get(&rp->barriers, r->chunk_id);
 
-    if (r->kind != WAL_WRITE || ordinal < barrier)
+    if (r->kind != WAL_WRITE || number <= (uintptr_t)u64map_get(&rp->barriers, r->chunk_id))
         return 0;
     rp->records++;
     return rp->fn(rp->arg, r, data);
@@ -497,9 +535,10 @@ uint64_t wal_append(struct wal *w, const struct wal_record *r, const void *data)
     s = &w->stage[w->active];
     fresh = s->seg == NO_SEG || s->nrec == MAX_RECS || s->fill - s->seg + need > SEG_MAX;
     add = need + (fresh ? BLOCK : 0);
-    /* Room for one segment's worth of waste where a commit wraps. */
+    /* Room for one segment's worth of waste where a commit wraps, and
+     * for barriers once writes are refused. */
     if (!w->appending || w->error || s->fill + add > STAGE_BYTES ||
-        w->used + w->reserved + add + SEG_MAX > capacity(w) ||
+        w->used + w->reserved + add > (need ? usable(w) : capacity(w) - SEG_MAX) ||
         u64map_put(&w->chunks, r->chunk_id, (void *)(uintptr_t)(w->appended + 1)) < 0)
         goto out;
     if (fresh) {
@@ -516,6 +555,7 @@ uint64_t wal_append(struct wal *w, const struct wal_record *r, const void *data)
     put64(p + 16, r->off);
     put32(p + 24, r->len);
     put32(p + 28, r->kind);
+    put64(p + 32, w->appended + 1);
     put32(s->buf + s->seg + 24, ++s->nrec);
     if (need) {
         memcpy(s->buf + s->fill, data, r->len);
@@ -641,14 +681,21 @@ bool wal_has_chunk(struct wal *w, uint64_t chunk_id)
     return yes;
 }
 
+static bool wants_checkpoint_locked(const struct wal *w);
+
 bool wal_wants_checkpoint(struct wal *w)
 {
     bool yes;
 
     pthread_mutex_lock(&w->lock);
-    yes = w->appending && !w->checkpointing && (w->used + w->reserved) * 2 >= capacity(w);
+    yes = wants_checkpoint_locked(w);
     pthread_mutex_unlock(&w->lock);
     return yes;
+}
+
+uint64_t wal_size(const struct wal *w)
+{
+    return w->size;
 }
 
 uint64_t wal_used(struct wal *w)
@@ -691,7 +738,9 @@ int wal_checkpoint(struct wal *w)
     int r;
 
     pthread_mutex_lock(&w->lock);
-    if (!w->appending || w->checkpointing) {
+    while (w->checkpointing) /* it may have begun before what the caller needs */
+        pthread_cond_wait(&w->cond, &w->lock);
+    if (!w->appending) {
         pthread_mutex_unlock(&w->lock);
         return 0;
     }
@@ -713,6 +762,68 @@ int wal_checkpoint(struct wal *w)
         prune_chunks(w, upto);
     }
     w->checkpointing = false;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return r;
+}
+
+uint64_t wal_last(struct wal *w)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&w->lock);
+    n = w->appended;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+int wal_barrier(struct wal *w, uint64_t chunk_id, uint64_t upto)
+{
+    struct wal_record b = {chunk_id, 0, upto, 0, WAL_BARRIER};
+    uint64_t n;
+
+    if (!wal_has_chunk(w, chunk_id))
+        return 0;
+    n = wal_append(w, &b, NULL);
+    if (n && wal_commit(w, n) == 0)
+        return 0;
+    return wal_checkpoint(w); /* no room, or the log failed: free all of it */
+}
+
+/* ------------------------------------------------------------ checkpointer */
+
+static bool wants_checkpoint_locked(const struct wal *w)
+{
+    return w->appending && !w->checkpointing && (w->used + w->reserved) * 2 >= usable(w);
+}
+
+static void *checkpointer(void *arg)
+{
+    struct wal *w = arg;
+
+    pthread_mutex_lock(&w->lock);
+    while (!w->stopping) {
+        if (!wants_checkpoint_locked(w)) {
+            pthread_cond_wait(&w->cond, &w->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&w->lock);
+        (void)wal_checkpoint(
+            w); /* a failure leaves the log to fill: writes then sync their files */
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+int wal_start_checkpoints(struct wal *w)
+{
+    int r;
+
+    pthread_mutex_lock(&w->lock);
+    r = w->checkpointer ? 0 : -pthread_create(&w->thread, NULL, checkpointer, w);
+    if (r == 0)
+        w->checkpointer = true;
     pthread_mutex_unlock(&w->lock);
     return r;
 }

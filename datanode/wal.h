@@ -22,7 +22,8 @@
  *                   40  u64 XXH3-64 of the whole segment with this field zero
  *                   48  16 bytes zero
  *                   64  records of 48 bytes: u64 chunk id, u64 version,
- *                       u64 offset, u32 length, u32 kind, 16 bytes zero
+ *                       u64 offset, u32 length, u32 kind, u64 number,
+ *                       8 bytes zero
  *                  then each WAL_WRITE record's bytes, in record order, each
  *                  padded to a multiple of 4 KiB
  *
@@ -38,12 +39,14 @@
  *
  * Ordering. A record is replayed only as the newest word on its bytes as
  * far as the log knows, so whatever made the data file newer than a record
- * by other means must say so in the log: a WAL_BARRIER record for a chunk
- * means that every earlier record of that chunk is obsolete (its data file
- * was made durable after them: a flush of writes that were not logged, or
- * the replica was removed, replaced or created). Version changes need no
- * barrier: the caller replays a record only onto a replica at the record's
- * version.
+ * by other means must say so in the log. Records are numbered as they are
+ * staged (from 1 in each epoch); a WAL_BARRIER record for a chunk, with a
+ * number N in `off`, makes the chunk's records numbered up to N obsolete:
+ * its data file was made durable after they were staged (a flush of writes
+ * that were not logged), or it is another file (the replica was replaced
+ * or created). Records staged after N, while that sync ran, stay live.
+ * Version changes need no barrier: the caller replays a record only onto a
+ * replica at the record's version.
  *
  * Space. wal_append refuses (returns 0) when the record does not fit in the
  * staging buffer or in the log's free space; the caller then makes that
@@ -61,7 +64,7 @@
 #include <stdint.h>
 
 #define WAL_LAYOUT     1u
-#define WAL_MIN_SIZE   (4ull << 20)
+#define WAL_MIN_SIZE   (8ull << 20)
 #define WAL_MAX_RECORD (64u * 1024) /* largest write logged */
 #define WAL_WRITE      1u
 #define WAL_BARRIER    2u
@@ -71,7 +74,7 @@ struct wal;
 struct wal_record {
     uint64_t chunk_id;
     uint64_t version; /* WAL_WRITE: the replica's version when written */
-    uint64_t off;     /* WAL_WRITE: byte offset in the chunk */
+    uint64_t off;     /* WAL_WRITE: byte offset in the chunk; WAL_BARRIER: see above */
     uint32_t len;     /* WAL_WRITE: 1..WAL_MAX_RECORD bytes */
     uint32_t kind;    /* WAL_WRITE or WAL_BARRIER */
 };
@@ -120,7 +123,18 @@ int wal_commit(struct wal *w, uint64_t upto);
  * then needed to make them obsolete. */
 bool wal_has_chunk(struct wal *w, uint64_t chunk_id);
 
-/* True when half of the log is in use and no checkpoint is running. */
+/* The number of the last record staged: what a barrier taken now covers. */
+uint64_t wal_last(struct wal *w);
+
+/*
+ * Makes the chunk's records numbered up to `upto` obsolete, durably: a
+ * committed barrier, or if there is no room for one, a checkpoint. Nothing
+ * to do when the log holds no record of the chunk.
+ */
+int wal_barrier(struct wal *w, uint64_t chunk_id, uint64_t upto);
+
+/* True when half of what writes may fill is in use and no checkpoint is
+ * running. */
 bool wal_wants_checkpoint(struct wal *w);
 
 /*
@@ -130,7 +144,14 @@ bool wal_wants_checkpoint(struct wal *w);
  */
 int wal_checkpoint(struct wal *w);
 
+/* The log file's size. */
+uint64_t wal_size(const struct wal *w);
+
 /* Bytes of the log in use (committed and reserved). */
 uint64_t wal_used(struct wal *w);
+
+/* Starts a thread that checkpoints whenever wal_wants_checkpoint would say so;
+ * wal_close stops it. */
+int wal_start_checkpoints(struct wal *w);
 
 #endif

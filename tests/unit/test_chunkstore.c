@@ -6,6 +6,7 @@
 #include "checksum.h"
 #include "datanode/chunkstore.h"
 #include "datanode/sidecar.h"
+#include "datanode/wal.h"
 
 #include <check.h>
 #include <errno.h>
@@ -398,6 +399,204 @@ START_TEST(install_replaces_a_replica)
 }
 END_TEST
 
+/* ------------------------------------------------- the log of small writes */
+
+#define WAL_SIZE (8u << 20)
+
+/* A restart: the scan replays the log. */
+static void restart(uint64_t wal_size)
+{
+    struct found f = {0};
+
+    chunkstore_close(cs);
+    cs = NULL;
+    ck_assert_int_eq(chunkstore_open(dir, &cs), 0);
+    ck_assert_int_eq(chunkstore_use_wal(cs, wal_size), 0);
+    ck_assert_int_eq(chunkstore_scan(cs, collect, &f), 0);
+}
+
+static void put(struct replicafile *rf, uint64_t off, size_t len, uint8_t fill)
+{
+    uint8_t *b = malloc(len);
+    bool mismatch;
+
+    memset(b, fill, len);
+    ck_assert_int_eq(replicafile_write(rf, off, b, len, 0, &mismatch), 0);
+    free(b);
+}
+
+/* Flushes as the datanode does. */
+static void flush(struct replicafile *rf)
+{
+    bool device = false;
+
+    ck_assert_int_eq(replicafile_flush(rf, &device), 0);
+    if (device)
+        ck_assert_int_eq(chunkstore_flush_device(cs), 0);
+}
+
+/* What the disk would hold of a range whose pages never left the cache. */
+static void clobber(uint64_t id, uint64_t off, size_t len)
+{
+    char path[128];
+    uint8_t *b = malloc(len);
+    int fd;
+
+    abs_path(id, "data", path, sizeof(path));
+    fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    memset(b, 0xee, len);
+    ck_assert_int_eq(pwrite(fd, b, len, (off_t)off), (ssize_t)len);
+    close(fd);
+    free(b);
+}
+
+/* Reads the blocks of [off, off + len) back, verified, and checks them. */
+static void expect_bytes(uint64_t id, uint64_t off, size_t len, uint8_t fill)
+{
+    struct replicafile_readout out = {0};
+    struct replicafile *rf;
+    uint8_t *b = malloc(len);
+
+    ck_assert_int_eq(chunkstore_open_replica(cs, id, &rf), 0);
+    ck_assert_int_eq(
+        replicafile_read_blocks(rf, off / KEEL_BLOCK_SIZE, len / KEEL_BLOCK_SIZE, b, &out, 0), 0);
+    for (size_t i = 0; i < len; i++)
+        ck_assert_uint_eq(b[i], fill);
+    replicafile_close(rf);
+    free(b);
+}
+
+START_TEST(logged_writes_come_back_after_a_crash)
+{
+    struct replicafile *rf;
+    char path[128];
+
+    with_identity();
+    restart(WAL_SIZE);
+    snprintf(path, sizeof(path), "%s/wal", dir);
+    ck_assert(exists(path));
+    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
+    put(rf, 8192, 4096, 0x41);
+    put(rf, 65536, 16384, 0x42);
+    flush(rf);             /* one commit of the log, no sync of the file */
+    replicafile_close(rf); /* a crash: the replica stays dirty */
+    clobber(0x10, 8192, 4096);
+    clobber(0x10, 65536, 16384);
+
+    restart(WAL_SIZE);
+    expect_bytes(0x10, 8192, 4096, 0x41);
+    expect_bytes(0x10, 65536, 16384, 0x42);
+    expect_bytes(0x10, 0, 8192, 0);
+}
+END_TEST
+
+START_TEST(a_log_no_longer_wanted_is_replayed_then_removed)
+{
+    struct replicafile *rf;
+    char path[128];
+
+    with_identity();
+    restart(WAL_SIZE);
+    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
+    put(rf, 0, 4096, 0x41);
+    flush(rf);
+    replicafile_close(rf);
+    clobber(0x10, 0, 4096);
+
+    restart(0);
+    expect_bytes(0x10, 0, 4096, 0x41);
+    snprintf(path, sizeof(path), "%s/wal", dir);
+    ck_assert(!exists(path));
+    ck_assert_int_eq(chunkstore_open_replica(cs, 0x10, &rf), 0);
+    put(rf, 0, 4096, 0x42);
+    flush(rf); /* the file's own sync now */
+    replicafile_close(rf);
+}
+END_TEST
+
+START_TEST(an_unlogged_write_makes_older_records_obsolete)
+{
+    struct replicafile *rf;
+
+    with_identity();
+    restart(WAL_SIZE);
+    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
+    put(rf, 0, 4096, 0x41);
+    flush(rf);
+    put(rf, 0, WAL_MAX_RECORD * 2, 0x51); /* too large for the log */
+    flush(rf);
+    replicafile_close(rf);
+
+    /* Replaying 0x41 now would undo a flushed write. */
+    restart(WAL_SIZE);
+    expect_bytes(0x10, 0, WAL_MAX_RECORD * 2, 0x51);
+}
+END_TEST
+
+START_TEST(a_settle_makes_older_records_obsolete)
+{
+    struct replicafile *rf;
+
+    with_identity();
+    restart(WAL_SIZE);
+    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
+    put(rf, 0, 4096, 0x41);
+    flush(rf);
+    put(rf, 0, WAL_MAX_RECORD * 2, 0x51); /* not logged, and synced by the settle */
+    ck_assert_int_eq(replicafile_settle(rf), 0);
+    replicafile_close(rf);
+    ck_assert_int_eq(chunkstore_open_replica(cs, 0x10, &rf), 0);
+    put(rf, 196608, 4096, 0x61); /* logged, and dirty again */
+    flush(rf);
+    replicafile_close(rf);
+
+    restart(WAL_SIZE);
+    expect_bytes(0x10, 0, WAL_MAX_RECORD * 2, 0x51);
+    expect_bytes(0x10, 196608, 4096, 0x61);
+}
+END_TEST
+
+START_TEST(records_of_another_version_are_not_replayed)
+{
+    struct replicafile *rf;
+
+    with_identity();
+    restart(WAL_SIZE);
+    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
+    put(rf, 0, 4096, 0x41);
+    flush(rf);
+    ck_assert_int_eq(replicafile_set_version(rf, 2), 0);
+    replicafile_close(rf);
+    clobber(0x10, 0, 4096);
+
+    restart(WAL_SIZE);
+    expect_bytes(0x10, 0, 4096, 0xee);
+}
+END_TEST
+
+START_TEST(a_recreated_replica_ignores_its_predecessors_records)
+{
+    struct replicafile *rf;
+
+    with_identity();
+    restart(WAL_SIZE);
+    ck_assert_int_eq(chunkstore_create(cs, 0x20, 1, &rf), 0);
+    put(rf, 0, 4096, 0x41);
+    flush(rf);
+    replicafile_close(rf);
+    ck_assert_int_eq(chunkstore_remove(cs, 0x20), 0);
+    ck_assert_int_eq(chunkstore_create(cs, 0x20, 1, &rf), 0);
+    put(rf, 8192, 4096, 0x61);
+    flush(rf);
+    replicafile_close(rf);
+
+    restart(WAL_SIZE);
+    expect_bytes(0x20, 0, 4096, 0);
+    expect_bytes(0x20, 8192, 4096, 0x61);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("chunkstore");
@@ -417,6 +616,12 @@ static Suite *suite(void)
     tcase_add_test(tc, scan_reports_damaged_sidecars_corrupt);
     tcase_add_test(tc, replicas_without_identity_stop_the_scan);
     tcase_add_test(tc, install_replaces_a_replica);
+    tcase_add_test(tc, logged_writes_come_back_after_a_crash);
+    tcase_add_test(tc, a_log_no_longer_wanted_is_replayed_then_removed);
+    tcase_add_test(tc, an_unlogged_write_makes_older_records_obsolete);
+    tcase_add_test(tc, a_settle_makes_older_records_obsolete);
+    tcase_add_test(tc, records_of_another_version_are_not_replayed);
+    tcase_add_test(tc, a_recreated_replica_ignores_its_predecessors_records);
     suite_add_tcase(s, tc);
     return s;
 }
