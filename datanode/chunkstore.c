@@ -35,8 +35,9 @@ struct chunkstore {
     bool in_place; /* diskio_overwrites_in_place */
     bool have_id;
     struct chunkstore_identity id;
-    uint64_t wal_size; /* of the log of small writes to keep; 0: none */
-    struct wal *wal;   /* once the scan has replayed it */
+    uint64_t wal_size;           /* of the log of small writes to keep; 0: none */
+    struct wal *wal;             /* once the scan has replayed it */
+    char boot[WAL_BOOT_LEN + 1]; /* the machine's boot id; empty: unknown */
 };
 
 /* -------------------------------------------------------------- helpers */
@@ -331,8 +332,9 @@ int chunkstore_open_replica(struct chunkstore *cs, uint64_t chunk_id, struct rep
     return r;
 }
 
-/* A replica now in place of whatever the log holds of its chunk. */
-static int replaced(struct chunkstore *cs, uint64_t chunk_id)
+/* Makes what the log holds of a chunk obsolete: its replica is another
+ * file now. */
+static int obsolete_records(struct chunkstore *cs, uint64_t chunk_id)
 {
     return cs->wal ? wal_barrier(cs->wal, chunk_id, wal_last(cs->wal)) : 0;
 }
@@ -360,6 +362,11 @@ int chunkstore_create(struct chunkstore *cs, uint64_t chunk_id, uint64_t version
     file_name(chunk_id, "data", data);
     if (fstatat(dirfd, meta, &st, AT_SYMLINK_NOFOLLOW) == 0)
         return -EEXIST;
+    /* The log's records of the chunk, if any, are of a replica removed
+     * since: none of them is to be replayed into this one. */
+    r = obsolete_records(cs, chunk_id);
+    if (r)
+        return r;
     /* The data first (empty; an orphan from a crash is emptied), then the
      * sidecar under a temporary name, renamed into place once complete. */
     r = open_file(dirfd, data, O_RDWR | O_CREAT | O_TRUNC, &fd);
@@ -377,8 +384,6 @@ int chunkstore_create(struct chunkstore *cs, uint64_t chunk_id, uint64_t version
         r = -errno;
     if (r == 0)
         r = sync_dir(dirfd);
-    if (r == 0)
-        r = replaced(cs, chunk_id);
     if (r) {
         unlinkat(dirfd, tmp, 0);
         return r;
@@ -502,7 +507,7 @@ int chunkstore_install(struct chunkstore *cs, uint64_t chunk_id, uint64_t sessio
     if (r == 0)
         r = sync_dir(cs->tmp_fd);
     if (r == 0)
-        r = replaced(cs, chunk_id);
+        r = obsolete_records(cs, chunk_id);
     return r;
 }
 
@@ -653,12 +658,35 @@ int chunkstore_use_wal(struct chunkstore *cs, uint64_t size)
     return 0;
 }
 
+void chunkstore_set_boot_id(struct chunkstore *cs, const char *boot)
+{
+    snprintf(cs->boot, sizeof(cs->boot), "%s", boot);
+}
+
+static void read_boot_id(struct chunkstore *cs)
+{
+    char line[WAL_BOOT_LEN + 2] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+    if (!f)
+        return; /* unknown: the log is always replayed */
+    if (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = 0;
+        chunkstore_set_boot_id(cs, line);
+    }
+    fclose(f);
+}
+
 /*
  * Puts a logged write back into its replica. Only a replica an unclean stop
- * left dirty, at the record's version, takes it: a settled one synced its
- * data before it settled, and a replica of another version (or a corrupt
- * one) is not the one the record was written to. Its checksums are then
- * recomputed from the data by the scan, as for any dirty replica.
+ * left dirty takes it: a settled one synced its data before it settled (and
+ * the settle's barrier made the record obsolete anyway), a corrupt one is
+ * not to be served. A version change keeps the data, so it keeps the
+ * records too: a replica recovered at a new version still needs the writes
+ * flushed at the old one; a replica that is another file (created or
+ * installed since) came with a barrier. A record at a version above the
+ * replica's cannot be its own and is left. Checksums are then recomputed
+ * from the data by the scan, as for any dirty replica.
  */
 static int replay_record(void *arg, const struct wal_record *rec, const void *data)
 {
@@ -674,7 +702,7 @@ static int replay_record(void *arg, const struct wal_record *rec, const void *da
         return 0; /* removed since */
     r = sidecar_read_header(fd, &h);
     close(fd);
-    if (r || h.version != rec->version || (h.flags & SIDECAR_FLAGS) != SIDECAR_DIRTY)
+    if (r || rec->version > h.version || (h.flags & SIDECAR_FLAGS) != SIDECAR_DIRTY)
         return 0;
     file_name(rec->chunk_id, "data", name);
     r = open_file(dirfd, name, O_RDWR | O_CREAT, &fd);
@@ -698,23 +726,37 @@ static int open_wal(struct chunkstore *cs)
     struct wal *w = NULL;
     uint64_t n = 0;
     struct stat st;
-    int r;
+    int r = 0;
 
     if (fstatat(cs->dir_fd, WAL_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno != ENOENT)
             return -errno;
         if (!cs->wal_size)
             return 0;
+        /* A new log: without one, flushes sync each replica's file. */
+        r = wal_open(cs->dir_fd, WAL_NAME, cs->wal_size, &w);
+        if (r) {
+            log_warn("chunkstore: cannot create %s/" WAL_NAME " (%s): flushes sync each "
+                     "replica's file",
+                     cs->dir, err_str(r));
+            return 0;
+        }
     }
-    r = wal_open(cs->dir_fd, WAL_NAME, cs->wal_size ? cs->wal_size : WAL_MIN_SIZE, &w);
-    if (r == 0)
+    if (!w)
+        r = wal_open(cs->dir_fd, WAL_NAME, cs->wal_size ? cs->wal_size : WAL_MIN_SIZE, &w);
+    if (!*cs->boot)
+        read_boot_id(cs);
+    /* Since the same boot, the page cache holds every write (see wal_boot). */
+    if (r == 0 && (!*cs->boot || strcmp(wal_boot(w), cs->boot) != 0))
         r = wal_replay(w, replay_record, cs, &n);
-    if (r == 0 && n) {
-        r = syncfs(cs->dir_fd) < 0 ? -errno : 0;
-        log_info("chunkstore: replayed %" PRIu64 " logged writes after an unclean stop", n);
-    }
+    if (n)
+        log_info("chunkstore: replayed %" PRIu64 " logged writes after a restart of the machine",
+                 n);
+    /* Replayed or not, the data files must hold it all before it goes. */
+    if (r == 0 && syncfs(cs->dir_fd) < 0)
+        r = -errno;
     if (r == 0 && cs->wal_size == wal_size(w)) {
-        r = wal_reset(w);
+        r = wal_reset(w, cs->boot);
         if (r == 0)
             r = wal_start_checkpoints(w);
         if (r == 0) {

@@ -5,6 +5,7 @@
  *   DIR/chunks/xx/<id>.data          replica bytes (sparse)
  *   DIR/chunks/xx/<id>.meta          sidecar: version, flags, block checksums
  *   DIR/tmp/<id>-<session>.data|meta replicas being received from a peer
+ *   DIR/wal                          log of small writes (wal.h), if kept
  *
  * <id> is the chunk id as 16 lowercase hex digits and xx its low byte, so
  * names come only from numbers. Every file is opened relative to a
@@ -86,6 +87,15 @@ int chunkstore_path(uint64_t chunk_id, const char *ext, char *buf, size_t len);
  * multiple of 4 KiB.
  */
 int chunkstore_use_wal(struct chunkstore *cs, uint64_t size);
+
+/*
+ * The machine's boot id as the scan sees it (else read from
+ * /proc/sys/kernel/random/boot_id): the log is replayed only when it was
+ * written under another boot, after a power cut or a reboot; after a mere
+ * kill of the datanode the page cache holds every write. Tests set another
+ * id to play a reboot.
+ */
+void chunkstore_set_boot_id(struct chunkstore *cs, const char *boot);
 
 /*
  * Calls fn for every replica on disk, after replaying the log of small

@@ -20,7 +20,8 @@
 #define BLOCK       4096u
 #define SB_MAGIC    0x314c41574c45454bull /* "KEELWAL1" little-endian */
 #define SEG_MAGIC   0x314745534c45454bull /* "KEELSEG1" little-endian */
-#define SB_SUMMED   48u
+#define SB_BOOT     48u                   /* WAL_BOOT_LEN bytes */
+#define SB_SUMMED   (SB_BOOT + WAL_BOOT_LEN)
 #define SEG_HDR     64u
 #define REC_LEN     48u
 #define MAX_RECS    ((BLOCK - SEG_HDR) / REC_LEN)
@@ -52,9 +53,10 @@ struct wal {
     bool stopping;     /* the checkpointer is to end */
     bool checkpointer; /* it runs */
     pthread_t thread;
-    int error;      /* sticky: a commit failed */
-    uint64_t epoch; /* of the superblock; segments of another are stale */
-    uint64_t tail;  /* first live segment (superblock) */
+    int error;                   /* sticky: a commit failed */
+    uint64_t epoch;              /* of the superblock; segments of another are stale */
+    char boot[WAL_BOOT_LEN + 1]; /* of the superblock */
+    uint64_t tail;               /* first live segment (superblock) */
     uint64_t tail_seq;
     uint64_t head;         /* where the next segment goes */
     uint64_t next_seq;     /* its sequence number */
@@ -170,7 +172,8 @@ static int write_super(struct wal *w, uint64_t seq, uint64_t pos)
     put64(b + 24, seq);
     put64(b + 32, pos);
     put64(b + 40, w->epoch);
-    put64(b + 48, csum_buf(b, SB_SUMMED));
+    memcpy(b + SB_BOOT, w->boot, strnlen(w->boot, WAL_BOOT_LEN));
+    put64(b + SB_SUMMED, csum_buf(b, SB_SUMMED));
     r = pwrite_all(w->fd, b, BLOCK, 0);
     if (r == 0 && fdatasync(w->fd) < 0)
         r = -errno;
@@ -190,13 +193,15 @@ static int read_super(struct wal *w)
     if (r == 0) {
         pos = get64(b + 32);
         if (get64(b + 0) != SB_MAGIC || get32(b + 8) != WAL_LAYOUT ||
-            get64(b + 48) != csum_buf(b, SB_SUMMED) || get64(b + 16) != w->size || pos < BLOCK ||
-            pos >= w->size || pos % BLOCK) {
+            get64(b + SB_SUMMED) != csum_buf(b, SB_SUMMED) || get64(b + 16) != w->size ||
+            pos < BLOCK || pos >= w->size || pos % BLOCK) {
             r = -EBADMSG;
         } else {
             w->tail_seq = get64(b + 24);
             w->tail = pos;
             w->epoch = get64(b + 40);
+            memcpy(w->boot, b + SB_BOOT, WAL_BOOT_LEN);
+            w->boot[WAL_BOOT_LEN] = 0;
         }
     }
     free(b);
@@ -498,17 +503,26 @@ int wal_replay(struct wal *w, wal_replay_fn fn, void *arg, uint64_t *records)
     return 0;
 }
 
-int wal_reset(struct wal *w)
+const char *wal_boot(const struct wal *w)
 {
+    return w->boot;
+}
+
+int wal_reset(struct wal *w, const char *boot)
+{
+    char old[sizeof(w->boot)];
     uint64_t epoch = w->epoch;
     int r;
 
     /* A new epoch: segments written before it, whole or torn, are stale
      * whatever their numbers. */
     w->epoch++;
+    memcpy(old, w->boot, sizeof(old));
+    snprintf(w->boot, sizeof(w->boot), "%s", boot);
     r = write_super(w, w->next_seq, w->head);
     if (r) {
         w->epoch = epoch;
+        memcpy(w->boot, old, sizeof(old));
         return r;
     }
     pthread_mutex_lock(&w->lock);
@@ -785,6 +799,8 @@ int wal_barrier(struct wal *w, uint64_t chunk_id, uint64_t upto)
     if (!wal_has_chunk(w, chunk_id))
         return 0;
     n = wal_append(w, &b, NULL);
+    if (n == 0 && wal_commit(w, wal_last(w)) == 0) /* the stage was full */
+        n = wal_append(w, &b, NULL);
     if (n && wal_commit(w, n) == 0)
         return 0;
     return wal_checkpoint(w); /* no room, or the log failed: free all of it */

@@ -14,7 +14,9 @@
  *                  0  u64 magic "KEELWAL1"   8  u32 layout   12  u32 zero
  *                 16  u64 file size         24  u64 seq of the first live segment
  *                 32  u64 its offset        40  u64 epoch
- *                 48  u64 XXH3-64 of bytes [0, 48)
+ *                 48  40 bytes: the boot id of the machine that wrote it
+ *                     (text, zero-padded)
+ *                 88  u64 XXH3-64 of bytes [0, 88)
  *   offset 4096  segments, one after another, wrapping to 4096 at the end:
  *                  header block (4 KiB):
  *                    0  u64 magic "KEELSEG1"  8  u64 seq   16  u64 bytes (all of it)
@@ -45,8 +47,7 @@
  * its data file was made durable after they were staged (a flush of writes
  * that were not logged), or it is another file (the replica was replaced
  * or created). Records staged after N, while that sync ran, stay live.
- * Version changes need no barrier: the caller replays a record only onto a
- * replica at the record's version.
+ * A version change needs no barrier: it keeps the data file as it is.
  *
  * Space. wal_append refuses (returns 0) when the record does not fit in the
  * staging buffer or in the log's free space; the caller then makes that
@@ -68,6 +69,7 @@
 #define WAL_MAX_RECORD (64u * 1024) /* largest write logged */
 #define WAL_WRITE      1u
 #define WAL_BARRIER    2u
+#define WAL_BOOT_LEN   40u /* bytes of a boot id kept */
 
 struct wal;
 
@@ -100,10 +102,19 @@ typedef int (*wal_replay_fn)(void *arg, const struct wal_record *r, const void *
 int wal_replay(struct wal *w, wal_replay_fn fn, void *arg, uint64_t *records);
 
 /*
- * Forgets every segment: the caller has made what wal_replay handed it
- * durable. Opens the log for appends.
+ * The boot id the log was last reset under. A log that was written since
+ * the machine last booted needs no replay: every write that returned is in
+ * the page cache, newer than the log's records, and replaying those could
+ * take a block back to an older content on one replica only.
  */
-int wal_reset(struct wal *w);
+const char *wal_boot(const struct wal *w);
+
+/*
+ * Forgets every segment: the caller has made what wal_replay handed it
+ * durable, or found no replay needed. Records `boot` (the machine's boot
+ * id) and opens the log for appends.
+ */
+int wal_reset(struct wal *w, const char *boot);
 
 /*
  * Stages a record (data: len bytes of a WAL_WRITE, NULL for a barrier).

@@ -26,5 +26,5 @@ cmp "$T/a" "$T/a.back" || fail "flushed data damaged by the crash"
 writer crashcheck --path /b --size 16M --io 64K --seed 4 >"$T/check.log" 2>&1 ||
     { cat "$T/check.log"; fail "blocks after the crash"; }
 log "$(cat "$T/check.log")"
-keel fsck --verify >/dev/null || fail "replicas differ after the crash"
+keel fsck --verify >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out"; fail "replicas differ after the crash"; }
 pass

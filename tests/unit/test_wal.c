@@ -79,7 +79,7 @@ static void open_log(uint64_t size)
     ck_assert_int_eq(wal_open(dirfd_, "wal", size, &w), 0);
     ck_assert_int_eq(wal_replay(w, collect, &seen, &n), 0);
     ck_assert_uint_eq(n, seen.n);
-    ck_assert_int_eq(wal_reset(w), 0);
+    ck_assert_int_eq(wal_reset(w, "test-boot"), 0);
 }
 
 static uint64_t put(uint64_t chunk, uint64_t off, uint32_t len, uint8_t fill)
@@ -213,6 +213,23 @@ START_TEST(wal_barrier_commits_or_checkpoints)
 
     open_log(WAL_MIN_SIZE);
     ck_assert_uint_eq(seen.n, 0);
+}
+END_TEST
+
+START_TEST(a_barrier_commits_a_full_stage_rather_than_checkpoint)
+{
+    unsigned staged = 0;
+
+    open_log(16ull << 20);
+    while (put(7, (uint64_t)staged * 65536, WAL_MAX_RECORD, (uint8_t)staged) != 0)
+        ck_assert_uint_lt(++staged, 200); /* never committed: the stage fills */
+    ck_assert_uint_gt(staged, 30);
+    ck_assert_int_eq(wal_barrier(w, 7, 0), 0); /* makes nothing obsolete */
+    ck_assert_uint_gt(wal_used(w), 0);         /* committed, not checkpointed */
+
+    open_log(16ull << 20);
+    ck_assert_uint_eq(seen.n, staged);
+    expect(staged - 1, 7, (uint64_t)(staged - 1) * 65536, WAL_MAX_RECORD, (uint8_t)(staged - 1));
 }
 END_TEST
 
@@ -379,6 +396,7 @@ static Suite *suite(void)
     tcase_add_test(tc, bad_records_are_refused);
     tcase_add_test(tc, a_barrier_makes_earlier_records_obsolete);
     tcase_add_test(tc, wal_barrier_commits_or_checkpoints);
+    tcase_add_test(tc, a_barrier_commits_a_full_stage_rather_than_checkpoint);
     tcase_add_test(tc, a_torn_segment_ends_the_log);
     tcase_add_test(tc, a_damaged_header_ends_the_log);
     tcase_add_test(tc, the_ring_wraps_and_checkpoints_free_it);
