@@ -5,9 +5,9 @@
 
 #include "checksum.h"
 #include "diskio.h"
+#include "le.h"
 #include "util.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,34 +15,6 @@
 #define SIDECAR_MAGIC  0x41544d4bu /* "KMTA" little-endian */
 #define HDR_SUMMED     56u         /* bytes covered by the header checksum */
 #define SUMS_PER_WRITE 8192u       /* checksums staged per write when creating */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return le32toh(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return le64toh(v);
-}
 
 uint64_t sidecar_size(uint32_t blocks)
 {
@@ -52,28 +24,28 @@ uint64_t sidecar_size(uint32_t blocks)
 void sidecar_encode(const struct sidecar_header *h, uint8_t *buf)
 {
     memset(buf, 0, SIDECAR_HEADER_LEN);
-    put32(buf + 0, SIDECAR_MAGIC);
-    put32(buf + 4, SIDECAR_LAYOUT);
-    put64(buf + 8, h->chunk_id);
-    put64(buf + 16, h->version);
-    put64(buf + 24, h->length);
-    put32(buf + 32, h->flags);
-    put32(buf + 36, h->blocks);
-    put64(buf + HDR_SUMMED, csum_buf(buf, HDR_SUMMED));
+    le_put32(buf + 0, SIDECAR_MAGIC);
+    le_put32(buf + 4, SIDECAR_LAYOUT);
+    le_put64(buf + 8, h->chunk_id);
+    le_put64(buf + 16, h->version);
+    le_put64(buf + 24, h->length);
+    le_put32(buf + 32, h->flags);
+    le_put32(buf + 36, h->blocks);
+    le_put64(buf + HDR_SUMMED, csum_buf(buf, HDR_SUMMED));
 }
 
 int sidecar_decode(const uint8_t *buf, struct sidecar_header *h)
 {
     struct sidecar_header d;
 
-    if (get32(buf) != SIDECAR_MAGIC || get32(buf + 4) != SIDECAR_LAYOUT ||
-        get64(buf + HDR_SUMMED) != csum_buf(buf, HDR_SUMMED))
+    if (le_get32(buf) != SIDECAR_MAGIC || le_get32(buf + 4) != SIDECAR_LAYOUT ||
+        le_get64(buf + HDR_SUMMED) != csum_buf(buf, HDR_SUMMED))
         return -EBADMSG;
-    d.chunk_id = get64(buf + 8);
-    d.version = get64(buf + 16);
-    d.length = get64(buf + 24);
-    d.flags = get32(buf + 32);
-    d.blocks = get32(buf + 36);
+    d.chunk_id = le_get64(buf + 8);
+    d.version = le_get64(buf + 16);
+    d.length = le_get64(buf + 24);
+    d.flags = le_get32(buf + 32);
+    d.blocks = le_get32(buf + 36);
     if (d.flags & ~SIDECAR_FLAGS || d.blocks == 0 || d.chunk_id == 0 ||
         d.length > (uint64_t)d.blocks * KEEL_BLOCK_SIZE)
         return -EBADMSG;

@@ -4,10 +4,11 @@
 #include "wal.h"
 
 #include "checksum.h"
+#include "diskio.h"
+#include "le.h"
 #include "u64map.h"
 #include "util.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -69,34 +70,6 @@ struct wal {
     struct u64map chunks; /* chunk id -> number of its last record in the live log */
 };
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return le32toh(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, sizeof(v));
-    return le64toh(v);
-}
-
 static uint64_t round_block(uint64_t n)
 {
     return (n + BLOCK - 1) & ~(uint64_t)(BLOCK - 1);
@@ -126,34 +99,16 @@ static void *alloc_blocks(size_t n)
     return posix_memalign(&p, BLOCK, n) ? NULL : p;
 }
 
-static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+/* Reads len bytes at off; what lies past the file's end reads as zeros,
+ * which no header matches. */
+static int read_at(int fd, uint8_t *buf, size_t len, uint64_t off)
 {
-    while (len) {
-        ssize_t n = pwrite(fd, buf, len, (off_t)off);
+    size_t got = 0;
+    int r = diskio_pread(fd, buf, len, off, &got);
 
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        buf += n, len -= (size_t)n, off += (uint64_t)n;
-    }
-    return 0;
-}
-
-static int pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-    while (len) {
-        ssize_t n = pread(fd, buf, len, (off_t)off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0) /* past the end: reads as zeros, which no header matches */
-            return memset(buf, 0, len), 0;
-        buf += n, len -= (size_t)n, off += (uint64_t)n;
-    }
-    return 0;
+    if (r == 0 && got < len)
+        memset(buf + got, 0, len - got);
+    return r;
 }
 
 /* ------------------------------------------------------------ superblock */
@@ -166,15 +121,15 @@ static int write_super(struct wal *w, uint64_t seq, uint64_t pos)
     if (!b)
         return -ENOMEM;
     memset(b, 0, BLOCK);
-    put64(b + 0, SB_MAGIC);
-    put32(b + 8, WAL_LAYOUT);
-    put64(b + 16, w->size);
-    put64(b + 24, seq);
-    put64(b + 32, pos);
-    put64(b + 40, w->epoch);
+    le_put64(b + 0, SB_MAGIC);
+    le_put32(b + 8, WAL_LAYOUT);
+    le_put64(b + 16, w->size);
+    le_put64(b + 24, seq);
+    le_put64(b + 32, pos);
+    le_put64(b + 40, w->epoch);
     memcpy(b + SB_BOOT, w->boot, strnlen(w->boot, WAL_BOOT_LEN));
-    put64(b + SB_SUMMED, csum_buf(b, SB_SUMMED));
-    r = pwrite_all(w->fd, b, BLOCK, 0);
+    le_put64(b + SB_SUMMED, csum_buf(b, SB_SUMMED));
+    r = diskio_pwrite(w->fd, b, BLOCK, 0);
     if (r == 0 && fdatasync(w->fd) < 0)
         r = -errno;
     free(b);
@@ -189,17 +144,17 @@ static int read_super(struct wal *w)
 
     if (!b)
         return -ENOMEM;
-    r = pread_all(w->fd, b, BLOCK, 0);
+    r = read_at(w->fd, b, BLOCK, 0);
     if (r == 0) {
-        pos = get64(b + 32);
-        if (get64(b + 0) != SB_MAGIC || get32(b + 8) != WAL_LAYOUT ||
-            get64(b + SB_SUMMED) != csum_buf(b, SB_SUMMED) || get64(b + 16) != w->size ||
+        pos = le_get64(b + 32);
+        if (le_get64(b + 0) != SB_MAGIC || le_get32(b + 8) != WAL_LAYOUT ||
+            le_get64(b + SB_SUMMED) != csum_buf(b, SB_SUMMED) || le_get64(b + 16) != w->size ||
             pos < BLOCK || pos >= w->size || pos % BLOCK) {
             r = -EBADMSG;
         } else {
-            w->tail_seq = get64(b + 24);
+            w->tail_seq = le_get64(b + 24);
             w->tail = pos;
-            w->epoch = get64(b + 40);
+            w->epoch = le_get64(b + 40);
             memcpy(w->boot, b + SB_BOOT, WAL_BOOT_LEN);
             w->boot[WAL_BOOT_LEN] = 0;
         }
@@ -225,7 +180,7 @@ static int zero_fill(int fd, uint64_t size)
         return -ENOMEM;
     memset(zeros, 0, piece);
     for (uint64_t off = 0; off < size && r == 0; off += piece)
-        r = pwrite_all(fd, zeros, (size_t)MIN(piece, size - off), off);
+        r = diskio_pwrite(fd, zeros, (size_t)MIN(piece, size - off), off);
     free(zeros);
     return r;
 }
@@ -359,12 +314,12 @@ static uint64_t seg_hash(uint8_t *seg, uint64_t bytes)
 
 static uint64_t decode_record(const uint8_t *p, struct wal_record *r)
 {
-    r->chunk_id = get64(p + 0);
-    r->version = get64(p + 8);
-    r->off = get64(p + 16);
-    r->len = get32(p + 24);
-    r->kind = get32(p + 28);
-    return get64(p + 32);
+    r->chunk_id = le_get64(p + 0);
+    r->version = le_get64(p + 8);
+    r->off = le_get64(p + 16);
+    r->len = le_get32(p + 24);
+    r->kind = le_get32(p + 28);
+    return le_get64(p + 32);
 }
 
 /*
@@ -379,19 +334,19 @@ static int read_segment(struct wal *w, uint64_t pos, uint64_t seq, uint8_t *buf)
 
     if (pos + BLOCK > w->size)
         return 0;
-    r = pread_all(w->fd, buf, BLOCK, pos);
+    r = read_at(w->fd, buf, BLOCK, pos);
     if (r)
         return r;
-    bytes = get64(buf + 16);
-    nrec = get32(buf + 24);
-    if (get64(buf + 0) != SEG_MAGIC || get64(buf + 8) != seq || get64(buf + 32) != w->epoch ||
-        bytes < BLOCK || bytes > SEG_MAX || bytes % BLOCK || pos + bytes > w->size ||
-        nrec > MAX_RECS)
+    bytes = le_get64(buf + 16);
+    nrec = le_get32(buf + 24);
+    if (le_get64(buf + 0) != SEG_MAGIC || le_get64(buf + 8) != seq ||
+        le_get64(buf + 32) != w->epoch || bytes < BLOCK || bytes > SEG_MAX || bytes % BLOCK ||
+        pos + bytes > w->size || nrec > MAX_RECS)
         return 0;
-    r = pread_all(w->fd, buf + BLOCK, bytes - BLOCK, pos + BLOCK);
+    r = read_at(w->fd, buf + BLOCK, bytes - BLOCK, pos + BLOCK);
     if (r)
         return r;
-    if (seg_hash(buf, bytes) != get64(buf + 40))
+    if (seg_hash(buf, bytes) != le_get64(buf + 40))
         return 0;
     for (uint32_t i = 0; i < nrec; i++) {
         struct wal_record rec;
@@ -434,7 +389,7 @@ static int walk(struct wal *w, visit_fn visit, void *arg, uint64_t *end_pos, uin
             r = found;
             break;
         }
-        for (uint32_t i = 0; i < get32(buf + 24) && r == 0; i++) {
+        for (uint32_t i = 0; i < le_get32(buf + 24) && r == 0; i++) {
             struct wal_record rec;
             uint64_t number = decode_record(buf + SEG_HDR + i * REC_LEN, &rec);
 
@@ -444,7 +399,7 @@ static int walk(struct wal *w, visit_fn visit, void *arg, uint64_t *end_pos, uin
         }
         if (r)
             break;
-        pos += get64(buf + 16);
+        pos += le_get64(buf + 16);
         seq++;
     }
     free(buf);
@@ -557,20 +512,20 @@ uint64_t wal_append(struct wal *w, const struct wal_record *r, const void *data)
         goto out;
     if (fresh) {
         if (s->seg != NO_SEG)
-            put64(s->buf + s->seg + 16, s->fill - s->seg);
+            le_put64(s->buf + s->seg + 16, s->fill - s->seg);
         s->seg = s->fill;
         memset(s->buf + s->seg, 0, BLOCK);
         s->fill += BLOCK;
         s->nrec = 0;
     }
     p = s->buf + s->seg + SEG_HDR + s->nrec * REC_LEN;
-    put64(p + 0, r->chunk_id);
-    put64(p + 8, r->version);
-    put64(p + 16, r->off);
-    put32(p + 24, r->len);
-    put32(p + 28, r->kind);
-    put64(p + 32, w->appended + 1);
-    put32(s->buf + s->seg + 24, ++s->nrec);
+    le_put64(p + 0, r->chunk_id);
+    le_put64(p + 8, r->version);
+    le_put64(p + 16, r->off);
+    le_put32(p + 24, r->len);
+    le_put32(p + 28, r->kind);
+    le_put64(p + 32, w->appended + 1);
+    le_put32(s->buf + s->seg + 24, ++s->nrec);
     if (need) {
         memcpy(s->buf + s->fill, data, r->len);
         memset(s->buf + s->fill + r->len, 0, need - r->len);
@@ -593,19 +548,19 @@ static uint64_t place(struct wal *w, struct stage *s)
 {
     uint64_t taken = 0;
 
-    put64(s->buf + s->seg + 16, s->fill - s->seg);
+    le_put64(s->buf + s->seg + 16, s->fill - s->seg);
     for (size_t off = 0; off < s->fill;) {
         uint8_t *seg = s->buf + off;
-        uint64_t bytes = get64(seg + 16);
+        uint64_t bytes = le_get64(seg + 16);
 
         if (w->head + bytes > w->size) {
             taken += w->size - w->head;
             w->head = BLOCK;
         }
-        put64(seg + 0, SEG_MAGIC);
-        put64(seg + 8, w->next_seq++);
-        put64(seg + 32, w->epoch);
-        put64(seg + 48, w->head); /* where it goes, for write_stage */
+        le_put64(seg + 0, SEG_MAGIC);
+        le_put64(seg + 8, w->next_seq++);
+        le_put64(seg + 32, w->epoch);
+        le_put64(seg + 48, w->head); /* where it goes, for write_stage */
         w->head += bytes;
         taken += bytes;
         off += bytes;
@@ -621,16 +576,16 @@ static int write_stage(struct wal *w, struct stage *s)
 
     while (off < s->fill && r == 0) {
         uint8_t *seg = s->buf + off;
-        uint64_t bytes = get64(seg + 16), pos = get64(seg + 48);
+        uint64_t bytes = le_get64(seg + 16), pos = le_get64(seg + 48);
 
-        put64(seg + 48, 0);
-        put64(seg + 40, seg_hash(seg, bytes));
+        le_put64(seg + 48, 0);
+        le_put64(seg + 40, seg_hash(seg, bytes));
         off += bytes;
         /* One write per run of segments that follow each other on disk. */
-        if (off == s->fill || get64(s->buf + off + 48) != pos + bytes) {
+        if (off == s->fill || le_get64(s->buf + off + 48) != pos + bytes) {
             uint64_t start = pos + bytes - (off - run);
 
-            r = pwrite_all(w->fd, s->buf + run, off - run, start);
+            r = diskio_pwrite(w->fd, s->buf + run, off - run, start);
             run = off;
         }
     }
