@@ -747,7 +747,7 @@ static int open_wal(struct chunkstore *cs)
     if (!*cs->boot)
         read_boot_id(cs);
     /* Since the same boot, the page cache holds every write (see wal_boot). */
-    if (r == 0 && (!*cs->boot || strcmp(wal_boot(w), cs->boot) != 0))
+    if (r == 0 && (!*cs->boot || strcmp(wal_boot(w), cs->boot) != 0 || wal_must_replay(w)))
         r = wal_replay(w, replay_record, cs, &n);
     if (n)
         log_info("chunkstore: replayed %" PRIu64 " logged writes after a restart of the machine",

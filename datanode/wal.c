@@ -22,6 +22,7 @@
 #define SB_MAGIC    0x314c41574c45454bull /* "KEELWAL1" little-endian */
 #define SEG_MAGIC   0x314745534c45454bull /* "KEELSEG1" little-endian */
 #define SB_BOOT     48u                   /* WAL_BOOT_LEN bytes */
+#define SB_REPLAY   0x1u                  /* superblock flag: see wal_must_replay */
 #define SB_SUMMED   (SB_BOOT + WAL_BOOT_LEN)
 #define SEG_HDR     64u
 #define REC_LEN     48u
@@ -57,6 +58,7 @@ struct wal {
     int error;                   /* sticky: a commit failed */
     uint64_t epoch;              /* of the superblock; segments of another are stale */
     char boot[WAL_BOOT_LEN + 1]; /* of the superblock */
+    uint32_t flags;              /* of the superblock: SB_REPLAY */
     uint64_t tail;               /* first live segment (superblock) */
     uint64_t tail_seq;
     uint64_t head;         /* where the next segment goes */
@@ -123,6 +125,7 @@ static int write_super(struct wal *w, uint64_t seq, uint64_t pos)
     memset(b, 0, BLOCK);
     le_put64(b + 0, SB_MAGIC);
     le_put32(b + 8, WAL_LAYOUT);
+    le_put32(b + 12, w->flags);
     le_put64(b + 16, w->size);
     le_put64(b + 24, seq);
     le_put64(b + 32, pos);
@@ -155,6 +158,7 @@ static int read_super(struct wal *w)
             w->tail_seq = le_get64(b + 24);
             w->tail = pos;
             w->epoch = le_get64(b + 40);
+            w->flags = le_get32(b + 12);
             memcpy(w->boot, b + SB_BOOT, WAL_BOOT_LEN);
             w->boot[WAL_BOOT_LEN] = 0;
         }
@@ -463,6 +467,11 @@ const char *wal_boot(const struct wal *w)
     return w->boot;
 }
 
+bool wal_must_replay(const struct wal *w)
+{
+    return w->flags & SB_REPLAY;
+}
+
 int wal_reset(struct wal *w, const char *boot)
 {
     char old[sizeof(w->boot)];
@@ -472,6 +481,7 @@ int wal_reset(struct wal *w, const char *boot)
     /* A new epoch: segments written before it, whole or torn, are stale
      * whatever their numbers. */
     w->epoch++;
+    w->flags = 0;
     memcpy(old, w->boot, sizeof(old));
     snprintf(w->boot, sizeof(w->boot), "%s", boot);
     r = write_super(w, w->next_seq, w->head);
@@ -721,8 +731,16 @@ int wal_checkpoint(struct wal *w)
     /* Every committed record's bytes were in the page cache of its data
      * file before it was staged: once synced, the log need not hold them. */
     r = syncfs(w->fd) < 0 ? -errno : 0;
-    if (r == 0)
+    if (r) {
+        /* Some page never reached the disk: the log still holds what it
+         * had, and the next start must put it back whatever the boot. */
+        pthread_mutex_lock(&w->lock);
+        w->flags |= SB_REPLAY;
+        pthread_mutex_unlock(&w->lock);
+        (void)write_super(w, w->tail_seq, w->tail);
+    } else {
         r = write_super(w, seq, pos);
+    }
     pthread_mutex_lock(&w->lock);
     if (r == 0) {
         w->used -= ring_dist(w, w->tail, pos);

@@ -11,12 +11,13 @@
  * the log at the next start.
  *
  *   offset 0     superblock, in the first 4 KiB:
- *                  0  u64 magic "KEELWAL1"   8  u32 layout   12  u32 zero
+ *                  0  u64 magic "KEELWAL1"   8  u32 layout   12  u32 flags
  *                 16  u64 file size         24  u64 seq of the first live segment
  *                 32  u64 its offset        40  u64 epoch
  *                 48  40 bytes: the boot id of the machine that wrote it
  *                     (text, zero-padded)
  *                 88  u64 XXH3-64 of bytes [0, 88)
+ *                 flags: 1, replay even under the same boot (wal_must_replay)
  *   offset 4096  segments, one after another, wrapping to 4096 at the end:
  *                  header block (4 KiB):
  *                    0  u64 magic "KEELSEG1"  8  u64 seq   16  u64 bytes (all of it)
@@ -108,6 +109,11 @@ int wal_replay(struct wal *w, wal_replay_fn fn, void *arg, uint64_t *records);
  * take a block back to an older content on one replica only.
  */
 const char *wal_boot(const struct wal *w);
+
+/* True when a checkpoint found that a write-back failed (syncfs): the data
+ * files may lack what the log holds, so the log is replayed even under the
+ * boot it was written in. */
+bool wal_must_replay(const struct wal *w);
 
 /*
  * Forgets every segment: the caller has made what wal_replay handed it
