@@ -100,11 +100,12 @@ void chunkstore_set_boot_id(struct chunkstore *cs, const char *boot);
 /*
  * Calls fn for every replica on disk, after replaying the log of small
  * writes (if the last run left one, wanted or not) and recovering the
- * replicas left dirty by an unclean stop (replicafile_recover). A replica whose files cannot be
- * trusted (bad header, wrong size) is reported corrupt; if even its version
- * is unknown, with version 0. Orphan files and the tmp directory are
- * cleaned. Without an identity any replica found is an error (-EEXIST).
- * fn returning non-zero stops the scan with that value.
+ * replicas left dirty by an unclean stop (replicafile_recover). A replica
+ * whose files cannot be trusted (bad header, wrong size) is reported
+ * corrupt; if even its version is unknown, with version 0. Orphan files
+ * and the tmp directory are cleaned. Without an identity any replica found
+ * is an error (-EEXIST). fn returning non-zero stops the scan with that
+ * value.
  */
 typedef int (*chunkstore_scan_fn)(void *arg, const struct replica_info *ri);
 int chunkstore_scan(struct chunkstore *cs, chunkstore_scan_fn fn, void *arg);

@@ -56,11 +56,11 @@
 
 #include "sidecar.h"
 
-struct wal;
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct wal;
 
 /* Flag: fail with -EAGAIN instead of waiting for a disk read. */
 #define REPLICAFILE_NOWAIT 0x1u
