@@ -7,8 +7,9 @@
  * cache); its bytes are also copied to a staging buffer here. A flush then
  * commits the staged records: one write of them at the log's head, then a
  * device flush. The data files' dirty pages are written back later, by the
- * kernel or by a checkpoint, and a crash before that is undone by replaying
- * the log at the next start.
+ * kernel or by a checkpoint, and a power cut before that is undone by
+ * replaying the log at the next start (after a mere kill of the process the
+ * page cache still holds them: see wal_boot).
  *
  *   offset 0     superblock, in the first 4 KiB:
  *                  0  u64 magic "KEELWAL1"   8  u32 layout   12  u32 flags
@@ -36,9 +37,9 @@
  * middle of a commit loses only that commit, which had not been
  * acknowledged. A segment of another epoch than the superblock's is stale:
  * replay is followed by a reset to a new epoch, so that segments written
- * before it can never be mistaken for the ones that follow. A checkpoint makes everything the live
- * segments describe durable in the data files (syncfs) and then moves the superblock past them,
- * freeing their space.
+ * before it can never be mistaken for the ones that follow. A checkpoint
+ * makes everything the live segments describe durable in the data files
+ * (syncfs) and then moves the superblock past them, freeing their space.
  *
  * Ordering. A record is replayed only as the newest word on its bytes as
  * far as the log knows, so whatever made the data file newer than a record
