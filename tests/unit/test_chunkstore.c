@@ -447,6 +447,21 @@ static void flush(struct replicafile *rf)
         ck_assert_int_eq(chunkstore_flush_device(cs), 0);
 }
 
+/* A store with the log, and a new replica of chunk id whose first block
+ * was written (0x41) and flushed: a record in the log, not yet in the file
+ * on disk. */
+static struct replicafile *flushed_replica(uint64_t id)
+{
+    struct replicafile *rf;
+
+    with_identity();
+    restart(WAL_SIZE);
+    ck_assert_int_eq(chunkstore_create(cs, id, 1, &rf), 0);
+    put(rf, 0, 4096, 0x41);
+    flush(rf);
+    return rf;
+}
+
 /* What the disk would hold of a range whose pages never left the cache. */
 static void clobber(uint64_t id, uint64_t off, size_t len)
 {
@@ -505,14 +520,9 @@ END_TEST
 
 START_TEST(a_log_no_longer_wanted_is_replayed_then_removed)
 {
-    struct replicafile *rf;
+    struct replicafile *rf = flushed_replica(0x10);
     char path[128];
 
-    with_identity();
-    restart(WAL_SIZE);
-    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
-    put(rf, 0, 4096, 0x41);
-    flush(rf);
     replicafile_close(rf);
     clobber(0x10, 0, 4096);
 
@@ -529,13 +539,7 @@ END_TEST
 
 START_TEST(an_unlogged_write_makes_older_records_obsolete)
 {
-    struct replicafile *rf;
-
-    with_identity();
-    restart(WAL_SIZE);
-    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
-    put(rf, 0, 4096, 0x41);
-    flush(rf);
+    struct replicafile *rf = flushed_replica(0x10);
     put(rf, 0, WAL_MAX_RECORD * 2, 0x51); /* too large for the log */
     flush(rf);
     replicafile_close(rf);
@@ -548,13 +552,7 @@ END_TEST
 
 START_TEST(a_settle_makes_older_records_obsolete)
 {
-    struct replicafile *rf;
-
-    with_identity();
-    restart(WAL_SIZE);
-    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
-    put(rf, 0, 4096, 0x41);
-    flush(rf);
+    struct replicafile *rf = flushed_replica(0x10);
     put(rf, 0, WAL_MAX_RECORD * 2, 0x51); /* not logged, and synced by the settle */
     ck_assert_int_eq(replicafile_settle(rf), 0);
     replicafile_close(rf);
@@ -571,13 +569,7 @@ END_TEST
 
 START_TEST(no_replay_without_a_reboot)
 {
-    struct replicafile *rf;
-
-    with_identity();
-    restart(WAL_SIZE);
-    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
-    put(rf, 0, 4096, 0x41);
-    flush(rf);
+    struct replicafile *rf = flushed_replica(0x10);
     put(rf, 0, 4096, 0x42); /* acknowledged, not flushed, in the page cache */
     replicafile_close(rf);
 
@@ -590,13 +582,7 @@ END_TEST
 
 START_TEST(records_outlive_a_version_change)
 {
-    struct replicafile *rf;
-
-    with_identity();
-    restart(WAL_SIZE);
-    ck_assert_int_eq(chunkstore_create(cs, 0x10, 1, &rf), 0);
-    put(rf, 0, 4096, 0x41);
-    flush(rf);
+    struct replicafile *rf = flushed_replica(0x10);
     /* A recovery moves the survivors to a new version; the flushed write
      * is still only in the log. */
     ck_assert_int_eq(replicafile_set_version(rf, 2), 0);
@@ -610,13 +596,7 @@ END_TEST
 
 START_TEST(a_recreated_replica_ignores_its_predecessors_records)
 {
-    struct replicafile *rf;
-
-    with_identity();
-    restart(WAL_SIZE);
-    ck_assert_int_eq(chunkstore_create(cs, 0x20, 1, &rf), 0);
-    put(rf, 0, 4096, 0x41);
-    flush(rf);
+    struct replicafile *rf = flushed_replica(0x20);
     replicafile_close(rf);
     ck_assert_int_eq(chunkstore_remove(cs, 0x20), 0);
     ck_assert_int_eq(chunkstore_create(cs, 0x20, 1, &rf), 0);
