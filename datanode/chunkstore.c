@@ -663,18 +663,23 @@ void chunkstore_set_boot_id(struct chunkstore *cs, const char *boot)
     snprintf(cs->boot, sizeof(cs->boot), "%s", boot);
 }
 
-static void read_boot_id(struct chunkstore *cs)
+int chunkstore_read_boot_id(struct chunkstore *cs, const char *path)
 {
     char line[WAL_BOOT_LEN + 2] = "";
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    FILE *f = fopen(path, "re");
+    int r = 0;
 
     if (!f)
-        return; /* unknown: the log is always replayed */
-    if (fgets(line, sizeof(line), f)) {
-        line[strcspn(line, "\n")] = 0;
-        chunkstore_set_boot_id(cs, line);
-    }
+        return -errno;
+    if (!fgets(line, sizeof(line), f))
+        r = ferror(f) ? -EIO : -EINVAL;
     fclose(f);
+    line[strcspn(line, "\n")] = 0;
+    if (r == 0 && !*line)
+        r = -EINVAL;
+    if (r == 0)
+        chunkstore_set_boot_id(cs, line);
+    return r;
 }
 
 /*
@@ -744,8 +749,8 @@ static int open_wal(struct chunkstore *cs)
     }
     if (!w)
         r = wal_open(cs->dir_fd, WAL_NAME, cs->wal_size ? cs->wal_size : WAL_MIN_SIZE, &w);
-    if (!*cs->boot)
-        read_boot_id(cs);
+    if (!*cs->boot) /* unknown, if unreadable: the log is always replayed */
+        (void)chunkstore_read_boot_id(cs, "/proc/sys/kernel/random/boot_id");
     /* Since the same boot, the page cache holds every write (see wal_boot). */
     if (r == 0 && (!*cs->boot || strcmp(wal_boot(w), cs->boot) != 0 || wal_must_replay(w)))
         r = wal_replay(w, replay_record, cs, &n);

@@ -96,6 +96,9 @@ int chunkstore_use_wal(struct chunkstore *cs, uint64_t size);
  * id to play a reboot.
  */
 void chunkstore_set_boot_id(struct chunkstore *cs, const char *boot);
+/* The same, read from the first line of the file at path. -errno, or
+ * -EINVAL if that line is empty. */
+int chunkstore_read_boot_id(struct chunkstore *cs, const char *path);
 
 /*
  * Calls fn for every replica on disk, after replaying the log of small

@@ -130,6 +130,11 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
     dn->rhooks = (struct replicas_hooks){on_report, on_disk_error, dn};
     replicas_new(loop, dn->cs, cfg->max_open ? cfg->max_open : DEFAULT_MAX_OPEN, &dn->rhooks,
                  &dn->reps);
+    r = cfg->boot_id_file ? chunkstore_read_boot_id(dn->cs, cfg->boot_id_file) : 0;
+    if (r) {
+        log_error("datanode: cannot read a boot id from %s: %s", cfg->boot_id_file, err_str(r));
+        goto fail;
+    }
     r = chunkstore_use_wal(dn->cs, cfg->wal_size);
     if (r == 0)
         r = chunkstore_scan(dn->cs, load_replica, dn);

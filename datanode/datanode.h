@@ -38,6 +38,7 @@ struct datanode_config {
     unsigned replication_streams; /* outgoing copies at once (0: 1) */
     uint64_t max_inflight;        /* bytes of requests in progress; 0: unbounded */
     uint64_t wal_size;            /* log of small writes (chunkstore_use_wal); 0: none */
+    const char *boot_id_file;     /* the machine's boot id; NULL: the kernel's */
 };
 
 /*

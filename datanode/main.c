@@ -46,7 +46,7 @@ static void on_signal(uv_signal_t *h, int signum)
 int main(int argc, char **argv)
 {
     const char *data = NULL, *namenode = getenv("KEEL_NAMENODE");
-    const char *listen = "127.0.0.1:0", *domain = "default";
+    const char *listen = "127.0.0.1:0", *domain = "default", *boot_id_file = NULL;
     uint64_t scrub_rate = 8u << 20, capacity = 0, peer_timeout = 5000, io_threads = 4;
     uint64_t repl_rate = 64u << 20, repl_streams = 2, max_inflight = 256u << 20;
     uint64_t wal_size = 64u << 20;
@@ -76,6 +76,9 @@ int main(int argc, char **argv)
         {"wal-size", FLAG_SIZE, &wal_size,
          "size of DIR/wal, the log of small writes that makes a flush one sequential write; "
          "0: none (flushes sync each replica's file), else at least 8M"},
+        {"boot-id-file", FLAG_STRING, &boot_id_file,
+         "file whose first line is the machine's boot id (default: the kernel's); the log "
+         "is replayed at start only if it was written under another boot"},
         {"log-level", FLAG_LOGLEVEL, &level, "error, warn, info or debug"},
     };
     const struct flags_spec spec = {
@@ -152,6 +155,7 @@ int main(int argc, char **argv)
     cfg.replication_streams = (unsigned)repl_streams;
     cfg.max_inflight = max_inflight;
     cfg.wal_size = wal_size;
+    cfg.boot_id_file = boot_id_file;
     if (uv_loop_init(&loop) < 0) {
         fprintf(stderr, "keel-datanode: cannot create the event loop\n");
         return 1;

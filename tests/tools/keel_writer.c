@@ -32,6 +32,14 @@
  *       After a crash of everything: every block reads without error and
  *       holds whole generation 1 or whole generation 2 data.
  *
+ *   keel_writer powercut --namenode A --path P --base FILE [--io BYTES] [--every N]
+ *       Writes FILE to a new P in 1 MiB writes and flushes; then replaces
+ *       every Nth IO-sized block (block 1, N+1, 2N+1...) with the bitwise
+ *       complement of its bytes and flushes again, prints "ready", and
+ *       writes those same bytes again and again, without flushing, so that
+ *       no replica goes idle and settles, until it is killed along with the
+ *       datanodes.
+ *
  *   keel_writer lease --namenode A --path P
  *       Promise 5: a second client writing while the first is active gets
  *       -EBUSY; once the first is idle the lease moves, the chunk versions
@@ -77,7 +85,9 @@ static struct {
     uint64_t timeout_ms;
     const char *model;
     uint64_t unflushed;
-} A = {NULL, NULL, 8, 200, 8u << 20, 1, 64u << 20, 1u << 20, 0, false, 0, 64, 5000, NULL, 16};
+    const char *base;
+    uint64_t every;
+} A = {NULL, NULL, 8, 200, 8u << 20, 1, 64u << 20, 1u << 20, 0, false, 0, 64, 5000, NULL, 16, NULL, 5};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -413,6 +423,60 @@ static int run_crashcheck(void)
     return bad ? 1 : 0;
 }
 
+static void write_or_die(keel_file *f, const uint8_t *p, size_t len, uint64_t off)
+{
+    ssize_t r = keel_pwrite(f, p, len, off);
+
+    if (r != (ssize_t)len)
+        die("write at %" PRIu64 ": %s", off, r < 0 ? keel_strerror((int)r) : "short");
+}
+
+/* Blocks 1, every+1, 2*every+1...: complemented in place. */
+static void complement_blocks(uint8_t *data, uint64_t size)
+{
+    for (uint64_t off = A.io; off + A.io <= size; off += A.every * A.io)
+        for (uint64_t i = off; i < off + A.io; i++)
+            data[i] = (uint8_t)~data[i];
+}
+
+static int run_powercut(void)
+{
+    keel_client *c = connect_or_die(1000);
+    keel_file *f;
+    uint8_t *data;
+    size_t size;
+    FILE *in;
+
+    if (!A.base || !(in = fopen(A.base, "rb")))
+        die("powercut needs a readable --base FILE");
+    if (fseek(in, 0, SEEK_END) != 0 || (size = (size_t)ftell(in)) == 0 || A.every == 0)
+        die("bad --base or --every");
+    data = malloc(size);
+    rewind(in);
+    if (fread(data, 1, size, in) != size)
+        die("cannot read %s", A.base);
+    fclose(in);
+
+    f = open_or_die(c, KEEL_O_RDWR | KEEL_O_CREATE | KEEL_O_TRUNC);
+    for (size_t off = 0; off < size; off += 1u << 20)
+        write_or_die(f, data + off, MIN(size - off, (size_t)1 << 20), off);
+    if (keel_flush(f))
+        die("flush of the base failed");
+    complement_blocks(data, size);
+    for (int pass = 0; pass < 6000; pass++) {
+        for (uint64_t off = A.io; off + A.io <= size; off += A.every * A.io)
+            write_or_die(f, data + off, A.io, off);
+        if (pass == 0) {
+            if (keel_flush(f))
+                die("flush of the small writes failed");
+            printf("ready\n");
+            fflush(stdout);
+        }
+        usleep(100000); /* killed by the test long before the end */
+    }
+    return 1;
+}
+
 /* -------------------------------------------------------------- lease */
 
 static volatile int keep_writing;
@@ -613,6 +677,8 @@ int main(int argc, char **argv)
             A.path = v;
         else if (strcmp(k, "--model") == 0)
             A.model = v;
+        else if (strcmp(k, "--base") == 0)
+            A.base = v;
         else if (parse_size(v, &n))
             die("bad value for %s: %s", k, v);
         else if (strcmp(k, "--threads") == 0)
@@ -637,6 +703,8 @@ int main(int argc, char **argv)
             A.timeout_ms = n;
         else if (strcmp(k, "--unflushed") == 0)
             A.unflushed = n;
+        else if (strcmp(k, "--every") == 0)
+            A.every = n;
         else
             die("unknown flag %s", k);
     }
@@ -656,5 +724,7 @@ int main(int argc, char **argv)
         return run_crash();
     if (strcmp(argv[1], "crashcheck") == 0)
         return run_crashcheck();
+    if (strcmp(argv[1], "powercut") == 0)
+        return run_powercut();
     die("unknown mode %s", argv[1]);
 }
