@@ -87,7 +87,8 @@ static struct {
     uint64_t unflushed;
     const char *base;
     uint64_t every;
-} A = {NULL, NULL, 8, 200, 8u << 20, 1, 64u << 20, 1u << 20, 0, false, 0, 64, 5000, NULL, 16, NULL, 5};
+} A = {NULL,  NULL, 8,  200,  8u << 20, 1,  64u << 20, 1u << 20, 0,
+       false, 0,    64, 5000, NULL,     16, NULL,      5};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
