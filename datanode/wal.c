@@ -56,6 +56,7 @@ struct wal {
     bool checkpointer; /* it runs */
     pthread_t thread;
     int error;                   /* sticky: a commit failed */
+    int sync_error;              /* sticky: a checkpoint's syncfs failed (SB_REPLAY) */
     uint64_t epoch;              /* of the superblock; segments of another are stale */
     char boot[WAL_BOOT_LEN + 1]; /* of the superblock */
     uint32_t flags;              /* of the superblock: SB_REPLAY */
@@ -719,9 +720,10 @@ int wal_checkpoint(struct wal *w)
     pthread_mutex_lock(&w->lock);
     while (w->checkpointing) /* it may have begun before what the caller needs */
         pthread_cond_wait(&w->cond, &w->lock);
-    if (!w->appending) {
+    if (!w->appending || w->sync_error) {
+        r = w->appending ? w->sync_error : 0;
         pthread_mutex_unlock(&w->lock);
-        return 0;
+        return r;
     }
     w->checkpointing = true;
     pos = w->durable_head;
@@ -732,10 +734,14 @@ int wal_checkpoint(struct wal *w)
      * file before it was staged: once synced, the log need not hold them. */
     r = syncfs(w->fd) < 0 ? -errno : 0;
     if (r) {
-        /* Some page never reached the disk: the log still holds what it
-         * had, and the next start must put it back whatever the boot. */
+        /* Some page never reached the disk, and the kernel will not write
+         * it again: a later syncfs would succeed without it. So the tail
+         * stays where it is for good, the log keeps every record it has,
+         * and the next start must put them back whatever the boot. Once
+         * the log is full, writes sync their files. */
         pthread_mutex_lock(&w->lock);
         w->flags |= SB_REPLAY;
+        w->sync_error = r;
         pthread_mutex_unlock(&w->lock);
         (void)write_super(w, w->tail_seq, w->tail);
     } else {
@@ -783,7 +789,8 @@ int wal_barrier(struct wal *w, uint64_t chunk_id, uint64_t upto)
 
 static bool wants_checkpoint_locked(const struct wal *w)
 {
-    return w->appending && !w->checkpointing && (w->used + w->reserved) * 2 >= usable(w);
+    return w->appending && !w->checkpointing && !w->sync_error &&
+           (w->used + w->reserved) * 2 >= usable(w);
 }
 
 static void *checkpointer(void *arg)

@@ -158,7 +158,9 @@ bool wal_wants_checkpoint(struct wal *w);
 /*
  * Syncs the filesystem that holds the log (and the replicas), then frees
  * the segments committed before it began. 0 or an error (the log then
- * keeps its segments and appends refuse once it is full).
+ * keeps its segments and appends refuse once it is full). A failed syncfs
+ * sticks: every later call returns its error, nothing is freed again, and
+ * the next start replays the log whatever the boot (wal_must_replay).
  */
 int wal_checkpoint(struct wal *w);
 

@@ -327,6 +327,52 @@ START_TEST(a_full_log_refuses_appends_until_a_checkpoint)
 }
 END_TEST
 
+/* The build links this in place of syncfs (-Wl,--wrap=syncfs). */
+static int syncfs_errno;
+int __real_syncfs(int fd);
+int __wrap_syncfs(int fd);
+int __wrap_syncfs(int fd)
+{
+    if (syncfs_errno) {
+        errno = syncfs_errno;
+        return -1;
+    }
+    return __real_syncfs(fd);
+}
+
+START_TEST(a_failed_checkpoint_keeps_the_log_for_replay)
+{
+    uint64_t n, used, got = 0;
+
+    open_log(WAL_MIN_SIZE);
+    n = put(4, 0, 4096, 0x50);
+    ck_assert_int_eq(wal_commit(w, n), 0);
+    used = wal_used(w);
+    syncfs_errno = EIO;
+    ck_assert_int_eq(wal_checkpoint(w), -EIO);
+    /* The kernel reports a writeback error once: a later syncfs succeeds
+     * though the page it lost never reached the disk. */
+    syncfs_errno = 0;
+    ck_assert_int_eq(wal_checkpoint(w), -EIO);
+    ck_assert_uint_eq(wal_used(w), used);
+    ck_assert(!wal_wants_checkpoint(w));
+    ck_assert(wal_has_chunk(w, 4));
+    n = put(5, 8192, 4096, 0x60);
+    ck_assert_int_eq(wal_commit(w, n), 0);
+
+    /* Under the same boot, the superblock's flag asks for a replay. */
+    wal_close(w);
+    ck_assert_int_eq(wal_open(dirfd_, "wal", WAL_MIN_SIZE, &w), 0);
+    ck_assert(wal_must_replay(w));
+    ck_assert_int_eq(wal_replay(w, collect, &seen, &got), 0);
+    ck_assert_uint_eq(got, 2);
+    expect(0, 4, 0, 4096, 0x50);
+    expect(1, 5, 8192, 4096, 0x60);
+    ck_assert_int_eq(wal_reset(w, "test-boot"), 0);
+    ck_assert(!wal_must_replay(w));
+}
+END_TEST
+
 START_TEST(a_log_keeps_its_size_and_a_stranger_is_refused)
 {
     struct wal *other;
@@ -401,6 +447,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_damaged_header_ends_the_log);
     tcase_add_test(tc, the_ring_wraps_and_checkpoints_free_it);
     tcase_add_test(tc, a_full_log_refuses_appends_until_a_checkpoint);
+    tcase_add_test(tc, a_failed_checkpoint_keeps_the_log_for_replay);
     tcase_add_test(tc, a_log_keeps_its_size_and_a_stranger_is_refused);
     tcase_add_test(tc, commits_from_many_threads);
     suite_add_tcase(s, tc);
