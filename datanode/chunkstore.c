@@ -344,6 +344,16 @@ int chunkstore_flush_device(struct chunkstore *cs)
     return diskio_datasync(cs->chunks_fd);
 }
 
+int chunkstore_commit_log(struct chunkstore *cs, uint64_t upto)
+{
+    return cs->wal ? wal_commit(cs->wal, upto) : -EINVAL;
+}
+
+uint64_t chunkstore_log_committed(struct chunkstore *cs)
+{
+    return cs->wal ? wal_committed(cs->wal) : 0;
+}
+
 int chunkstore_create(struct chunkstore *cs, uint64_t chunk_id, uint64_t version,
                       struct replicafile **out)
 {

@@ -128,6 +128,13 @@ int chunkstore_open_replica(struct chunkstore *cs, uint64_t chunk_id, struct rep
  * which sends the flush even when it has nothing to commit. Any thread.
  */
 int chunkstore_flush_device(struct chunkstore *cs);
+/*
+ * The log of small writes: makes every record up to upto durable (blocks;
+ * any thread), and the number of the last record known durable (0 without
+ * a log).
+ */
+int chunkstore_commit_log(struct chunkstore *cs, uint64_t upto);
+uint64_t chunkstore_log_committed(struct chunkstore *cs);
 /* Removes a replica (its .meta first). -ENOENT if there is none. */
 int chunkstore_remove(struct chunkstore *cs, uint64_t chunk_id);
 

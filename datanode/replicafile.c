@@ -662,6 +662,22 @@ out:
  * what the file now holds. Records staged after the barrier's mark, by
  * writes that finished while the file synced, stay live.
  */
+bool replicafile_flush_is_commit(struct replicafile *rf, uint64_t *upto)
+{
+    bool yes;
+
+    *upto = 0;
+    if (!rf->wal || writable(rf))
+        return false;
+    if (!(rf->hdr.flags & SIDECAR_DIRTY))
+        return true; /* nothing written since the replica settled */
+    pthread_mutex_lock(&rf->lock);
+    yes = !rf->unlogged;
+    *upto = rf->logged;
+    pthread_mutex_unlock(&rf->lock);
+    return yes;
+}
+
 int replicafile_flush(struct replicafile *rf, bool *device_flush)
 {
     size_t bytes = bitmap_words(rf) * sizeof(uint64_t);

@@ -157,6 +157,14 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
 int replicafile_flush(struct replicafile *rf, bool *device_flush);
 
 /*
+ * Whether a flush would be a commit of the log alone, every write since the
+ * last flush having been logged: the flush is then done once the log holds
+ * every record up to *upto (chunkstore_commit_log; 0: none needed). Any
+ * thread, without waiting.
+ */
+bool replicafile_flush_is_commit(struct replicafile *rf, uint64_t *upto);
+
+/*
  * Logs this replica's small writes in wal (not NULL), which then serves its
  * flushes (see replicafile_flush in replicafile.c). Before any write.
  */

@@ -101,6 +101,12 @@ struct replicas {
     bool flush_running;
     int flush_status;
     uv_work_t flush_work;
+    /* Commits of the log of small writes, shared the same way. */
+    struct list log_waiting; /* flush ops that are a commit alone */
+    bool log_running;
+    uint64_t log_upto; /* what the running commit makes durable */
+    int log_status;
+    uv_work_t log_work;
 };
 
 struct op;
@@ -143,7 +149,8 @@ struct op {
     bool device_flush;      /* flush: durable after a device cache flush */
     uint64_t flush_gen;     /* ... the one with this number */
     uint64_t flush_wait_ns; /* since when it waits */
-    struct list flush_link; /* on r->flush_waiting */
+    struct list flush_link; /* on r->flush_waiting or r->log_waiting */
+    uint64_t log_upto;      /* flush: the log's records it needs durable */
     int status;
     struct replicafile_readout ro;
     struct replicas_result res;
@@ -508,6 +515,92 @@ static void after_work_cb(uv_work_t *w, int status)
     device_flush_start(r);
 }
 
+/*
+ * A flush whose writes the log holds all of is a commit of the log and
+ * nothing more (replicafile_flush). Rather than a trip through the pool
+ * each, such flushes (the chunks of one flush request, and every flush that
+ * comes meanwhile) wait here for one commit that covers them all; one the
+ * log has already made durable finishes at once. If the commit fails, each
+ * takes the pool after all, where replicafile_flush syncs the file.
+ */
+static void log_commit_start(struct replicas *r);
+
+static void log_commit_work(uv_work_t *w)
+{
+    struct replicas *r = list_entry(w, struct replicas, log_work);
+
+    r->log_status = chunkstore_commit_log(r->cs, r->log_upto);
+}
+
+static void log_commit_done(uv_work_t *w, int status)
+{
+    struct replicas *r = list_entry(w, struct replicas, log_work);
+    struct list *pos, *tmp;
+
+    r->log_running = false;
+    if (status < 0)
+        r->log_status = status;
+    list_for_each_safe(pos, tmp, &r->log_waiting)
+    {
+        struct op *op = list_entry(pos, struct op, flush_link);
+        int rc;
+
+        if (op->log_upto > r->log_upto)
+            continue; /* came while it ran */
+        list_del(&op->flush_link);
+        if (r->log_status == 0) {
+            op->status = 0;
+            op_finished(op);
+            continue;
+        }
+        rc = uv_queue_work(r->loop, &op->work, work_cb, after_work_cb);
+        if (rc < 0) {
+            op->status = rc;
+            op_finished(op);
+        } else {
+            r->flushes_on_pool++;
+        }
+    }
+    log_commit_start(r);
+}
+
+static void log_commit_start(struct replicas *r)
+{
+    struct list *pos;
+    int rc;
+
+    if (r->log_running || list_empty(&r->log_waiting))
+        return;
+    r->log_upto = 0;
+    for (pos = r->log_waiting.next; pos != &r->log_waiting; pos = pos->next)
+        r->log_upto = MAX(r->log_upto, list_entry(pos, struct op, flush_link)->log_upto);
+    r->log_running = true;
+    rc = uv_queue_work(r->loop, &r->log_work, log_commit_work, log_commit_done);
+    if (rc < 0)
+        log_commit_done(&r->log_work, rc);
+}
+
+/* Starts a flush that is a commit of the log alone; false if it is not. */
+static bool start_log_flush(struct op *op)
+{
+    struct replicas *r = op->r;
+    uint64_t upto;
+
+    if (op->type->cls != CLS_FLUSH || !op->file || !replicafile_flush_is_commit(op->file, &upto))
+        return false;
+    if (upto <= chunkstore_log_committed(r->cs)) {
+        op->status = 0;
+        finish_run(op);
+        op_defer(op, 0);
+        return true;
+    }
+    op->log_upto = upto;
+    list_add_tail(&op->rep->running, &op->link);
+    list_add_tail(&r->log_waiting, &op->flush_link);
+    log_commit_start(r);
+    return true;
+}
+
 /* Tries the op on the loop; true if it ran there. */
 static bool run_now(struct op *op)
 {
@@ -540,6 +633,8 @@ static void op_start(struct op *op)
 
     lru_remove(rep);
     op->file = rep->file;
+    if (start_log_flush(op))
+        return;
     if (run_now(op)) {
         finish_run(op);
         op_defer(op, op->status);
@@ -1211,6 +1306,7 @@ int replicas_new(uv_loop_t *loop, struct chunkstore *cs, unsigned max_open,
     list_init(&r->unsettled);
     list_init(&r->deferred);
     list_init(&r->flush_waiting);
+    list_init(&r->log_waiting);
     uv_check_init(loop, &r->check);
     uv_idle_init(loop, &r->idle);
     uv_timer_init(loop, &r->settle_timer);

@@ -770,6 +770,16 @@ uint64_t wal_last(struct wal *w)
     return n;
 }
 
+uint64_t wal_committed(struct wal *w)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&w->lock);
+    n = w->committed;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
 int wal_barrier(struct wal *w, uint64_t chunk_id, uint64_t upto)
 {
     struct wal_record b = {chunk_id, 0, upto, 0, WAL_BARRIER};

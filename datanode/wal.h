@@ -143,6 +143,8 @@ bool wal_has_chunk(struct wal *w, uint64_t chunk_id);
 
 /* The number of the last record staged: what a barrier taken now covers. */
 uint64_t wal_last(struct wal *w);
+/* The number of the last record known durable. */
+uint64_t wal_committed(struct wal *w);
 
 /*
  * Makes the chunk's records numbered up to `upto` obsolete, durably: a

@@ -9,6 +9,7 @@
 #include "datanode/chunkstore.h"
 #include "datanode/replicas.h"
 #include "datanode/sidecar.h"
+#include "datanode/wal.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -70,6 +71,19 @@ static void start(unsigned max_open)
 static void setup(void)
 {
     start(64);
+}
+
+static int load(void *arg, const struct replica_info *ri)
+{
+    return replicas_load(arg, ri);
+}
+
+/* A fresh store whose small writes go to a log. */
+static void start_with_log(void)
+{
+    start(64);
+    ck_assert_int_eq(chunkstore_use_wal(cs, WAL_MIN_SIZE), 0);
+    ck_assert_int_eq(chunkstore_scan(cs, load, reps), 0);
 }
 
 /* Shuts the table down, runs the loop dry, frees everything but the files. */
@@ -782,6 +796,62 @@ START_TEST(idle_replicas_settle_and_shutdown_settles_the_rest)
 }
 END_TEST
 
+static int count_write(void *arg, const struct wal_record *rec, const void *data)
+{
+    unsigned *per_chunk = arg;
+
+    if (rec->kind == WAL_WRITE && rec->chunk_id < 64)
+        per_chunk[rec->chunk_id]++;
+    return 0;
+}
+
+START_TEST(flushes_of_logged_writes_commit_the_log)
+{
+    enum { N = 8 };
+    struct res ws[N], fs[N];
+    unsigned per_chunk[64] = {0};
+    uint8_t data[4096];
+    struct wal *w;
+    uint64_t n = 0;
+    int dfd;
+
+    memset(ws, 0, sizeof(ws));
+    memset(fs, 0, sizeof(fs));
+    stop();
+    start_with_log();
+    fill(data, sizeof(data), 9);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(create(30 + i, 1), 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(replicas_write(reps, 30 + i, 1, (uint64_t)i * 8192, data, sizeof(data),
+                                        done, &ws[i]),
+                         0);
+    wait_all(ws, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(ws[i].status, 0);
+    ck_assert_uint_eq(chunkstore_log_committed(cs), 0); /* staged only */
+    /* Flushed all at once, as the chunks of one flush request. */
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(replicas_flush(reps, 30 + i, 1, done, &fs[i]), 0);
+    wait_all(fs, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(fs[i].status, 0);
+    ck_assert_uint_gt(chunkstore_log_committed(cs), 0);
+    /* What they acknowledged is in the log on disk: a second reader of the
+     * live log finds every write. */
+    dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(dfd, 0);
+    ck_assert_int_eq(wal_open(dfd, "wal", WAL_MIN_SIZE, &w), 0);
+    ck_assert_int_eq(wal_replay(w, count_write, per_chunk, &n), 0);
+    wal_close(w);
+    close(dfd);
+    for (int i = 0; i < N; i++)
+        ck_assert_uint_eq(per_chunk[30 + i], 1);
+    /* Nothing written since: done without a commit. */
+    ck_assert_int_eq(flush(30, 1), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("replicas");
@@ -798,6 +868,7 @@ static Suite *suite(void)
     tcase_add_test(tc, delete_orders_with_earlier_ops_and_fails_later_ones);
     tcase_add_test(tc, synchronous_errors_never_call_back);
     tcase_add_test(tc, flush_makes_the_replica_clean);
+    tcase_add_test(tc, flushes_of_logged_writes_commit_the_log);
     tcase_add_test(tc, idle_files_stay_bounded);
     tcase_add_test(tc, shutdown_answers_every_queued_op_once);
     tcase_add_test(tc, install_replaces_and_reports);
