@@ -505,6 +505,10 @@ int chunkstore_install(struct chunkstore *cs, uint64_t chunk_id, uint64_t sessio
     } else if (errno != ENOENT) {
         return -errno;
     }
+    /* Before the new files take its place, as for a create. */
+    r = obsolete_records(cs, chunk_id);
+    if (r)
+        return r;
     tmp_name(chunk_id, session, "data", from);
     file_name(chunk_id, "data", to);
     if (renameat(cs->tmp_fd, from, dirfd, to) < 0)
@@ -516,8 +520,6 @@ int chunkstore_install(struct chunkstore *cs, uint64_t chunk_id, uint64_t sessio
     r = sync_dir(dirfd);
     if (r == 0)
         r = sync_dir(cs->tmp_fd);
-    if (r == 0)
-        r = obsolete_records(cs, chunk_id);
     return r;
 }
 
@@ -710,7 +712,7 @@ static int replay_record(void *arg, const struct wal_record *rec, const void *da
     struct sidecar_header h;
     char name[NAME_LEN];
 
-    if (!cs->have_id || rec->off + rec->len > cs->id.chunk_size)
+    if (!cs->have_id || rec->off > cs->id.chunk_size || rec->len > cs->id.chunk_size - rec->off)
         return 0;
     file_name(rec->chunk_id, "meta", name);
     if (open_file(dirfd, name, O_RDONLY, &fd))
@@ -765,11 +767,15 @@ static int open_wal(struct chunkstore *cs)
     if (r == 0 && (!*cs->boot || strcmp(wal_boot(w), cs->boot) != 0 || wal_must_replay(w)))
         r = wal_replay(w, replay_record, cs, &n);
     if (n)
-        log_info("chunkstore: replayed %" PRIu64 " logged writes after a restart of the machine",
-                 n);
-    /* Replayed or not, the data files must hold it all before it goes. */
-    if (r == 0 && syncfs(cs->dir_fd) < 0)
+        log_info("chunkstore: replayed %" PRIu64 " logged writes (%s)", n,
+                 wal_must_replay(w) ? "a write-back had failed" : "the machine restarted");
+    /* Replayed or not, the data files must hold it all before it goes. A
+     * page that did not reach the disk is reported once only: the next
+     * start replays whatever the boot. */
+    if (r == 0 && syncfs(cs->dir_fd) < 0) {
         r = -errno;
+        (void)wal_keep_for_replay(w);
+    }
     if (r == 0 && cs->wal_size == wal_size(w)) {
         r = wal_reset(w, cs->boot);
         if (r == 0)

@@ -59,8 +59,9 @@ struct replicafile {
     uint64_t synced;     /* `outside` when the last fdatasync to finish began */
     /* The datanode's log of small writes (see replicafile_flush), or NULL. */
     struct wal *wal;
-    uint64_t logged; /* number of the last record of a write since the last flush began */
-    bool unlogged;   /* a write since then was not logged */
+    uint64_t logged;          /* number of the last record of a write */
+    uint64_t unlogged;        /* writes so far that the log refused */
+    uint64_t unlogged_synced; /* `unlogged` when the last sync to finish began */
 };
 
 /* An edge block of a write, read and verified for csum_update. */
@@ -364,9 +365,9 @@ static int settle_to(struct replicafile *rf, struct sidecar_header *h, bool sync
     int r = diskio_datasync(rf->data_fd);
 
     if (r == 0 && rf->wal) {
-        rf->logged = 0;
-        rf->unlogged = false;
         r = wal_barrier(rf->wal, rf->hdr.chunk_id, mark);
+        if (r == 0)
+            rf->unlogged_synced = rf->unlogged;
     }
     if (r == 0)
         r = write_pages(rf);
@@ -608,7 +609,7 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
     pthread_mutex_lock(&rf->lock);
     if (r == 0 && rf->wal) {
         rf->logged = MAX(rf->logged, logged);
-        rf->unlogged |= logged == 0;
+        rf->unlogged += logged == 0;
     }
     if (rf->in_place) { /* once written: see replicafile_flush */
         rf->outside += outside;
@@ -660,29 +661,20 @@ out:
  * refused (too large, or no room) syncs the file as above, then commits a
  * barrier: the log's older records of this chunk must not be replayed over
  * what the file now holds. Records staged after the barrier's mark, by
- * writes that finished while the file synced, stay live.
+ * writes that finished while the file synced, stay live. That sync is then
+ * an fdatasync, never writeback and a later device flush: the barrier must
+ * not reach the disk before the data it stands for.
+ *
+ * Flushes of one replica may run at once. None takes anything away from
+ * the others: `logged` only grows, and a refused write counts in
+ * `unlogged` until a sync that began after it has finished, so a flush
+ * beside a slower one commits the same records or syncs too.
  */
-bool replicafile_flush_is_commit(struct replicafile *rf, uint64_t *upto)
-{
-    bool yes;
-
-    *upto = 0;
-    if (!rf->wal || writable(rf))
-        return false;
-    if (!(rf->hdr.flags & SIDECAR_DIRTY))
-        return true; /* nothing written since the replica settled */
-    pthread_mutex_lock(&rf->lock);
-    yes = !rf->unlogged;
-    *upto = rf->logged;
-    pthread_mutex_unlock(&rf->lock);
-    return yes;
-}
-
 int replicafile_flush(struct replicafile *rf, bool *device_flush)
 {
     size_t bytes = bitmap_words(rf) * sizeof(uint64_t);
-    uint64_t gen = 0, *done = NULL, logged = 0, mark = 0;
-    bool skip = false, scan = false, unlogged = false;
+    uint64_t gen = 0, *done = NULL, logged = 0, unlogged = 0, mark = 0;
+    bool skip = false, scan = false, all_logged = false;
     int r = writable(rf);
 
     *device_flush = false;
@@ -691,13 +683,14 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
     if (!(rf->hdr.flags & SIDECAR_DIRTY))
         return 0; /* nothing written since the replica settled */
     if (rf->wal) {
+        /* Nothing is taken away here: a flush beside this one commits the
+         * same records, or syncs too, and returns no sooner. */
         pthread_mutex_lock(&rf->lock);
         logged = rf->logged;
         unlogged = rf->unlogged;
-        rf->logged = 0;
-        rf->unlogged = false;
+        all_logged = unlogged == rf->unlogged_synced;
         pthread_mutex_unlock(&rf->lock);
-        if (!unlogged && (logged == 0 || wal_commit(rf->wal, logged) == 0))
+        if (all_logged && (logged == 0 || wal_commit(rf->wal, logged) == 0))
             return 0;
         mark = wal_last(rf->wal); /* staged before the sync below: it covers them */
     }
@@ -706,6 +699,10 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
         gen = rf->outside;
         skip = gen == rf->synced;
         pthread_mutex_unlock(&rf->lock);
+        /* The barrier below must not reach the disk before the data it
+         * stands for: that takes a device flush before it, not after. */
+        if (skip && rf->wal && wal_has_chunk(rf->wal, rf->hdr.chunk_id))
+            skip = false;
     }
     if (rf->in_place && !skip && (done = calloc(1, bytes))) {
         /* Blocks written since `gen` was read are learnt too: they were
@@ -736,7 +733,28 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
     free(done);
     if (r == 0 && rf->wal)
         r = wal_barrier(rf->wal, rf->hdr.chunk_id, mark);
+    if (r == 0 && rf->wal) {
+        pthread_mutex_lock(&rf->lock);
+        rf->unlogged_synced = MAX(rf->unlogged_synced, unlogged);
+        pthread_mutex_unlock(&rf->lock);
+    }
     return r ? poison(rf, r) : 0;
+}
+
+bool replicafile_flush_is_commit(struct replicafile *rf, uint64_t *upto)
+{
+    bool yes;
+
+    *upto = 0;
+    if (!rf->wal || writable(rf))
+        return false;
+    if (!(rf->hdr.flags & SIDECAR_DIRTY))
+        return true; /* nothing written since the replica settled */
+    pthread_mutex_lock(&rf->lock);
+    yes = rf->unlogged == rf->unlogged_synced;
+    *upto = rf->logged;
+    pthread_mutex_unlock(&rf->lock);
+    return yes;
 }
 
 void replicafile_use_wal(struct replicafile *rf, struct wal *wal)

@@ -89,6 +89,13 @@ static uint64_t usable(const struct wal *w)
     return capacity(w) - SEG_MAX - RESERVE;
 }
 
+/* A segment that ends at the file's end leaves the next one at the
+ * ring's start. */
+static uint64_t ring_pos(const struct wal *w, uint64_t pos)
+{
+    return pos == w->size ? BLOCK : pos;
+}
+
 /* Bytes from a to b going forward around the ring of segments. */
 static uint64_t ring_dist(const struct wal *w, uint64_t a, uint64_t b)
 {
@@ -404,7 +411,7 @@ static int walk(struct wal *w, visit_fn visit, void *arg, uint64_t *end_pos, uin
         }
         if (r)
             break;
-        pos += le_get64(buf + 16);
+        pos = ring_pos(w, pos + le_get64(buf + 16));
         seq++;
     }
     free(buf);
@@ -572,7 +579,7 @@ static uint64_t place(struct wal *w, struct stage *s)
         le_put64(seg + 8, w->next_seq++);
         le_put64(seg + 32, w->epoch);
         le_put64(seg + 48, w->head); /* where it goes, for write_stage */
-        w->head += bytes;
+        w->head = ring_pos(w, w->head + bytes);
         taken += bytes;
         off += bytes;
     }
@@ -628,14 +635,16 @@ int wal_commit(struct wal *w, uint64_t upto)
         pthread_mutex_unlock(&w->lock);
         r = write_stage(w, s);
         pthread_mutex_lock(&w->lock);
-        if (r == 0) {
+        /* A failed commit's segments may be on disk whole all the same:
+         * the next checkpoint moves the tail past them too, or a replay
+         * would take their records, never acknowledged, for live ones. */
+        w->used += taken;
+        w->durable_head = w->head;
+        w->durable_seq = w->next_seq;
+        if (r == 0)
             w->committed = last;
-            w->used += taken;
-            w->durable_head = w->head;
-            w->durable_seq = w->next_seq;
-        } else {
+        else
             w->error = r;
-        }
         w->reserved -= s->fill;
         s->fill = 0;
         s->seg = NO_SEG;
@@ -770,6 +779,14 @@ uint64_t wal_last(struct wal *w)
     return n;
 }
 
+int wal_keep_for_replay(struct wal *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->flags |= SB_REPLAY;
+    pthread_mutex_unlock(&w->lock);
+    return write_super(w, w->tail_seq, w->tail);
+}
+
 uint64_t wal_committed(struct wal *w)
 {
     uint64_t n;
@@ -799,7 +816,9 @@ int wal_barrier(struct wal *w, uint64_t chunk_id, uint64_t upto)
 
 static bool wants_checkpoint_locked(const struct wal *w)
 {
-    return w->appending && !w->checkpointing && !w->sync_error &&
+    /* Staged bytes count towards the threshold (they will be committed),
+     * but a checkpoint only frees committed ones. */
+    return w->appending && !w->checkpointing && !w->sync_error && w->used > 0 &&
            (w->used + w->reserved) * 2 >= usable(w);
 }
 

@@ -115,6 +115,9 @@ const char *wal_boot(const struct wal *w);
  * files may lack what the log holds, so the log is replayed even under the
  * boot it was written in. */
 bool wal_must_replay(const struct wal *w);
+/* Makes the next start replay the log whatever the boot, as a failed
+ * checkpoint does: the data files may lack what it holds. */
+int wal_keep_for_replay(struct wal *w);
 
 /*
  * Forgets every segment: the caller has made what wal_replay handed it

@@ -12,10 +12,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/magic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define CHUNK (256u * 1024)
@@ -406,8 +409,8 @@ END_TEST
 static unsigned boots;
 
 /* A restart of the datanode, after a reboot of the machine (a new boot id:
- * the scan replays the log) or not. */
-static void restart_after(uint64_t wal_size, bool reboot)
+ * the scan replays the log) or not; the scan's result. */
+static int try_restart_after(uint64_t wal_size, bool reboot)
 {
     struct found f = {0};
     char boot[32];
@@ -419,7 +422,12 @@ static void restart_after(uint64_t wal_size, bool reboot)
     ck_assert_int_eq(chunkstore_open(dir, &cs), 0);
     ck_assert_int_eq(chunkstore_use_wal(cs, wal_size), 0);
     chunkstore_set_boot_id(cs, boot);
-    ck_assert_int_eq(chunkstore_scan(cs, collect, &f), 0);
+    return chunkstore_scan(cs, collect, &f);
+}
+
+static void restart_after(uint64_t wal_size, bool reboot)
+{
+    ck_assert_int_eq(try_restart_after(wal_size, reboot), 0);
 }
 
 static void restart(uint64_t wal_size)
@@ -610,6 +618,145 @@ START_TEST(a_recreated_replica_ignores_its_predecessors_records)
 }
 END_TEST
 
+/* The build links these in place of syncfs and fdatasync (-Wl,--wrap=...):
+ * syncfs fails while syncfs_errno is set; with hold_next set, the next
+ * fdatasync waits until `released`. */
+static int syncfs_errno;
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static bool hold_next, holding, released;
+int __real_syncfs(int fd);
+int __wrap_syncfs(int fd);
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+
+int __wrap_syncfs(int fd)
+{
+    if (syncfs_errno) {
+        errno = syncfs_errno;
+        return -1;
+    }
+    return __real_syncfs(fd);
+}
+
+int __wrap_fdatasync(int fd)
+{
+    pthread_mutex_lock(&hold_lock);
+    if (hold_next) {
+        hold_next = false;
+        holding = true;
+        pthread_cond_broadcast(&hold_cond);
+        while (!released)
+            pthread_cond_wait(&hold_cond, &hold_lock);
+    }
+    pthread_mutex_unlock(&hold_lock);
+    return __real_fdatasync(fd);
+}
+
+struct flusher {
+    struct replicafile *rf;
+    int r;
+    bool done; /* under hold_lock */
+};
+
+static void *flush_thread(void *arg)
+{
+    struct flusher *f = arg;
+    bool device = false;
+    int r = replicafile_flush(f->rf, &device);
+
+    pthread_mutex_lock(&hold_lock);
+    f->r = r;
+    f->done = true;
+    pthread_mutex_unlock(&hold_lock);
+    return NULL;
+}
+
+START_TEST(a_flush_beside_a_slower_one_returns_no_sooner)
+{
+    struct replicafile *rf = flushed_replica(0x10);
+    struct flusher a = {rf, -1, false}, b = {rf, -1, false};
+    pthread_t ta, tb;
+
+    put(rf, 4096, 4096, 0x42);
+    released = false;
+    hold_next = true;
+    ck_assert_int_eq(pthread_create(&ta, NULL, flush_thread, &a), 0);
+    pthread_mutex_lock(&hold_lock);
+    while (!holding) /* a is inside the log's fdatasync */
+        pthread_cond_wait(&hold_cond, &hold_lock);
+    pthread_mutex_unlock(&hold_lock);
+    ck_assert_int_eq(pthread_create(&tb, NULL, flush_thread, &b), 0);
+    usleep(200 * 1000);
+    pthread_mutex_lock(&hold_lock);
+    ck_assert(!b.done); /* its write is not durable yet */
+    released = true;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_lock);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    ck_assert_int_eq(a.r, 0);
+    ck_assert_int_eq(b.r, 0);
+    replicafile_close(rf);
+}
+END_TEST
+
+/* Flushes; whether it asked for a device flush (then sent) rather than
+ * syncing the file. */
+static bool flush_by_device(struct replicafile *rf)
+{
+    bool device = false;
+
+    ck_assert_int_eq(replicafile_flush(rf, &device), 0);
+    if (device)
+        ck_assert_int_eq(chunkstore_flush_device(cs), 0);
+    return device;
+}
+
+START_TEST(a_barrier_follows_a_sync_of_the_file)
+{
+    const size_t big = WAL_MAX_RECORD * 2; /* too large for the log */
+    struct replicafile *plain, *rf = flushed_replica(0x10);
+    struct statfs sf;
+    bool in_place;
+
+    ck_assert_int_eq(statfs(dir, &sf), 0);
+    in_place = sf.f_type == EXT4_SUPER_MAGIC;
+    /* A replica the log holds nothing of: an overwrite of synced blocks is
+     * written back, then one device flush serves it (ext4). */
+    ck_assert_int_eq(chunkstore_create(cs, 0x11, 1, &plain), 0);
+    put(plain, 0, big, 0x51);
+    ck_assert(!flush_by_device(plain)); /* new blocks */
+    put(plain, 0, big, 0x52);
+    ck_assert(flush_by_device(plain) == in_place);
+    /* With records in the log, the barrier that makes them obsolete must
+     * not reach the disk before the file's data: the file is synced. */
+    put(rf, 0, big, 0x51);
+    ck_assert(!flush_by_device(rf));
+    put(rf, 0, big, 0x52);
+    ck_assert(!flush_by_device(rf));
+    replicafile_close(plain);
+    replicafile_close(rf);
+}
+END_TEST
+
+START_TEST(a_start_whose_sync_fails_replays_at_the_next)
+{
+    struct replicafile *rf = flushed_replica(0x10);
+
+    replicafile_close(rf);
+    clobber(0x10, 0, 4096); /* the page whose write-back failed */
+    /* No reboot, so no replay; the sync before the log is reset fails. */
+    syncfs_errno = EIO;
+    ck_assert_int_eq(try_restart_after(WAL_SIZE, false), -EIO);
+    syncfs_errno = 0;
+    /* The kernel reports that failure once: the next start must replay
+     * all the same. */
+    restart_after(WAL_SIZE, false);
+    expect_bytes(0x10, 0, 4096, 0x41);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("chunkstore");
@@ -636,6 +783,9 @@ static Suite *suite(void)
     tcase_add_test(tc, records_outlive_a_version_change);
     tcase_add_test(tc, no_replay_without_a_reboot);
     tcase_add_test(tc, a_recreated_replica_ignores_its_predecessors_records);
+    tcase_add_test(tc, a_flush_beside_a_slower_one_returns_no_sooner);
+    tcase_add_test(tc, a_barrier_follows_a_sync_of_the_file);
+    tcase_add_test(tc, a_start_whose_sync_fails_replays_at_the_next);
     suite_add_tcase(s, tc);
     return s;
 }

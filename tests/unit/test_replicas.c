@@ -823,9 +823,9 @@ START_TEST(flushes_of_logged_writes_commit_the_log)
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(create(30 + i, 1), 0);
     for (int i = 0; i < N; i++)
-        ck_assert_int_eq(replicas_write(reps, 30 + i, 1, (uint64_t)i * 8192, data, sizeof(data),
-                                        done, &ws[i]),
-                         0);
+        ck_assert_int_eq(
+            replicas_write(reps, 30 + i, 1, (uint64_t)i * 8192, data, sizeof(data), done, &ws[i]),
+            0);
     wait_all(ws, N);
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(ws[i].status, 0);

@@ -327,10 +327,15 @@ START_TEST(a_full_log_refuses_appends_until_a_checkpoint)
 }
 END_TEST
 
-/* The build links this in place of syncfs (-Wl,--wrap=syncfs). */
-static int syncfs_errno;
+/* The build links these in place of syncfs and fdatasync
+ * (-Wl,--wrap=...): syncfs fails while syncfs_errno is set, fdatasync
+ * once when fdatasync_errno is. */
+static int syncfs_errno, fdatasync_errno;
 int __real_syncfs(int fd);
 int __wrap_syncfs(int fd);
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+
 int __wrap_syncfs(int fd)
 {
     if (syncfs_errno) {
@@ -339,6 +344,79 @@ int __wrap_syncfs(int fd)
     }
     return __real_syncfs(fd);
 }
+
+int __wrap_fdatasync(int fd)
+{
+    int e = fdatasync_errno;
+
+    if (e) {
+        fdatasync_errno = 0;
+        errno = e;
+        return -1;
+    }
+    return __real_fdatasync(fd);
+}
+
+START_TEST(a_failed_commit_is_never_replayed)
+{
+    uint64_t n;
+
+    open_log(WAL_MIN_SIZE);
+    n = put(3, 0, 4096, 0x31);
+    ck_assert_int_eq(wal_commit(w, n), 0);
+    n = put(3, 4096, 4096, 0x32);
+    fdatasync_errno = EIO; /* written whole, but not known to be durable */
+    ck_assert_int_eq(wal_commit(w, n), -EIO);
+    /* The flush that needed it syncs the file instead, then commits a
+     * barrier, which the failed log turns into a checkpoint. */
+    ck_assert_int_eq(wal_barrier(w, 3, n), 0);
+
+    open_log(WAL_MIN_SIZE);
+    ck_assert_uint_eq(seen.n, 0);
+}
+END_TEST
+
+START_TEST(a_segment_that_ends_the_file_leaves_the_next_at_the_start)
+{
+    uint64_t blocks = WAL_MIN_SIZE / 4096 - 1, n; /* behind the superblock */
+
+    open_log(WAL_MIN_SIZE);
+    /* Segments of two blocks (a header, 4 KiB of data) up to the file's
+     * last block, then one of a barrier alone, which ends the file. */
+    for (uint64_t i = 0; i < (blocks - 1) / 2; i++) {
+        n = put(1, (i % 16) * 4096, 4096, (uint8_t)i);
+        ck_assert_uint_gt(n, 0);
+        ck_assert_int_eq(wal_commit(w, n), 0);
+        if (wal_wants_checkpoint(w))
+            ck_assert_int_eq(wal_checkpoint(w), 0);
+    }
+    n = barrier(1, wal_last(w));
+    ck_assert_int_eq(wal_commit(w, n), 0);
+    ck_assert_int_eq(wal_checkpoint(w), 0); /* the tail at the file's end */
+    n = put(2, 0, 4096, 0x77);
+    ck_assert_int_eq(wal_commit(w, n), 0);
+
+    open_log(WAL_MIN_SIZE);
+    ck_assert_uint_eq(seen.n, 1);
+    expect(0, 2, 0, 4096, 0x77);
+}
+END_TEST
+
+START_TEST(a_checkpoint_needs_something_committed)
+{
+    uint64_t n, staged = 0;
+
+    open_log(WAL_MIN_SIZE);
+    /* A full stage, half the log and more, none of it committed: a
+     * checkpoint would free nothing, and the checkpointer would spin. */
+    while ((n = put(6, 0, WAL_MAX_RECORD, 0x66)) != 0)
+        ck_assert_uint_lt(++staged, 200);
+    ck_assert_uint_gt(staged, 8);
+    ck_assert(!wal_wants_checkpoint(w));
+    ck_assert_int_eq(wal_commit(w, wal_last(w)), 0);
+    ck_assert(wal_wants_checkpoint(w));
+}
+END_TEST
 
 START_TEST(a_failed_checkpoint_keeps_the_log_for_replay)
 {
@@ -448,6 +526,9 @@ static Suite *suite(void)
     tcase_add_test(tc, the_ring_wraps_and_checkpoints_free_it);
     tcase_add_test(tc, a_full_log_refuses_appends_until_a_checkpoint);
     tcase_add_test(tc, a_failed_checkpoint_keeps_the_log_for_replay);
+    tcase_add_test(tc, a_failed_commit_is_never_replayed);
+    tcase_add_test(tc, a_segment_that_ends_the_file_leaves_the_next_at_the_start);
+    tcase_add_test(tc, a_checkpoint_needs_something_committed);
     tcase_add_test(tc, a_log_keeps_its_size_and_a_stranger_is_refused);
     tcase_add_test(tc, commits_from_many_threads);
     suite_add_tcase(s, tc);
