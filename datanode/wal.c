@@ -23,7 +23,9 @@
 #define SEG_MAGIC   0x314745534c45454bull /* "KEELSEG1" little-endian */
 #define SB_BOOT     48u                   /* WAL_BOOT_LEN bytes */
 #define SB_REPLAY   0x1u                  /* superblock flag: see wal_must_replay */
-#define SB_SUMMED   (SB_BOOT + WAL_BOOT_LEN)
+#define SB_GEN      (SB_BOOT + WAL_BOOT_LEN)
+#define SB_SUMMED   (SB_GEN + 8)
+#define RING        (2 * BLOCK) /* segments start behind the superblock's two copies */
 #define SEG_HDR     64u
 #define REC_LEN     48u
 #define MAX_RECS    ((BLOCK - SEG_HDR) / REC_LEN)
@@ -60,6 +62,7 @@ struct wal {
     uint64_t epoch;              /* of the superblock; segments of another are stale */
     char boot[WAL_BOOT_LEN + 1]; /* of the superblock */
     uint32_t flags;              /* of the superblock: SB_REPLAY */
+    uint64_t sb_gen;             /* of the superblock last written or read */
     uint64_t tail;               /* first live segment (superblock) */
     uint64_t tail_seq;
     uint64_t head;         /* where the next segment goes */
@@ -80,7 +83,7 @@ static uint64_t round_block(uint64_t n)
 
 static uint64_t capacity(const struct wal *w)
 {
-    return w->size - BLOCK;
+    return w->size - RING;
 }
 
 /* What writes may fill: a wrap's waste and the barriers' room are kept. */
@@ -93,13 +96,13 @@ static uint64_t usable(const struct wal *w)
  * ring's start. */
 static uint64_t ring_pos(const struct wal *w, uint64_t pos)
 {
-    return pos == w->size ? BLOCK : pos;
+    return pos == w->size ? RING : pos;
 }
 
 /* Bytes from a to b going forward around the ring of segments. */
 static uint64_t ring_dist(const struct wal *w, uint64_t a, uint64_t b)
 {
-    return b >= a ? b - a : (w->size - a) + (b - BLOCK);
+    return b >= a ? b - a : (w->size - a) + (b - RING);
 }
 
 static void *alloc_blocks(size_t n)
@@ -123,9 +126,16 @@ static int read_at(int fd, uint8_t *buf, size_t len, uint64_t off)
 
 /* ------------------------------------------------------------ superblock */
 
+/*
+ * The superblock has two copies, in the first two blocks, written in turn
+ * with a growing generation: a write the power cut tears leaves the other
+ * copy, the last one written whole, which still describes a log that is
+ * there (what it frees is reused only once the newer copy is durable).
+ */
 static int write_super(struct wal *w, uint64_t seq, uint64_t pos)
 {
     uint8_t *b = alloc_blocks(BLOCK);
+    uint64_t gen = w->sb_gen + 1;
     int r;
 
     if (!b)
@@ -139,37 +149,58 @@ static int write_super(struct wal *w, uint64_t seq, uint64_t pos)
     le_put64(b + 32, pos);
     le_put64(b + 40, w->epoch);
     memcpy(b + SB_BOOT, w->boot, strnlen(w->boot, WAL_BOOT_LEN));
+    le_put64(b + SB_GEN, gen);
     le_put64(b + SB_SUMMED, csum_buf(b, SB_SUMMED));
-    r = diskio_pwrite(w->fd, b, BLOCK, 0);
+    r = diskio_pwrite(w->fd, b, BLOCK, (gen % 2) * BLOCK);
     if (r == 0 && fdatasync(w->fd) < 0)
         r = -errno;
+    if (r == 0)
+        w->sb_gen = gen;
     free(b);
     return r;
 }
 
+/* The copy in block `slot`, if it is whole and sound: 1, else 0 or an error. */
+static int read_super_copy(struct wal *w, uint8_t *b, int slot)
+{
+    uint64_t pos;
+    int r = read_at(w->fd, b, BLOCK, (uint64_t)slot * BLOCK);
+
+    if (r)
+        return r;
+    pos = le_get64(b + 32);
+    return le_get64(b + 0) == SB_MAGIC && le_get32(b + 8) == WAL_LAYOUT &&
+           le_get64(b + SB_SUMMED) == csum_buf(b, SB_SUMMED) && le_get64(b + 16) == w->size &&
+           pos >= RING && pos < w->size && pos % BLOCK == 0 &&
+           le_get64(b + SB_GEN) % 2 == (uint64_t)slot;
+}
+
 static int read_super(struct wal *w)
 {
-    uint8_t *b = alloc_blocks(BLOCK);
-    uint64_t pos;
-    int r;
+    uint8_t *b = alloc_blocks(2 * BLOCK), *c;
+    int ok[2] = {0, 0}, r = 0;
+    bool newer;
 
     if (!b)
         return -ENOMEM;
-    r = read_at(w->fd, b, BLOCK, 0);
+    for (int slot = 0; slot < 2 && r == 0; slot++) {
+        r = read_super_copy(w, b + slot * BLOCK, slot);
+        ok[slot] = r == 1;
+        r = r < 0 ? r : 0;
+    }
+    if (r == 0 && !ok[0] && !ok[1])
+        r = -EBADMSG;
     if (r == 0) {
-        pos = le_get64(b + 32);
-        if (le_get64(b + 0) != SB_MAGIC || le_get32(b + 8) != WAL_LAYOUT ||
-            le_get64(b + SB_SUMMED) != csum_buf(b, SB_SUMMED) || le_get64(b + 16) != w->size ||
-            pos < BLOCK || pos >= w->size || pos % BLOCK) {
-            r = -EBADMSG;
-        } else {
-            w->tail_seq = le_get64(b + 24);
-            w->tail = pos;
-            w->epoch = le_get64(b + 40);
-            w->flags = le_get32(b + 12);
-            memcpy(w->boot, b + SB_BOOT, WAL_BOOT_LEN);
-            w->boot[WAL_BOOT_LEN] = 0;
-        }
+        /* The newer sound copy. */
+        newer = ok[1] && (!ok[0] || le_get64(b + BLOCK + SB_GEN) > le_get64(b + SB_GEN));
+        c = newer ? b + BLOCK : b;
+        w->tail_seq = le_get64(c + 24);
+        w->tail = le_get64(c + 32);
+        w->epoch = le_get64(c + 40);
+        w->flags = le_get32(c + 12);
+        memcpy(w->boot, c + SB_BOOT, WAL_BOOT_LEN);
+        w->boot[WAL_BOOT_LEN] = 0;
+        w->sb_gen = le_get64(c + SB_GEN);
     }
     free(b);
     return r;
@@ -215,7 +246,7 @@ static int create_file(int dirfd, const char *name, uint64_t size)
     r = zero_fill(fd, size);
     w.fd = fd;
     if (r == 0)
-        r = write_super(&w, 1, BLOCK);
+        r = write_super(&w, 1, RING);
     if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
         r = -errno;
     if (r == 0 && fsync(dirfd) < 0)
@@ -392,10 +423,10 @@ static int walk(struct wal *w, visit_fn visit, void *arg, uint64_t *end_pos, uin
         int found = read_segment(w, pos, seq, buf);
         const uint8_t *data = buf + BLOCK;
 
-        if (found == 0 && pos != BLOCK) { /* the writer wrapped */
-            found = read_segment(w, BLOCK, seq, buf);
+        if (found == 0 && pos != RING) { /* the writer wrapped */
+            found = read_segment(w, RING, seq, buf);
             if (found == 1)
-                pos = BLOCK;
+                pos = RING;
         }
         if (found <= 0) {
             r = found;
@@ -573,7 +604,7 @@ static uint64_t place(struct wal *w, struct stage *s)
 
         if (w->head + bytes > w->size) {
             taken += w->size - w->head;
-            w->head = BLOCK;
+            w->head = RING;
         }
         le_put64(seg + 0, SEG_MAGIC);
         le_put64(seg + 8, w->next_seq++);

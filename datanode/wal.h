@@ -11,15 +11,18 @@
  * replaying the log at the next start (after a mere kill of the process the
  * page cache still holds them: see wal_boot).
  *
- *   offset 0     superblock, in the first 4 KiB:
+ *   offset 0     superblock, two copies in the first two 4 KiB blocks, the
+ *                one with the higher generation in use (copy g % 2 holds
+ *                generation g; a torn write leaves the other):
  *                  0  u64 magic "KEELWAL1"   8  u32 layout   12  u32 flags
  *                 16  u64 file size         24  u64 seq of the first live segment
  *                 32  u64 its offset        40  u64 epoch
  *                 48  40 bytes: the boot id of the machine that wrote it
  *                     (text, zero-padded)
- *                 88  u64 XXH3-64 of bytes [0, 88)
+ *                 88  u64 generation
+ *                 96  u64 XXH3-64 of bytes [0, 96)
  *                 flags: 1, replay even under the same boot (wal_must_replay)
- *   offset 4096  segments, one after another, wrapping to 4096 at the end:
+ *   offset 8192  segments, one after another, wrapping to 8192 at the end:
  *                  header block (4 KiB):
  *                    0  u64 magic "KEELSEG1"  8  u64 seq   16  u64 bytes (all of it)
  *                   24  u32 records          28  u32 zero  32  u64 epoch
@@ -66,7 +69,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WAL_LAYOUT     1u
+#define WAL_LAYOUT     2u
 #define WAL_MIN_SIZE   (8ull << 20)
 #define WAL_MAX_RECORD (64u * 1024) /* largest write logged */
 #define WAL_WRITE      1u

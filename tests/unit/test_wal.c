@@ -236,11 +236,11 @@ END_TEST
 START_TEST(a_torn_segment_ends_the_log)
 {
     open_log(WAL_MIN_SIZE);
-    /* Three commits of one 4 KiB record: segments at 4096, 12288, 20480. */
+    /* Three commits of one 4 KiB record: segments at 8192, 16384, 24576. */
     ck_assert_int_eq(wal_commit(w, put(1, 0, 4096, 0x10)), 0);
     ck_assert_int_eq(wal_commit(w, put(1, 4096, 4096, 0x20)), 0);
     ck_assert_int_eq(wal_commit(w, put(1, 8192, 4096, 0x30)), 0);
-    damage(12288 + 4096 + 100); /* the second segment's data */
+    damage(16384 + 4096 + 100); /* the second segment's data */
 
     open_log(WAL_MIN_SIZE);
     ck_assert_uint_eq(seen.n, 1);
@@ -261,7 +261,7 @@ START_TEST(a_damaged_header_ends_the_log)
     open_log(WAL_MIN_SIZE);
     ck_assert_int_eq(wal_commit(w, put(1, 0, 4096, 0x10)), 0);
     ck_assert_int_eq(wal_commit(w, put(1, 0, 4096, 0x20)), 0);
-    damage(12288 + 8); /* the second segment's number */
+    damage(16384 + 8); /* the second segment's number */
     open_log(WAL_MIN_SIZE);
     ck_assert_uint_eq(seen.n, 1);
     expect(0, 1, 0, 4096, 0x10);
@@ -451,6 +451,50 @@ START_TEST(a_failed_checkpoint_keeps_the_log_for_replay)
 }
 END_TEST
 
+/* The generation of the superblock copy in block `slot`. */
+static uint64_t super_gen(int slot)
+{
+    uint8_t b[8];
+    int fd = openat(dirfd_, "wal", O_RDONLY);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, b, 8, slot * 4096 + 88), 8);
+    close(fd);
+    return (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 | (uint64_t)b[3] << 24 |
+           (uint64_t)b[4] << 32 | (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 |
+           (uint64_t)b[7] << 56;
+}
+
+START_TEST(a_torn_superblock_leaves_the_copy_before_it)
+{
+    uint64_t n;
+
+    open_log(WAL_MIN_SIZE);
+    n = put(7, 0, 4096, 0x70);
+    ck_assert_int_eq(wal_commit(w, n), 0);
+    n = put(7, 4096, 4096, 0x71);
+    ck_assert_int_eq(wal_commit(w, n), 0);
+    ck_assert_int_eq(wal_checkpoint(w), 0);
+    n = put(8, 0, 4096, 0x80);
+    ck_assert_int_eq(wal_commit(w, n), 0);
+    /* The checkpoint's copy is the newer one; tear it. The copy before it
+     * has the tail before the checkpoint: the records it freed come back
+     * (they are in their files anyway), and those after it too. */
+    damage(super_gen(1) > super_gen(0) ? 4096 + 20 : 20);
+    open_log(WAL_MIN_SIZE);
+    ck_assert_uint_eq(seen.n, 3);
+    expect(0, 7, 0, 4096, 0x70);
+    expect(1, 7, 4096, 4096, 0x71);
+    expect(2, 8, 0, 4096, 0x80);
+    /* Both torn: not a log any more. */
+    wal_close(w);
+    w = NULL;
+    damage(20);
+    damage(4096 + 20);
+    ck_assert_int_eq(wal_open(dirfd_, "wal", WAL_MIN_SIZE, &w), -EBADMSG);
+}
+END_TEST
+
 START_TEST(a_log_keeps_its_size_and_a_stranger_is_refused)
 {
     struct wal *other;
@@ -527,6 +571,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_full_log_refuses_appends_until_a_checkpoint);
     tcase_add_test(tc, a_failed_checkpoint_keeps_the_log_for_replay);
     tcase_add_test(tc, a_failed_commit_is_never_replayed);
+    tcase_add_test(tc, a_torn_superblock_leaves_the_copy_before_it);
     tcase_add_test(tc, a_segment_that_ends_the_file_leaves_the_next_at_the_start);
     tcase_add_test(tc, a_checkpoint_needs_something_committed);
     tcase_add_test(tc, a_log_keeps_its_size_and_a_stranger_is_refused);
