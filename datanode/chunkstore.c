@@ -786,10 +786,15 @@ static int open_wal(struct chunkstore *cs)
         }
     }
     wal_close(w);
-    if (r) {
+    if (r == -EPROTONOSUPPORT)
+        log_error("chunkstore: %s/" WAL_NAME " is a log of small writes of another layout: "
+                  "start this datanode once with the version that wrote it (which replays "
+                  "it if it must) and stop it with SIGTERM, then remove the file",
+                  cs->dir);
+    else if (r)
         log_error("chunkstore: the log of small writes (%s/" WAL_NAME "): %s", cs->dir, err_str(r));
+    if (r)
         return r;
-    }
     if (unlinkat(cs->dir_fd, WAL_NAME, 0) < 0)
         return -errno;
     r = sync_dir(cs->dir_fd);

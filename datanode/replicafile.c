@@ -667,8 +667,8 @@ out:
  *
  * Flushes of one replica may run at once. None takes anything away from
  * the others: `logged` only grows, and a refused write counts in
- * `unlogged` until a sync that began after it has finished, so a flush
- * beside a slower one commits the same records or syncs too.
+ * `unlogged` until an fdatasync that began after it has finished, so a
+ * flush beside a slower one commits the same records or syncs too.
  */
 int replicafile_flush(struct replicafile *rf, bool *device_flush)
 {
@@ -733,7 +733,9 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
     free(done);
     if (r == 0 && rf->wal)
         r = wal_barrier(rf->wal, rf->hdr.chunk_id, mark);
-    if (r == 0 && rf->wal) {
+    /* Written back is not yet synced: until its device flush, a flush
+     * beside this one must wait for one too. */
+    if (r == 0 && rf->wal && !skip) {
         pthread_mutex_lock(&rf->lock);
         rf->unlogged_synced = MAX(rf->unlogged_synced, unlogged);
         pthread_mutex_unlock(&rf->lock);

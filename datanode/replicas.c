@@ -535,20 +535,29 @@ static void log_commit_work(uv_work_t *w)
 static void log_commit_done(uv_work_t *w, int status)
 {
     struct replicas *r = list_entry(w, struct replicas, log_work);
-    struct list *pos, *tmp;
+    uint64_t upto = r->log_upto;
+    int st = status < 0 ? status : r->log_status;
+    struct list done, *pos, *tmp;
 
-    r->log_running = false;
-    if (status < 0)
-        r->log_status = status;
+    /* The callbacks below may start flushes: they wait for the next
+     * commit, which starts once these are all answered. */
+    list_init(&done);
     list_for_each_safe(pos, tmp, &r->log_waiting)
+    {
+        struct op *op = list_entry(pos, struct op, flush_link);
+
+        if (op->log_upto > upto)
+            continue; /* came while it ran */
+        list_del(&op->flush_link);
+        list_add_tail(&done, &op->flush_link);
+    }
+    list_for_each_safe(pos, tmp, &done)
     {
         struct op *op = list_entry(pos, struct op, flush_link);
         int rc;
 
-        if (op->log_upto > r->log_upto)
-            continue; /* came while it ran */
         list_del(&op->flush_link);
-        if (r->log_status == 0) {
+        if (st == 0) {
             op->status = 0;
             op_finished(op);
             continue;
@@ -561,6 +570,7 @@ static void log_commit_done(uv_work_t *w, int status)
             r->flushes_on_pool++;
         }
     }
+    r->log_running = false;
     log_commit_start(r);
 }
 

@@ -160,7 +160,8 @@ static int write_super(struct wal *w, uint64_t seq, uint64_t pos)
     return r;
 }
 
-/* The copy in block `slot`, if it is whole and sound: 1, else 0 or an error. */
+/* The copy in block `slot`, if it is whole and sound: 1, else 0, or an
+ * error: of the read, or -EPROTONOSUPPORT for a log of another layout. */
 static int read_super_copy(struct wal *w, uint8_t *b, int slot)
 {
     uint64_t pos;
@@ -168,10 +169,11 @@ static int read_super_copy(struct wal *w, uint8_t *b, int slot)
 
     if (r)
         return r;
+    if (le_get64(b + 0) == SB_MAGIC && le_get32(b + 8) != WAL_LAYOUT)
+        return -EPROTONOSUPPORT;
     pos = le_get64(b + 32);
-    return le_get64(b + 0) == SB_MAGIC && le_get32(b + 8) == WAL_LAYOUT &&
-           le_get64(b + SB_SUMMED) == csum_buf(b, SB_SUMMED) && le_get64(b + 16) == w->size &&
-           pos >= RING && pos < w->size && pos % BLOCK == 0 &&
+    return le_get64(b + 0) == SB_MAGIC && le_get64(b + SB_SUMMED) == csum_buf(b, SB_SUMMED) &&
+           le_get64(b + 16) == w->size && pos >= RING && pos < w->size && pos % BLOCK == 0 &&
            le_get64(b + SB_GEN) % 2 == (uint64_t)slot;
 }
 
@@ -183,6 +185,9 @@ static int read_super(struct wal *w)
 
     if (!b)
         return -ENOMEM;
+    /* A torn copy leaves the other. One that cannot be read stops the
+     * open: it may be a newer copy, written whole, whose predecessor's
+     * tail the ring has since written over. */
     for (int slot = 0; slot < 2 && r == 0; slot++) {
         r = read_super_copy(w, b + slot * BLOCK, slot);
         ok[slot] = r == 1;
@@ -768,7 +773,9 @@ int wal_checkpoint(struct wal *w)
     w->checkpointing = true;
     pos = w->durable_head;
     seq = w->durable_seq;
-    upto = w->committed;
+    /* Records staged after a failed commit are never committed: their
+     * files are synced below like the others'. */
+    upto = w->error ? w->appended : w->committed;
     pthread_mutex_unlock(&w->lock);
     /* Every committed record's bytes were in the page cache of its data
      * file before it was staged: once synced, the log need not hold them. */

@@ -90,8 +90,8 @@ struct wal_record {
  * Opens the log `name` below dirfd, creating a file of `size` bytes (a
  * multiple of 4 KiB, at least WAL_MIN_SIZE) if there is none; an existing
  * log keeps its own size. Nothing is appended until wal_replay and
- * wal_reset have run. -EBADMSG: a file that is not a log (or of another
- * layout).
+ * wal_reset have run. -EBADMSG: a file that is not a log;
+ * -EPROTONOSUPPORT: a log of another layout.
  */
 int wal_open(int dirfd, const char *name, uint64_t size, struct wal **out);
 void wal_close(struct wal *w);

@@ -740,6 +740,36 @@ START_TEST(a_barrier_follows_a_sync_of_the_file)
 }
 END_TEST
 
+START_TEST(a_flush_beside_one_awaiting_a_device_flush_awaits_one_too)
+{
+    const size_t big = WAL_MAX_RECORD * 2; /* too large for the log */
+    struct replicafile *rf;
+    struct statfs sf;
+    bool device = false;
+    uint64_t upto;
+
+    with_identity();
+    restart(WAL_SIZE);
+    ck_assert_int_eq(statfs(dir, &sf), 0);
+    ck_assert_int_eq(chunkstore_create(cs, 0x12, 1, &rf), 0);
+    put(rf, 0, big, 0x51);
+    ck_assert(!flush_by_device(rf)); /* new blocks */
+    put(rf, 0, big, 0x52);
+    ck_assert_int_eq(replicafile_flush(rf, &device), 0);
+    ck_assert(device == (sf.f_type == EXT4_SUPER_MAGIC));
+    if (device) {
+        /* Written back, its device flush not sent yet: a flush now is no
+         * commit of the log alone, and it waits for a device flush too. */
+        ck_assert(!replicafile_flush_is_commit(rf, &upto));
+        device = false;
+        ck_assert_int_eq(replicafile_flush(rf, &device), 0);
+        ck_assert(device);
+        ck_assert_int_eq(chunkstore_flush_device(cs), 0);
+    }
+    replicafile_close(rf);
+}
+END_TEST
+
 START_TEST(a_start_whose_sync_fails_replays_at_the_next)
 {
     struct replicafile *rf = flushed_replica(0x10);
@@ -785,6 +815,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_recreated_replica_ignores_its_predecessors_records);
     tcase_add_test(tc, a_flush_beside_a_slower_one_returns_no_sooner);
     tcase_add_test(tc, a_barrier_follows_a_sync_of_the_file);
+    tcase_add_test(tc, a_flush_beside_one_awaiting_a_device_flush_awaits_one_too);
     tcase_add_test(tc, a_start_whose_sync_fails_replays_at_the_next);
     suite_add_tcase(s, tc);
     return s;

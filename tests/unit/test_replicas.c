@@ -16,9 +16,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK (256u * 1024)
@@ -796,24 +798,41 @@ START_TEST(idle_replicas_settle_and_shutdown_settles_the_rest)
 }
 END_TEST
 
+struct wanted {
+    uint64_t chunk, off;
+    unsigned found;
+};
+
 static int count_write(void *arg, const struct wal_record *rec, const void *data)
 {
-    unsigned *per_chunk = arg;
+    struct wanted *q = arg;
 
-    if (rec->kind == WAL_WRITE && rec->chunk_id < 64)
-        per_chunk[rec->chunk_id]++;
+    q->found += rec->kind == WAL_WRITE && rec->chunk_id == q->chunk && rec->off == q->off;
     return 0;
+}
+
+/* The writes of chunk id at off in the log on disk, as a second reader of
+ * the live log finds them (what a replay would put back). */
+static unsigned logged_writes(uint64_t id, uint64_t off)
+{
+    struct wanted q = {id, off, 0};
+    struct wal *w;
+    uint64_t n = 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+
+    ck_assert_int_ge(dfd, 0);
+    ck_assert_int_eq(wal_open(dfd, "wal", WAL_MIN_SIZE, &w), 0);
+    ck_assert_int_eq(wal_replay(w, count_write, &q, &n), 0);
+    wal_close(w);
+    close(dfd);
+    return q.found;
 }
 
 START_TEST(flushes_of_logged_writes_commit_the_log)
 {
     enum { N = 8 };
     struct res ws[N], fs[N];
-    unsigned per_chunk[64] = {0};
     uint8_t data[4096];
-    struct wal *w;
-    uint64_t n = 0;
-    int dfd;
 
     memset(ws, 0, sizeof(ws));
     memset(fs, 0, sizeof(fs));
@@ -837,18 +856,131 @@ START_TEST(flushes_of_logged_writes_commit_the_log)
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(fs[i].status, 0);
     ck_assert_uint_gt(chunkstore_log_committed(cs), 0);
-    /* What they acknowledged is in the log on disk: a second reader of the
-     * live log finds every write. */
-    dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    ck_assert_int_ge(dfd, 0);
-    ck_assert_int_eq(wal_open(dfd, "wal", WAL_MIN_SIZE, &w), 0);
-    ck_assert_int_eq(wal_replay(w, count_write, per_chunk, &n), 0);
-    wal_close(w);
-    close(dfd);
+    /* What they acknowledged is in the log on disk. */
     for (int i = 0; i < N; i++)
-        ck_assert_uint_eq(per_chunk[30 + i], 1);
+        ck_assert_uint_eq(logged_writes(30 + i, (uint64_t)i * 8192), 1);
     /* Nothing written since: done without a commit. */
     ck_assert_int_eq(flush(30, 1), 0);
+}
+END_TEST
+
+/* The build links this in place of fdatasync (-Wl,--wrap=fdatasync): with
+ * hold_next set, the next one of the log (inode log_ino) waits until
+ * `released`. */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static bool hold_next, holding, released;
+static ino_t log_ino;
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+
+int __wrap_fdatasync(int fd)
+{
+    struct stat st;
+
+    pthread_mutex_lock(&hold_lock);
+    if (hold_next && fstat(fd, &st) == 0 && st.st_ino == log_ino) {
+        hold_next = false;
+        holding = true;
+        pthread_cond_broadcast(&hold_cond);
+        while (!released)
+            pthread_cond_wait(&hold_cond, &hold_lock);
+    }
+    pthread_mutex_unlock(&hold_lock);
+    return __real_fdatasync(fd);
+}
+
+/* Holds the log's next fdatasync. */
+static void hold_log_sync(void)
+{
+    pthread_mutex_lock(&hold_lock);
+    holding = released = false;
+    hold_next = true;
+    pthread_mutex_unlock(&hold_lock);
+}
+
+static void wait_log_sync_held(void)
+{
+    pthread_mutex_lock(&hold_lock);
+    while (!holding)
+        pthread_cond_wait(&hold_cond, &hold_lock);
+    pthread_mutex_unlock(&hold_lock);
+}
+
+static void release_log_sync(void)
+{
+    pthread_mutex_lock(&hold_lock);
+    released = true;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_lock);
+}
+
+static struct chained {
+    uint8_t data[4096];
+    struct res first, write, second, late;
+    unsigned late_on_disk; /* chunk 42's write in the log when its flush was answered */
+} ch;
+
+/* A flush's callback that writes another chunk and flushes it at once;
+ * the commit that flush starts is held. */
+static void flush_then_more(int status, struct replicas_result *rr, void *arg)
+{
+    done(status, rr, &ch.first);
+    hold_log_sync();
+    ck_assert_int_eq(replicas_write(reps, 41, 1, 0, ch.data, sizeof(ch.data), done, &ch.write), 0);
+    ck_assert_int_eq(replicas_flush(reps, 41, 1, done, &ch.second), 0);
+}
+
+static void late_flush_done(int status, struct replicas_result *rr, void *arg)
+{
+    done(status, rr, &ch.late);
+    ch.late_on_disk = logged_writes(42, 0);
+}
+
+START_TEST(a_flush_is_answered_only_once_its_own_commit_is_done)
+{
+    struct res w42 = {0};
+    struct stat st;
+    char path[96];
+
+    memset(&ch, 0, sizeof(ch));
+    stop();
+    start_with_log();
+    snprintf(path, sizeof(path), "%s/wal", dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    log_ino = st.st_ino;
+    fill(ch.data, sizeof(ch.data), 3);
+    for (uint64_t id = 40; id <= 42; id++) {
+        ck_assert_int_eq(create(id, 1), 0);
+        ck_assert_int_eq(write_sync(id, 1, 8192, ch.data, sizeof(ch.data)).status, 0);
+        ck_assert_int_eq(flush(id, 1), 0); /* dirty on disk: writes run on the loop */
+    }
+    ck_assert_int_eq(write_sync(40, 1, 0, ch.data, sizeof(ch.data)).status, 0);
+    /* Chunk 40's commit is held in its device flush while chunk 42 is
+     * written and flushed: 42's record is for the commit after it. */
+    hold_log_sync();
+    ck_assert_int_eq(replicas_flush(reps, 40, 1, flush_then_more, NULL), 0);
+    wait_log_sync_held();
+    ck_assert_int_eq(replicas_write(reps, 42, 1, 0, ch.data, sizeof(ch.data), done, &w42), 0);
+    wait_all(&w42, 1);
+    ck_assert_int_eq(replicas_flush(reps, 42, 1, late_flush_done, NULL), 0);
+    /* 40's callback starts a flush of 41, whose commit (42's too) is held:
+     * 42's flush must not be answered meanwhile. */
+    release_log_sync();
+    wait_all(&ch.first, 1);
+    wait_log_sync_held();
+    for (int i = 0; i < 20; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(ch.late.calls, 0);
+    release_log_sync();
+    wait_all(&ch.second, 1);
+    wait_all(&ch.late, 1);
+    ck_assert_int_eq(ch.first.status, 0);
+    ck_assert_int_eq(ch.write.status, 0);
+    ck_assert_int_eq(ch.second.status, 0);
+    ck_assert_int_eq(ch.late.status, 0);
+    ck_assert_uint_eq(ch.late_on_disk, 1);
+    ck_assert_uint_eq(logged_writes(41, 0), 1);
 }
 END_TEST
 
@@ -869,6 +1001,7 @@ static Suite *suite(void)
     tcase_add_test(tc, synchronous_errors_never_call_back);
     tcase_add_test(tc, flush_makes_the_replica_clean);
     tcase_add_test(tc, flushes_of_logged_writes_commit_the_log);
+    tcase_add_test(tc, a_flush_is_answered_only_once_its_own_commit_is_done);
     tcase_add_test(tc, idle_files_stay_bounded);
     tcase_add_test(tc, shutdown_answers_every_queued_op_once);
     tcase_add_test(tc, install_replaces_and_reports);

@@ -331,10 +331,22 @@ END_TEST
  * (-Wl,--wrap=...): syncfs fails while syncfs_errno is set, fdatasync
  * once when fdatasync_errno is. */
 static int syncfs_errno, fdatasync_errno;
+static off_t pread_fails_at = -1; /* pread at this offset fails with EIO */
 int __real_syncfs(int fd);
 int __wrap_syncfs(int fd);
 int __real_fdatasync(int fd);
 int __wrap_fdatasync(int fd);
+ssize_t __real_pread(int fd, void *buf, size_t len, off_t off);
+ssize_t __wrap_pread(int fd, void *buf, size_t len, off_t off);
+
+ssize_t __wrap_pread(int fd, void *buf, size_t len, off_t off)
+{
+    if (off == pread_fails_at) {
+        errno = EIO;
+        return -1;
+    }
+    return __real_pread(fd, buf, len, off);
+}
 
 int __wrap_syncfs(int fd)
 {
@@ -370,6 +382,9 @@ START_TEST(a_failed_commit_is_never_replayed)
     /* The flush that needed it syncs the file instead, then commits a
      * barrier, which the failed log turns into a checkpoint. */
     ck_assert_int_eq(wal_barrier(w, 3, n), 0);
+    /* Its records are gone with the others: later flushes of the chunk
+     * need no barrier (each would be a checkpoint now). */
+    ck_assert(!wal_has_chunk(w, 3));
 
     open_log(WAL_MIN_SIZE);
     ck_assert_uint_eq(seen.n, 0);
@@ -486,12 +501,38 @@ START_TEST(a_torn_superblock_leaves_the_copy_before_it)
     expect(0, 7, 0, 4096, 0x70);
     expect(1, 7, 4096, 4096, 0x71);
     expect(2, 8, 0, 4096, 0x80);
+    /* A copy that cannot be read stops the open, whichever it is: the
+     * other may describe a tail the ring has written over since. */
+    wal_close(w);
+    w = NULL;
+    for (off_t slot = 0; slot < 2; slot++) {
+        pread_fails_at = slot * 4096;
+        ck_assert_int_eq(wal_open(dirfd_, "wal", WAL_MIN_SIZE, &w), -EIO);
+        pread_fails_at = -1;
+    }
     /* Both torn: not a log any more. */
     wal_close(w);
     w = NULL;
     damage(20);
     damage(4096 + 20);
     ck_assert_int_eq(wal_open(dirfd_, "wal", WAL_MIN_SIZE, &w), -EBADMSG);
+}
+END_TEST
+
+START_TEST(a_log_of_another_layout_is_refused_as_such)
+{
+    int fd;
+    uint8_t one = 1;
+
+    open_log(WAL_MIN_SIZE);
+    wal_close(w);
+    w = NULL;
+    fd = openat(dirfd_, "wal", O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, &one, 1, 8), 1); /* the layout, in both copies */
+    ck_assert_int_eq(pwrite(fd, &one, 1, 4096 + 8), 1);
+    close(fd);
+    ck_assert_int_eq(wal_open(dirfd_, "wal", WAL_MIN_SIZE, &w), -EPROTONOSUPPORT);
 }
 END_TEST
 
@@ -572,6 +613,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_failed_checkpoint_keeps_the_log_for_replay);
     tcase_add_test(tc, a_failed_commit_is_never_replayed);
     tcase_add_test(tc, a_torn_superblock_leaves_the_copy_before_it);
+    tcase_add_test(tc, a_log_of_another_layout_is_refused_as_such);
     tcase_add_test(tc, a_segment_that_ends_the_file_leaves_the_next_at_the_start);
     tcase_add_test(tc, a_checkpoint_needs_something_committed);
     tcase_add_test(tc, a_log_keeps_its_size_and_a_stranger_is_refused);
