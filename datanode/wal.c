@@ -807,14 +807,20 @@ int wal_checkpoint(struct wal *w)
     return r;
 }
 
-uint64_t wal_last(struct wal *w)
+/* One of the log's counters, read under its lock. */
+static uint64_t get_locked(struct wal *w, const uint64_t *counter)
 {
     uint64_t n;
 
     pthread_mutex_lock(&w->lock);
-    n = w->appended;
+    n = *counter;
     pthread_mutex_unlock(&w->lock);
     return n;
+}
+
+uint64_t wal_last(struct wal *w)
+{
+    return get_locked(w, &w->appended);
 }
 
 int wal_keep_for_replay(struct wal *w)
@@ -827,12 +833,7 @@ int wal_keep_for_replay(struct wal *w)
 
 uint64_t wal_committed(struct wal *w)
 {
-    uint64_t n;
-
-    pthread_mutex_lock(&w->lock);
-    n = w->committed;
-    pthread_mutex_unlock(&w->lock);
-    return n;
+    return get_locked(w, &w->committed);
 }
 
 int wal_barrier(struct wal *w, uint64_t chunk_id, uint64_t upto)

@@ -7,6 +7,7 @@
 #include "datanode/chunkstore.h"
 #include "datanode/sidecar.h"
 #include "datanode/wal.h"
+#include "syswrap.h"
 
 #include <check.h>
 #include <errno.h>
@@ -618,41 +619,6 @@ START_TEST(a_recreated_replica_ignores_its_predecessors_records)
 }
 END_TEST
 
-/* The build links these in place of syncfs and fdatasync (-Wl,--wrap=...):
- * syncfs fails while syncfs_errno is set; with hold_next set, the next
- * fdatasync waits until `released`. */
-static int syncfs_errno;
-static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
-static bool hold_next, holding, released;
-int __real_syncfs(int fd);
-int __wrap_syncfs(int fd);
-int __real_fdatasync(int fd);
-int __wrap_fdatasync(int fd);
-
-int __wrap_syncfs(int fd)
-{
-    if (syncfs_errno) {
-        errno = syncfs_errno;
-        return -1;
-    }
-    return __real_syncfs(fd);
-}
-
-int __wrap_fdatasync(int fd)
-{
-    pthread_mutex_lock(&hold_lock);
-    if (hold_next) {
-        hold_next = false;
-        holding = true;
-        pthread_cond_broadcast(&hold_cond);
-        while (!released)
-            pthread_cond_wait(&hold_cond, &hold_lock);
-    }
-    pthread_mutex_unlock(&hold_lock);
-    return __real_fdatasync(fd);
-}
-
 struct flusher {
     struct replicafile *rf;
     int r;
@@ -679,20 +645,15 @@ START_TEST(a_flush_beside_a_slower_one_returns_no_sooner)
     pthread_t ta, tb;
 
     put(rf, 4096, 4096, 0x42);
-    released = false;
-    hold_next = true;
+    hold_sync(0);
     ck_assert_int_eq(pthread_create(&ta, NULL, flush_thread, &a), 0);
-    pthread_mutex_lock(&hold_lock);
-    while (!holding) /* a is inside the log's fdatasync */
-        pthread_cond_wait(&hold_cond, &hold_lock);
-    pthread_mutex_unlock(&hold_lock);
+    wait_sync_held(); /* a is inside the log's fdatasync */
     ck_assert_int_eq(pthread_create(&tb, NULL, flush_thread, &b), 0);
     usleep(200 * 1000);
     pthread_mutex_lock(&hold_lock);
     ck_assert(!b.done); /* its write is not durable yet */
-    released = true;
-    pthread_cond_broadcast(&hold_cond);
     pthread_mutex_unlock(&hold_lock);
+    release_sync();
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
     ck_assert_int_eq(a.r, 0);

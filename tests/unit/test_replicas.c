@@ -10,6 +10,7 @@
 #include "datanode/replicas.h"
 #include "datanode/sidecar.h"
 #include "datanode/wal.h"
+#include "syswrap.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -864,56 +865,7 @@ START_TEST(flushes_of_logged_writes_commit_the_log)
 }
 END_TEST
 
-/* The build links this in place of fdatasync (-Wl,--wrap=fdatasync): with
- * hold_next set, the next one of the log (inode log_ino) waits until
- * `released`. */
-static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
-static bool hold_next, holding, released;
-static ino_t log_ino;
-int __real_fdatasync(int fd);
-int __wrap_fdatasync(int fd);
-
-int __wrap_fdatasync(int fd)
-{
-    struct stat st;
-
-    pthread_mutex_lock(&hold_lock);
-    if (hold_next && fstat(fd, &st) == 0 && st.st_ino == log_ino) {
-        hold_next = false;
-        holding = true;
-        pthread_cond_broadcast(&hold_cond);
-        while (!released)
-            pthread_cond_wait(&hold_cond, &hold_lock);
-    }
-    pthread_mutex_unlock(&hold_lock);
-    return __real_fdatasync(fd);
-}
-
-/* Holds the log's next fdatasync. */
-static void hold_log_sync(void)
-{
-    pthread_mutex_lock(&hold_lock);
-    holding = released = false;
-    hold_next = true;
-    pthread_mutex_unlock(&hold_lock);
-}
-
-static void wait_log_sync_held(void)
-{
-    pthread_mutex_lock(&hold_lock);
-    while (!holding)
-        pthread_cond_wait(&hold_cond, &hold_lock);
-    pthread_mutex_unlock(&hold_lock);
-}
-
-static void release_log_sync(void)
-{
-    pthread_mutex_lock(&hold_lock);
-    released = true;
-    pthread_cond_broadcast(&hold_cond);
-    pthread_mutex_unlock(&hold_lock);
-}
+static ino_t log_ino; /* of the log: its fdatasyncs are the ones held */
 
 static struct chained {
     uint8_t data[4096];
@@ -926,7 +878,7 @@ static struct chained {
 static void flush_then_more(int status, struct replicas_result *rr, void *arg)
 {
     done(status, rr, &ch.first);
-    hold_log_sync();
+    hold_sync(log_ino);
     ck_assert_int_eq(replicas_write(reps, 41, 1, 0, ch.data, sizeof(ch.data), done, &ch.write), 0);
     ck_assert_int_eq(replicas_flush(reps, 41, 1, done, &ch.second), 0);
 }
@@ -958,21 +910,21 @@ START_TEST(a_flush_is_answered_only_once_its_own_commit_is_done)
     ck_assert_int_eq(write_sync(40, 1, 0, ch.data, sizeof(ch.data)).status, 0);
     /* Chunk 40's commit is held in its device flush while chunk 42 is
      * written and flushed: 42's record is for the commit after it. */
-    hold_log_sync();
+    hold_sync(log_ino);
     ck_assert_int_eq(replicas_flush(reps, 40, 1, flush_then_more, NULL), 0);
-    wait_log_sync_held();
+    wait_sync_held();
     ck_assert_int_eq(replicas_write(reps, 42, 1, 0, ch.data, sizeof(ch.data), done, &w42), 0);
     wait_all(&w42, 1);
     ck_assert_int_eq(replicas_flush(reps, 42, 1, late_flush_done, NULL), 0);
     /* 40's callback starts a flush of 41, whose commit (42's too) is held:
      * 42's flush must not be answered meanwhile. */
-    release_log_sync();
+    release_sync();
     wait_all(&ch.first, 1);
-    wait_log_sync_held();
+    wait_sync_held();
     for (int i = 0; i < 20; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
     ck_assert_int_eq(ch.late.calls, 0);
-    release_log_sync();
+    release_sync();
     wait_all(&ch.second, 1);
     wait_all(&ch.late, 1);
     ck_assert_int_eq(ch.first.status, 0);

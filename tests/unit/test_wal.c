@@ -6,6 +6,7 @@
  * ring's wrap, a full log, and commits from several threads at once.
  */
 #include "datanode/wal.h"
+#include "syswrap.h"
 
 #include <check.h>
 #include <errno.h>
@@ -326,48 +327,6 @@ START_TEST(a_full_log_refuses_appends_until_a_checkpoint)
     expect(0, 9, 0, 4096, 0x44);
 }
 END_TEST
-
-/* The build links these in place of syncfs and fdatasync
- * (-Wl,--wrap=...): syncfs fails while syncfs_errno is set, fdatasync
- * once when fdatasync_errno is. */
-static int syncfs_errno, fdatasync_errno;
-static off_t pread_fails_at = -1; /* pread at this offset fails with EIO */
-int __real_syncfs(int fd);
-int __wrap_syncfs(int fd);
-int __real_fdatasync(int fd);
-int __wrap_fdatasync(int fd);
-ssize_t __real_pread(int fd, void *buf, size_t len, off_t off);
-ssize_t __wrap_pread(int fd, void *buf, size_t len, off_t off);
-
-ssize_t __wrap_pread(int fd, void *buf, size_t len, off_t off)
-{
-    if (off == pread_fails_at) {
-        errno = EIO;
-        return -1;
-    }
-    return __real_pread(fd, buf, len, off);
-}
-
-int __wrap_syncfs(int fd)
-{
-    if (syncfs_errno) {
-        errno = syncfs_errno;
-        return -1;
-    }
-    return __real_syncfs(fd);
-}
-
-int __wrap_fdatasync(int fd)
-{
-    int e = fdatasync_errno;
-
-    if (e) {
-        fdatasync_errno = 0;
-        errno = e;
-        return -1;
-    }
-    return __real_fdatasync(fd);
-}
 
 START_TEST(a_failed_commit_is_never_replayed)
 {
