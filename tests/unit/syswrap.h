@@ -4,9 +4,9 @@
  * (-Wl,--wrap=syncfs,--wrap=fdatasync,--wrap=pread; tests/CMakeLists.txt).
  *
  *   syncfs      fails with syncfs_errno while it is set;
- *   fdatasync   fails once with fdatasync_errno when it is set; after
- *               hold_sync(ino), the next one of that inode (0: any) waits
- *               until release_sync();
+ *   fdatasync   fails once with fdatasync_errno when it is set, on inode
+ *               fail_ino (0: any); after hold_sync(ino), the next one of
+ *               that inode (0: any) waits until release_sync();
  *   pread       fails with EIO at offset pread_fails_at.
  */
 #ifndef KEEL_TESTS_SYSWRAP_H
@@ -23,7 +23,15 @@ static off_t pread_fails_at = -1;
 static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
 static bool hold_next, holding, released;
-static ino_t hold_ino;
+static ino_t hold_ino, fail_ino;
+
+/* Whether fd is of inode ino (0: any). */
+static inline bool is_inode(int fd, ino_t ino)
+{
+    struct stat st;
+
+    return ino == 0 || (fstat(fd, &st) == 0 && st.st_ino == ino);
+}
 
 int __real_syncfs(int fd);
 int __wrap_syncfs(int fd);
@@ -43,13 +51,14 @@ int __wrap_syncfs(int fd)
 
 int __wrap_fdatasync(int fd)
 {
-    struct stat st;
-    int e;
+    int e = 0;
 
     pthread_mutex_lock(&hold_lock);
-    e = fdatasync_errno;
-    fdatasync_errno = 0;
-    if (!e && hold_next && (hold_ino == 0 || (fstat(fd, &st) == 0 && st.st_ino == hold_ino))) {
+    if (fdatasync_errno && is_inode(fd, fail_ino)) {
+        e = fdatasync_errno;
+        fdatasync_errno = 0;
+    }
+    if (!e && hold_next && is_inode(fd, hold_ino)) {
         hold_next = false;
         holding = true;
         pthread_cond_broadcast(&hold_cond);

@@ -748,6 +748,29 @@ START_TEST(a_start_whose_sync_fails_replays_at_the_next)
 }
 END_TEST
 
+START_TEST(an_install_whose_barrier_fails_leaves_no_replica)
+{
+    struct replicafile *rf = flushed_replica(0x33);
+    struct stat st;
+    char path[128];
+
+    replicafile_close(rf);
+    make_copy(0x33, 9, 2, 0xab);
+    /* The log fails: its commit, then the checkpoint that stands in. */
+    snprintf(path, sizeof(path), "%s/wal", dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    fail_ino = st.st_ino;
+    fdatasync_errno = EIO;
+    syncfs_errno = EIO;
+    ck_assert_int_eq(chunkstore_install(cs, 0x33, 9), -EIO);
+    syncfs_errno = 0;
+    fail_ino = 0;
+    /* The copy did not take the place of a replica whose records may
+     * still be replayed into it. */
+    ck_assert_int_eq(chunkstore_open_replica(cs, 0x33, &rf), -ENOENT);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("chunkstore");
@@ -778,6 +801,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_barrier_follows_a_sync_of_the_file);
     tcase_add_test(tc, a_flush_beside_one_awaiting_a_device_flush_awaits_one_too);
     tcase_add_test(tc, a_start_whose_sync_fails_replays_at_the_next);
+    tcase_add_test(tc, an_install_whose_barrier_fails_leaves_no_replica);
     suite_add_tcase(s, tc);
     return s;
 }
