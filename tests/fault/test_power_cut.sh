@@ -31,6 +31,7 @@ wait_for 60 "the small writes to be flushed" grep -q ready "$T/powercut.log"
 log "killing every datanode while the replicas are dirty"
 for i in 1 2 3; do local_cluster stop-datanode $i; done
 kill -KILL $pw 2>/dev/null || true
+wait $pw 2>/dev/null || true
 for i in 1 2 3; do local_cluster kill-datanode $i; done
 keel --json stat /v >"$T/stat.json"
 
