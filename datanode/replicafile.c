@@ -633,6 +633,20 @@ out:
     return r;
 }
 
+/* The last record of a write, and the writes the log refused so far;
+ * true if an fdatasync has covered each of those. */
+static bool all_logged(struct replicafile *rf, uint64_t *logged, uint64_t *unlogged)
+{
+    bool yes;
+
+    pthread_mutex_lock(&rf->lock);
+    *logged = rf->logged;
+    *unlogged = rf->unlogged;
+    yes = rf->unlogged == rf->unlogged_synced;
+    pthread_mutex_unlock(&rf->lock);
+    return yes;
+}
+
 /*
  * An fdatasync commits two things: the data, and the metadata needed to
  * read it back (the allocation of blocks that were holes, the size). A
@@ -674,7 +688,7 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
 {
     size_t bytes = bitmap_words(rf) * sizeof(uint64_t);
     uint64_t gen = 0, *done = NULL, logged = 0, unlogged = 0, mark = 0;
-    bool skip = false, scan = false, all_logged = false;
+    bool skip = false, scan = false;
     int r = writable(rf);
 
     *device_flush = false;
@@ -685,12 +699,7 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
     if (rf->wal) {
         /* Nothing is taken away here: a flush beside this one commits the
          * same records, or syncs too, and returns no sooner. */
-        pthread_mutex_lock(&rf->lock);
-        logged = rf->logged;
-        unlogged = rf->unlogged;
-        all_logged = unlogged == rf->unlogged_synced;
-        pthread_mutex_unlock(&rf->lock);
-        if (all_logged && (logged == 0 || wal_commit(rf->wal, logged) == 0))
+        if (all_logged(rf, &logged, &unlogged) && (logged == 0 || wal_commit(rf->wal, logged) == 0))
             return 0;
         mark = wal_last(rf->wal); /* staged before the sync below: it covers them */
     }
@@ -745,18 +754,14 @@ int replicafile_flush(struct replicafile *rf, bool *device_flush)
 
 bool replicafile_flush_is_commit(struct replicafile *rf, uint64_t *upto)
 {
-    bool yes;
+    uint64_t unlogged;
 
     *upto = 0;
     if (!rf->wal || writable(rf))
         return false;
     if (!(rf->hdr.flags & SIDECAR_DIRTY))
         return true; /* nothing written since the replica settled */
-    pthread_mutex_lock(&rf->lock);
-    yes = rf->unlogged == rf->unlogged_synced;
-    *upto = rf->logged;
-    pthread_mutex_unlock(&rf->lock);
-    return yes;
+    return all_logged(rf, upto, &unlogged);
 }
 
 void replicafile_use_wal(struct replicafile *rf, struct wal *wal)
