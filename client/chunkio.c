@@ -5,6 +5,7 @@
 
 #include "checksum.h"
 #include "errors.h"
+#include "localread.h"
 #include "log.h"
 #include "replica.h"
 #include "split.h"
@@ -37,6 +38,7 @@ struct piece {
     unsigned rounds;       /* rounds that met bad data (reads) */
     bool bad_seen;         /* this round met bad data, not just silence */
     unsigned quiet_rounds; /* rounds of silence or moving versions */
+    bool local_tried;      /* a local read (localread.h) was tried */
     uint64_t deadline_ms;  /* give up waiting for reachable replicas */
     struct core_node *node;
     uint64_t sent_ns;
@@ -547,6 +549,88 @@ static void send_read(struct piece *p)
     ch->reads++;
 }
 
+/* ----------------------------------------------------------- local reads */
+
+/* A local read that has to wait for the disk, on a thread of the pool. */
+struct local_work {
+    uv_work_t work;
+    struct piece *p;
+    int dirfd;
+    uint64_t chunk_id, version;
+    uint32_t blocks;
+    int status;
+};
+
+static void local_work_run(uv_work_t *w)
+{
+    struct local_work *lw = w->data;
+    struct piece *p = lw->p;
+
+    lw->status = localread_read(lw->dirfd, lw->chunk_id, lw->version, lw->blocks, p->coff, p->buf,
+                                p->len, false);
+}
+
+static void local_work_done(uv_work_t *w, int status)
+{
+    struct local_work *lw = w->data;
+    struct piece *p = lw->p;
+
+    if (status == 0 && lw->status == 0) {
+        piece_done(p, 0);
+    } else {
+        log_debug("local read of chunk %llu: %s", (unsigned long long)lw->chunk_id,
+                  err_str(status ? status : lw->status));
+        requeue(p->ch, p); /* over the network, with what is known now */
+        pump(p->ch);
+    }
+    free(lw);
+}
+
+/*
+ * Reads p from the files of a replica on this host, if there is one: on
+ * the loop when the page cache holds it all, else on the pool. True if the
+ * read is done or under way; false to read over the network.
+ */
+static bool read_local(struct piece *p)
+{
+    struct kchunk *ch = p->ch;
+    keel_client *c = ch->in->c;
+    uint32_t blocks = (uint32_t)(c->chunk_size / KEEL_BLOCK_SIZE);
+    struct core_node *n = NULL;
+    struct local_work *lw;
+    int r;
+
+    if (p->local_tried || !c->opts.local_reads)
+        return false;
+    for (unsigned i = 0; i < ch->nreps && !n; i++) {
+        n = core_node_get(c, ch->reps[i].addr);
+        if (n && !localread_node(c, n, ch->reps[i].node_id))
+            n = NULL;
+    }
+    if (!n)
+        return false;
+    p->local_tried = true;
+    r = localread_read(n->local_dirfd, ch->id, ch->version, blocks, p->coff, p->buf, p->len, true);
+    if (r == 0) {
+        piece_done(p, 0);
+        return true;
+    }
+    if (r != -EAGAIN || !(lw = calloc(1, sizeof(*lw)))) {
+        log_debug("local read of chunk %llu: %s", (unsigned long long)ch->id, err_str(r));
+        return false;
+    }
+    *lw = (struct local_work){.p = p,
+                              .dirfd = n->local_dirfd,
+                              .chunk_id = ch->id,
+                              .version = ch->version,
+                              .blocks = blocks};
+    lw->work.data = lw;
+    if (uv_queue_work(&c->loop, &lw->work, local_work_run, local_work_done) == 0)
+        return true;
+    free(lw);
+    return false;
+}
+
 /* ---------------------------------------------------------------- writes */
 
 static void add_failed(struct kchunk *ch, uint64_t node, int status)
@@ -826,7 +910,7 @@ static void pump(struct kchunk *ch)
             if (ch->id == 0) {
                 memset(p->buf, 0, p->len);
                 piece_done(p, 0);
-            } else {
+            } else if (!read_local(p)) {
                 send_read(p);
             }
         }

@@ -479,6 +479,7 @@ struct core_node *core_node_get(keel_client *c, const char *addr)
         return NULL;
     }
     n->ewma_us = 1000;
+    n->local_dirfd = -1;
     c->nodes[c->nnodes++] = n;
     return n;
 }
@@ -520,6 +521,7 @@ void keel_options_init(struct keel_options *o)
     o->location_ttl_ms = 2000;
     o->log_level = KEEL_LOG_WARN;
     o->client_name = "libkeel";
+    o->local_reads = true;
 }
 
 const char *keel_strerror(int err)
@@ -577,8 +579,11 @@ static void stop_run(struct core_op *op)
 
 static void free_client(keel_client *c)
 {
-    for (size_t i = 0; i < c->nnodes; i++)
+    for (size_t i = 0; i < c->nnodes; i++) {
+        if (c->nodes[i]->local == LOCAL_YES)
+            close(c->nodes[i]->local_dirfd);
         free(c->nodes[i]);
+    }
     free(c->nodes);
     u64map_free(&c->inodes);
     pthread_mutex_destroy(&c->lock);

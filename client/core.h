@@ -35,6 +35,9 @@ struct core_wait {
     bool done;
 };
 
+/* Whether a datanode's replicas can be read from their files (localread.h). */
+enum { LOCAL_UNKNOWN, LOCAL_ASKING, LOCAL_YES, LOCAL_NO };
+
 /* What the client knows of one datanode it talks to. */
 struct core_node {
     char addr[64];
@@ -42,6 +45,10 @@ struct core_node {
     uint32_t inflight;    /* calls outstanding */
     uint64_t ewma_us;     /* smoothed reply time */
     uint64_t error_until; /* mono ms: avoid while a recent error is fresh */
+    int local;            /* LOCAL_* */
+    int local_dirfd;      /* LOCAL_YES: the node's data directory */
+    uint64_t local_node;  /* LOCAL_YES: its node id */
+    uint64_t local_asked_ms;
 };
 
 struct keel_client {

@@ -232,16 +232,6 @@ const char *chunkstore_dir(const struct chunkstore *cs)
     return cs->dir;
 }
 
-int chunkstore_path(uint64_t chunk_id, const char *ext, char *buf, size_t len)
-{
-    int n;
-
-    if (chunk_id == 0)
-        return -EINVAL;
-    n = snprintf(buf, len, "chunks/%02x/%016" PRIx64 ".%s", sub_of(chunk_id), chunk_id, ext);
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
 /* ---------------------------------------------------------- open / close */
 
 int chunkstore_open(const char *dir, struct chunkstore **out)
@@ -553,7 +543,7 @@ static int scan_replica(struct chunkstore *cs, uint64_t id, chunkstore_scan_fn f
     char path[NAME_LEN + 16], name[NAME_LEN];
     int r;
 
-    chunkstore_path(id, "meta", path, sizeof(path));
+    replica_path(id, "meta", path, sizeof(path));
     file_name(id, "meta", name);
     r = chunkstore_open_replica(cs, id, &rf);
     if (r == -EBADMSG || r == -ELOOP || r == -EINVAL || r == -EIO) {

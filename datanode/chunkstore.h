@@ -76,10 +76,6 @@ uint32_t chunkstore_blocks(const struct chunkstore *cs);
 int chunkstore_write_identity(struct chunkstore *cs, const struct chunkstore_identity *id);
 void chunkstore_adopt_identity(struct chunkstore *cs, const struct chunkstore_identity *id);
 
-/* "chunks/xx/<id>.<ext>" into buf. -EINVAL for id 0, -ENAMETOOLONG if it
- * does not fit. */
-int chunkstore_path(uint64_t chunk_id, const char *ext, char *buf, size_t len);
-
 /*
  * Keeps a log of small writes of `size` bytes in DIR/wal (wal.h), which
  * serves the flushes of every replica opened after the scan; 0: none.

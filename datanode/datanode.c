@@ -158,6 +158,7 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
     dcfg.peers = dn->peers;
     dcfg.copies = dn->copies;
     dcfg.inflight = dn->inflight;
+    dcfg.no_local_reads = cfg->no_local_reads;
     r = dataserv_start(&dcfg, &dn->ds);
     if (r) {
         log_error("datanode: cannot listen on %s: %s", cfg->listen, err_str(r));

@@ -19,6 +19,7 @@
 #ifndef KEEL_DATANODE_DATANODE_H
 #define KEEL_DATANODE_DATANODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -39,6 +40,7 @@ struct datanode_config {
     uint64_t max_inflight;        /* bytes of requests in progress; 0: unbounded */
     uint64_t wal_size;            /* log of small writes (chunkstore_use_wal); 0: none */
     const char *boot_id_file;     /* the machine's boot id; NULL: the kernel's */
+    bool no_local_reads;          /* refuse LocalReq (dataserv.h) */
 };
 
 /*

@@ -32,6 +32,7 @@ struct dataserv {
     rpc_service svc; /* the handler table with this instance as context */
     rpc_server *server;
     uint32_t load;
+    bool no_local_reads;
 };
 
 static uint64_t chunk_size(const struct dataserv *ds)
@@ -470,6 +471,39 @@ static void h_checksums(rpc_req *req, void *ctx)
     }
 }
 
+/* ----------------------------------------------------------------- local */
+
+static void h_local(rpc_req *req, void *ctx)
+{
+    struct dataserv *ds = ctx;
+    Keel__Envelope rep = KEEL__ENVELOPE__INIT;
+    Keel__LocalRep body = KEEL__LOCAL_REP__INIT;
+    struct chunkstore_identity id;
+    char *dir;
+
+    if (ds->no_local_reads) {
+        rpc_reply_error(req, -EOPNOTSUPP, "local reads are off");
+        return;
+    }
+    if (!chunkstore_identity(ds->cs, &id)) {
+        rpc_reply_error(req, -EAGAIN, "not registered yet");
+        return;
+    }
+    dir = realpath(chunkstore_dir(ds->cs), NULL);
+    if (!dir) {
+        int e = -errno;
+
+        rpc_reply_error(req, e, "data directory: %s", err_str(e));
+        return;
+    }
+    body.dir = dir;
+    body.node_id = id.node_id;
+    rep.body_case = KEEL__ENVELOPE__BODY_LOCAL_REP;
+    rep.local_rep = &body;
+    rpc_reply(req, &rep, RPC_NO_PAYLOAD);
+    free(dir);
+}
+
 /* ------------------------------------------------------------------ copy */
 
 static void h_copy(rpc_req *req, void *ctx)
@@ -485,6 +519,7 @@ static const rpc_handler handlers[] = {
     {KEEL__ENVELOPE__BODY_FLUSH_REQ, "flush", h_flush},
     {KEEL__ENVELOPE__BODY_CHECKSUMS_REQ, "checksums", h_checksums},
     {KEEL__ENVELOPE__BODY_COPY_CHUNK_REQ, "copy-chunk", h_copy},
+    {KEEL__ENVELOPE__BODY_LOCAL_REQ, "local", h_local},
 };
 
 static void on_open(rpc_conn *c, void *ctx)
@@ -512,6 +547,7 @@ int dataserv_start(const struct dataserv_config *cfg, struct dataserv **out)
     ds->peers = cfg->peers;
     ds->copies = cfg->copies;
     ds->inflight = cfg->inflight;
+    ds->no_local_reads = cfg->no_local_reads;
     ds->svc.handlers = handlers;
     ds->svc.nhandlers = ARRAY_SIZE(handlers);
     ds->svc.ctx = ds;

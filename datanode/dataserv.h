@@ -1,7 +1,8 @@
 /*
  * dataserv: the datanode's data service, for clients and peer datanodes:
- * ReadReq, WriteReq (chained), FlushReq, ChecksumsReq, and CopyChunkReq
- * (handed to copyrecv).
+ * ReadReq, WriteReq (chained), FlushReq, ChecksumsReq, CopyChunkReq
+ * (handed to copyrecv), and LocalReq (where the replicas are, for a client
+ * on this host that reads them from their files: client/localread.h).
  *
  * Every request is validated before anything happens (ranges inside the
  * chunk, payload length equal to the declared one, payload checksum, chain
@@ -32,6 +33,7 @@
 #include "peers.h"
 #include "replicas.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -49,6 +51,7 @@ struct dataserv_config {
     struct peers *peers;
     struct copyrecv *copies;
     struct inflight *inflight; /* charged for every request in progress */
+    bool no_local_reads;       /* LocalReq is refused */
 };
 
 /* Listens and serves. Everything in cfg is borrowed for the service's life.

@@ -47,6 +47,7 @@ int main(int argc, char **argv)
 {
     const char *data = NULL, *namenode = getenv("KEEL_NAMENODE");
     const char *listen = "127.0.0.1:0", *domain = "default", *boot_id_file = NULL;
+    bool no_local_reads = false;
     uint64_t scrub_rate = 8u << 20, capacity = 0, peer_timeout = 5000, io_threads = 4;
     uint64_t repl_rate = 64u << 20, repl_streams = 2, max_inflight = 256u << 20;
     uint64_t wal_size = 64u << 20;
@@ -79,6 +80,9 @@ int main(int argc, char **argv)
         {"boot-id-file", FLAG_STRING, &boot_id_file,
          "file whose first line is the machine's boot id (default: the kernel's); the log "
          "is replayed at start only if it was written under another boot"},
+        {"no-local-reads", FLAG_BOOL, &no_local_reads,
+         "do not tell clients on this host where the replicas are, so they read them only "
+         "through this server"},
         {"log-level", FLAG_LOGLEVEL, &level, "error, warn, info or debug"},
     };
     const struct flags_spec spec = {
@@ -156,6 +160,7 @@ int main(int argc, char **argv)
     cfg.max_inflight = max_inflight;
     cfg.wal_size = wal_size;
     cfg.boot_id_file = boot_id_file;
+    cfg.no_local_reads = no_local_reads;
     if (uv_loop_init(&loop) < 0) {
         fprintf(stderr, "keel-datanode: cannot create the event loop\n");
         return 1;

@@ -49,6 +49,8 @@ static void usage(void)
            "  --retry TIME           how long to keep retrying an unreachable namenode (default "
            "300s)\n"
            "  --log-level LEVEL      error, warn, info or debug (default warn)\n"
+           "  --no-local-reads       read replicas only through their datanodes, never from\n"
+           "                         the files of a datanode on this host\n"
            "  --help                 this help, then libfuse's\n\n"
            "libfuse options:\n");
 }
@@ -111,6 +113,19 @@ static bool raise_readahead(const char *mountpoint)
     return ok;
 }
 
+/* Takes "--name" out of argv; whether it was there. */
+static bool take_switch(int *argc, char **argv, const char *name)
+{
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], name) != 0)
+            continue;
+        memmove(&argv[i], &argv[i + 1], (size_t)(*argc - i) * sizeof(char *));
+        (*argc)--;
+        return true;
+    }
+    return false;
+}
+
 /* Takes "--name value" / "--name=value" out of argv; NULL if absent. */
 static const char *take_flag(int *argc, char **argv, const char *name, bool *bad)
 {
@@ -154,7 +169,7 @@ int main(int argc, char **argv)
     struct fuse_args args;
     struct sockaddr_in sa;
     keel_client *probe;
-    bool bad = false;
+    bool bad = false, no_local_reads;
     int r, rc = 1;
 
     if ((v = take_flag(&argc, argv, "--namenode", &bad)))
@@ -165,6 +180,7 @@ int main(int argc, char **argv)
         bad = true;
     if ((v = take_flag(&argc, argv, "--log-level", &bad)) && log_parse_level(v, &level))
         bad = true;
+    no_local_reads = take_switch(&argc, argv, "--no-local-reads");
     if (!namenode || !*namenode)
         namenode = "127.0.0.1:7420";
     if (bad || parse_addr(namenode, &sa)) {
@@ -199,6 +215,7 @@ int main(int argc, char **argv)
     o.log_fn = log_line;
     o.log_level = (int)level;
     o.client_name = "keel-fuse";
+    o.local_reads = !no_local_reads;
     /* Fail early, in the foreground, if the cluster cannot be reached. */
     r = keel_connect(namenode, &o, &probe);
     if (r) {

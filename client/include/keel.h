@@ -85,6 +85,9 @@ struct keel_options {
     int log_level;
     /** Name shown in the namenode's logs (default "libkeel"); copied. */
     const char *client_name;
+    /** Read the replicas that a datanode on this host keeps straight from
+     *  their files, when this process may read them (default true). */
+    bool local_reads;
 };
 
 /** Fills o with the defaults. */

@@ -5,7 +5,7 @@
  */
 #include "checksum.h"
 #include "datanode/chunkstore.h"
-#include "datanode/sidecar.h"
+#include "sidecar.h"
 #include "datanode/wal.h"
 #include "syswrap.h"
 
@@ -64,7 +64,7 @@ static void abs_path(uint64_t id, const char *ext, char *buf, size_t len)
 {
     char rel[48];
 
-    ck_assert_int_eq(chunkstore_path(id, ext, rel, sizeof(rel)), 0);
+    ck_assert_int_eq(replica_path(id, ext, rel, sizeof(rel)), 0);
     snprintf(buf, len, "%s/%s", dir, rel);
 }
 
@@ -112,14 +112,14 @@ START_TEST(paths_come_from_the_numeric_id)
 {
     char buf[64];
 
-    ck_assert_int_eq(chunkstore_path(0x1234abcdull, "data", buf, sizeof(buf)), 0);
+    ck_assert_int_eq(replica_path(0x1234abcdull, "data", buf, sizeof(buf)), 0);
     ck_assert_str_eq(buf, "chunks/cd/000000001234abcd.data");
-    ck_assert_int_eq(chunkstore_path(UINT64_MAX, "meta", buf, sizeof(buf)), 0);
+    ck_assert_int_eq(replica_path(UINT64_MAX, "meta", buf, sizeof(buf)), 0);
     ck_assert_str_eq(buf, "chunks/ff/ffffffffffffffff.meta");
-    ck_assert_int_eq(chunkstore_path(0x100, "meta", buf, sizeof(buf)), 0);
+    ck_assert_int_eq(replica_path(0x100, "meta", buf, sizeof(buf)), 0);
     ck_assert_str_eq(buf, "chunks/00/0000000000000100.meta");
-    ck_assert_int_eq(chunkstore_path(0, "data", buf, sizeof(buf)), -EINVAL);
-    ck_assert_int_eq(chunkstore_path(1, "data", buf, 10), -ENAMETOOLONG);
+    ck_assert_int_eq(replica_path(0, "data", buf, sizeof(buf)), -EINVAL);
+    ck_assert_int_eq(replica_path(1, "data", buf, 10), -ENAMETOOLONG);
 }
 END_TEST
 

@@ -7,9 +7,9 @@
  */
 #include "checksum.h"
 #include "datanode/chunkstore.h"
-#include "datanode/diskio.h"
+#include "diskio.h"
 #include "datanode/replicafile.h"
-#include "datanode/sidecar.h"
+#include "sidecar.h"
 
 #include <check.h>
 #include <errno.h>
@@ -88,7 +88,7 @@ static void file_path(const char *ext, char *buf, size_t len)
 {
     char rel[128];
 
-    ck_assert_int_eq(chunkstore_path(ID, ext, rel, sizeof(rel)), 0);
+    ck_assert_int_eq(replica_path(ID, ext, rel, sizeof(rel)), 0);
     snprintf(buf, len, "%s/%s", dir, rel);
 }
 

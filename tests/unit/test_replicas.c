@@ -8,7 +8,7 @@
 #include "checksum.h"
 #include "datanode/chunkstore.h"
 #include "datanode/replicas.h"
-#include "datanode/sidecar.h"
+#include "sidecar.h"
 #include "datanode/wal.h"
 #include "syswrap.h"
 
@@ -313,7 +313,7 @@ static void flip(uint64_t id, const char *ext, uint64_t off)
     uint8_t b;
     int fd;
 
-    chunkstore_path(id, ext, rel, sizeof(rel));
+    replica_path(id, ext, rel, sizeof(rel));
     snprintf(path, sizeof(path), "%s/%s", dir, rel);
     fd = open(path, O_RDWR);
     ck_assert_int_ge(fd, 0);
@@ -395,10 +395,10 @@ START_TEST(scrub_finds_files_removed_or_cut_behind_its_back)
     rd = read_sync(15, 1, 0, 10); /* both are open now */
     ck_assert_int_eq(rd.status, 0);
     free(rd.data);
-    chunkstore_path(15, "data", rel, sizeof(rel));
+    replica_path(15, "data", rel, sizeof(rel));
     snprintf(path, sizeof(path), "%s/%s", dir, rel);
     ck_assert_int_eq(unlink(path), 0);
-    chunkstore_path(16, "data", rel, sizeof(rel));
+    replica_path(16, "data", rel, sizeof(rel));
     snprintf(path, sizeof(path), "%s/%s", dir, rel);
     ck_assert_int_eq(truncate(path, 50), 0);
 
@@ -737,7 +737,7 @@ static struct sidecar_header disk_header(uint64_t id)
     char rel[64], path[160];
     int fd;
 
-    chunkstore_path(id, "meta", rel, sizeof(rel));
+    replica_path(id, "meta", rel, sizeof(rel));
     snprintf(path, sizeof(path), "%s/%s", dir, rel);
     fd = open(path, O_RDONLY);
     ck_assert_int_ge(fd, 0);

@@ -20,8 +20,8 @@
  *
  * Pure I/O helpers on a file descriptor, no policy; safe on any thread.
  */
-#ifndef KEEL_DATANODE_SIDECAR_H
-#define KEEL_DATANODE_SIDECAR_H
+#ifndef KEEL_SIDECAR_H
+#define KEEL_SIDECAR_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -45,6 +45,14 @@ struct sidecar_header {
     uint32_t flags;
     uint32_t blocks;
 };
+
+/*
+ * Where a replica's files are below its datanode's directory:
+ * "chunks/xx/<id>.<ext>" (ext "data" or "meta"), <id> the chunk id as 16
+ * lowercase hex digits and xx its low byte (datanode/chunkstore.h has the
+ * whole tree). -EINVAL for id 0, -ENAMETOOLONG if it does not fit in len.
+ */
+int replica_path(uint64_t chunk_id, const char *ext, char *buf, size_t len);
 
 /* Size of the sidecar of a chunk of `blocks` blocks. */
 uint64_t sidecar_size(uint32_t blocks);

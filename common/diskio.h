@@ -5,8 +5,8 @@
  * interrupted; these loop until the whole buffer is done, so callers issue
  * one call per range and handle one error. Safe on any thread.
  */
-#ifndef KEEL_DATANODE_DISKIO_H
-#define KEEL_DATANODE_DISKIO_H
+#ifndef KEEL_DISKIO_H
+#define KEEL_DISKIO_H
 
 #include <stdbool.h>
 #include <stddef.h>

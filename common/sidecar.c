@@ -9,6 +9,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,4 +150,15 @@ int sidecar_write_new(int fd, const struct sidecar_header *h, const uint64_t *su
 out:
     free(zeros);
     return r;
+}
+
+int replica_path(uint64_t chunk_id, const char *ext, char *buf, size_t len)
+{
+    int n;
+
+    if (chunk_id == 0)
+        return -EINVAL;
+    n = snprintf(buf, len, "chunks/%02x/%016" PRIx64 ".%s", (unsigned)(chunk_id & 0xff), chunk_id,
+                 ext);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
