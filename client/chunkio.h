@@ -8,8 +8,11 @@
  * chunk, and the chunk's pump starts what may start:
  *
  *   - a read needs a known location (fresh within location_ttl_ms unless we
- *     hold the write lease); it goes to the replica replica_pick() prefers
- *     and falls over to the next on any error, then refetches the location;
+ *     hold the write lease); it is read from the files of a replica on this
+ *     host if there is one (localread.h: on this thread when the page cache
+ *     holds it, else on libuv's pool), else, or if that fails, it goes to
+ *     the replica replica_pick() prefers and falls over to the next on any
+ *     error, then refetches the location;
  *     it waits for the writes queued before it that it overlaps, so it sees
  *     them (what makes write-behind and asynchronous writes readable);
  *   - a write needs a location fetched for writing under our lease; it goes
