@@ -251,16 +251,20 @@ static int kfs_read(const char *path, char *buf, size_t len, off_t off, struct f
 }
 
 /*
- * Reads of up to KEELFS_FAST_IO bytes, and writes of up to that and
- * fsyncs of files opened with O_DIRECT, skip libfuse: each is handed to
+ * Reads of up to KEELFS_FAST_IO bytes (any size for files opened with
+ * O_DIRECT), and writes of up to that and fsyncs of files opened with
+ * O_DIRECT, skip libfuse: each is handed to
  * libkeel as it comes from the kernel and answered from libkeel's
  * completion, on its I/O thread. The FUSE worker that read it goes back to
  * the kernel for the next request rather than sleeping until libkeel wakes
  * it: two context switches and a wakeup fewer per request, and on a
  * virtual machine a wakeup across CPUs is an interrupt through the
  * hypervisor. Larger requests stay on the workers, so that copying them
- * does not hold libkeel's I/O thread up. Buffered writes stay too: they
- * are written behind, and return at once.
+ * does not hold libkeel's I/O thread up, except the reads of an O_DIRECT
+ * file: those come one at a time from each reader, while the kernel's
+ * read-ahead sends several, which the workers copy on every core at once
+ * (bench/README.md has the figures).
+ * Buffered writes stay too: they are written behind, and return at once.
  */
 struct fast {
     int fd;
@@ -301,10 +305,16 @@ static struct kfh *fast_target(const struct fuse_in_header *h, size_t len, size_
     *size = 0;
     switch (h->opcode) {
     case FUSE_READ:
-        if (len < sizeof(*h) + sizeof(*rd) || rd->size > KEELFS_FAST_IO)
+        if (len < sizeof(*h) + sizeof(*rd) || rd->size > KEELFS_MAX_IO)
+            return NULL;
+        k = (struct kfh *)(uintptr_t)rd->fh;
+        /* Large reads only of O_DIRECT files, which send one at a time:
+         * the kernel's read-ahead sends several, which the workers copy
+         * into the page cache on every core at once. */
+        if (rd->size > KEELFS_FAST_IO && !(k && k->fast_write))
             return NULL;
         *size = rd->size;
-        return (struct kfh *)(uintptr_t)rd->fh;
+        return k;
     case FUSE_WRITE:
         if (len < sizeof(*h) + sizeof(*wr) || wr->size > KEELFS_FAST_IO ||
             len != sizeof(*h) + sizeof(*wr) + wr->size)

@@ -9,8 +9,9 @@
  * go straight to libkeel; every open drops the file's cached pages, so data
  * another client wrote before the open is always seen.
  *
- * Reads of up to KEELFS_FAST_IO bytes, and direct writes of up to that
- * and direct fsyncs, are answered from libkeel's completion, off libfuse
+ * Reads of up to KEELFS_FAST_IO bytes (of any size from files opened with
+ * O_DIRECT), and direct writes of up to KEELFS_FAST_IO bytes and direct
+ * fsyncs, are answered from libkeel's completion, off libfuse
  * (keelfs_take); the rest by libfuse's workers.
  *
  * Writes: buffered writes are written behind (KEEL_O_WRITEBACK: up to 16
