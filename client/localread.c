@@ -33,11 +33,15 @@ struct local_ask {
 static const char *version_value(const char *text, const char *key)
 {
     size_t n = strlen(key);
+    const char *line = text;
 
-    for (const char *line = text; line && *line;
-         line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+    while (line) {
         if (strncmp(line, key, n) == 0 && line[n] == '=')
             return line + n + 1;
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
     return NULL;
 }
 
@@ -210,8 +214,8 @@ int localread_read(int dirfd, uint64_t chunk_id, uint64_t version, uint32_t bloc
     }
     r = check_header(meta_fd, chunk_id, version, blocks, nowait);
     whole = off % KEEL_BLOCK_SIZE == 0 && len % KEEL_BLOCK_SIZE == 0;
-    blk = whole ? buf : malloc(n * KEEL_BLOCK_SIZE);
-    if (r == 0 && !blk)
+    blk = whole ? buf : NULL;
+    if (r == 0 && !whole && !(blk = malloc(n * KEEL_BLOCK_SIZE)))
         r = -ENOMEM;
     if (r == 0)
         r = read_blocks(data_fd, meta_fd, first, n, blk, nowait);
