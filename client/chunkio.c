@@ -12,8 +12,10 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_READ_ROUNDS    4
 #define REFETCH_DELAY_MS   200
@@ -555,7 +557,7 @@ static void send_read(struct piece *p)
 struct local_work {
     uv_work_t work;
     struct piece *p;
-    int dirfd;
+    int dirfd; /* its own: the node's may be closed meanwhile (localread_forget) */
     uint64_t chunk_id, version;
     uint32_t blocks;
     int status;
@@ -583,6 +585,7 @@ static void local_work_done(uv_work_t *w, int status)
         requeue(p->ch, p); /* over the network, with what is known now */
         pump(p->ch);
     }
+    close(lw->dirfd);
     free(lw);
 }
 
@@ -620,13 +623,15 @@ static bool read_local(struct piece *p)
         return false;
     }
     *lw = (struct local_work){.p = p,
-                              .dirfd = n->local_dirfd,
+                              .dirfd = fcntl(n->local_dirfd, F_DUPFD_CLOEXEC, 0),
                               .chunk_id = ch->id,
                               .version = ch->version,
                               .blocks = blocks};
     lw->work.data = lw;
-    if (uv_queue_work(&c->loop, &lw->work, local_work_run, local_work_done) == 0)
+    if (lw->dirfd >= 0 && uv_queue_work(&c->loop, &lw->work, local_work_run, local_work_done) == 0)
         return true;
+    if (lw->dirfd >= 0)
+        close(lw->dirfd);
     free(lw);
     return false;
 }

@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "io.h"
+#include "localread.h"
 #include "log.h"
 #include "util.h"
 
@@ -454,6 +455,18 @@ uint32_t core_call_timeout(const keel_client *c)
     return c->opts.call_timeout_ms;
 }
 
+/* A datanode's connection closed: what it said of its directory may no
+ * longer hold (it may come back with another, or refuse local reads). */
+static void node_closed(rpc_conn *conn, int err, void *ctx)
+{
+    struct core_node *n = rpc_conn_data(conn);
+
+    if (n)
+        localread_forget(n);
+}
+
+static const rpc_service node_service = {.on_close = node_closed};
+
 struct core_node *core_node_get(keel_client *c, const char *addr)
 {
     struct rpc_opts ro = {.call_timeout_ms = c->opts.call_timeout_ms,
@@ -474,10 +487,11 @@ struct core_node *core_node_get(keel_client *c, const char *addr)
     }
     c->nodes = grown;
     snprintf(n->addr, sizeof(n->addr), "%s", addr);
-    if (rpc_connect(&c->loop, addr, NULL, &ro, &n->conn)) {
+    if (rpc_connect(&c->loop, addr, &node_service, &ro, &n->conn)) {
         free(n);
         return NULL;
     }
+    rpc_conn_set_data(n->conn, n);
     n->ewma_us = 1000;
     n->local_dirfd = -1;
     c->nodes[c->nnodes++] = n;

@@ -129,6 +129,20 @@ bool localread_node(keel_client *c, struct core_node *n, uint64_t node_id)
     return false;
 }
 
+void localread_forget(struct core_node *n)
+{
+    if (n->local == LOCAL_YES) {
+        log_info("node %" PRIu64 " (%s) is gone: its replicas are read from their files again "
+                 "only once it answers where they are",
+                 n->local_node, n->addr);
+        close(n->local_dirfd);
+    }
+    n->local_dirfd = -1;
+    n->local_asked_ms = 0;
+    if (n->local != LOCAL_ASKING) /* its answer will come, as a failure */
+        n->local = LOCAL_UNKNOWN;
+}
+
 /* ----------------------------------------------------------- the reads */
 
 static int open_replica_file(int dirfd, uint64_t chunk_id, const char *ext)

@@ -51,6 +51,13 @@
 bool localread_node(keel_client *c, struct core_node *n, uint64_t node_id);
 
 /*
+ * Forgets what node n said, and closes its directory: its connection has
+ * closed, and a node that starts again may keep its replicas elsewhere or
+ * refuse local reads. It is asked again at the next read. I/O thread.
+ */
+void localread_forget(struct core_node *n);
+
+/*
  * Reads [off, off + len) of replica (chunk_id, version) of a chunk of
  * `blocks` blocks into buf, from the files below dirfd, with the checks
  * above. Returns 0; -EAGAIN when nowait and some of it is not in the page

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Local reads: a client on the datanodes' host reads replicas straight from
 # their files. A mount that has learned where they are still reads with
-# every datanode frozen; an overwrite while a datanode is dead reads back
-# new, before and after that node returns at its older version; blocks
+# every datanode frozen; it stops reading a datanode's files when that
+# datanode dies; an overwrite while a datanode is dead reads back new,
+# before and after that node returns at its older version; blocks
 # damaged in two replicas' files still read back right; and a mount started
 # with --no-local-reads reads through the datanodes only.
 source "$KEEL_SRC/tests/lib.sh"
@@ -37,6 +38,7 @@ cmp -s "$T/a" "$T/r2" || fail "a local read returned wrong data"
 # (the replicas being written go over the network), once they have settled,
 # and after datanode 3 comes back stale.
 local_cluster kill-datanode 3
+wait_for 10 "the mount to stop reading datanode 3's files" grep -q "is gone: its replicas" "$T/fuse-mnt.log"
 random_file "$T/b" $((8 << 20)) 2
 dd if="$T/b" of="$M/f" bs=1M conv=fsync,notrunc status=none || fail "overwrite"
 read_back "$T/r3" && cmp -s "$T/b" "$T/r3" || fail "old data right after the overwrite"
