@@ -159,16 +159,12 @@ static int open_replica_file(int dirfd, uint64_t chunk_id, const char *ext)
 /* Checks the header of the sidecar open at fd. */
 static int check_header(int fd, uint64_t chunk_id, uint64_t version, uint32_t blocks, bool nowait)
 {
-    uint8_t buf[SIDECAR_HEADER_LEN];
     struct sidecar_header h;
-    size_t got = 0;
-    int r = nowait ? diskio_pread_nowait(fd, buf, sizeof(buf), 0, &got)
-                   : diskio_pread(fd, buf, sizeof(buf), 0, &got);
+    int r = sidecar_read_header(fd, &h, nowait);
 
     if (r)
         return r;
-    if (got != sizeof(buf) || sidecar_decode(buf, &h) || h.chunk_id != chunk_id ||
-        h.blocks != blocks)
+    if (h.chunk_id != chunk_id || h.blocks != blocks)
         return -EBADMSG;
     if (h.version != version)
         return -ESTALE;

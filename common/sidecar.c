@@ -55,11 +55,12 @@ int sidecar_decode(const uint8_t *buf, struct sidecar_header *h)
     return 0;
 }
 
-int sidecar_read_header(int fd, struct sidecar_header *h)
+int sidecar_read_header(int fd, struct sidecar_header *h, bool nowait)
 {
     uint8_t buf[SIDECAR_HEADER_LEN];
-    size_t got;
-    int r = diskio_pread(fd, buf, sizeof(buf), 0, &got);
+    size_t got = 0;
+    int r = nowait ? diskio_pread_nowait(fd, buf, sizeof(buf), 0, &got)
+                   : diskio_pread(fd, buf, sizeof(buf), 0, &got);
 
     if (r)
         return r;

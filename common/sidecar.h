@@ -65,8 +65,9 @@ void sidecar_encode(const struct sidecar_header *h, uint8_t *buf);
  */
 int sidecar_decode(const uint8_t *buf, struct sidecar_header *h);
 
-/* Reads and decodes the header. Returns 0, -EBADMSG, or a read error. */
-int sidecar_read_header(int fd, struct sidecar_header *h);
+/* Reads and decodes the header. Returns 0, -EBADMSG, or a read error;
+ * nowait: -EAGAIN rather than wait for the disk (diskio_pread_nowait). */
+int sidecar_read_header(int fd, struct sidecar_header *h, bool nowait);
 /* Rewrites the header in place (not synced). Returns 0 or a write error. */
 int sidecar_write_header(int fd, const struct sidecar_header *h);
 

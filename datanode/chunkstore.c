@@ -553,7 +553,7 @@ static int scan_replica(struct chunkstore *cs, uint64_t id, chunkstore_scan_fn f
         /* Keep the version when only the rest is wrong, so it can be
          * reported corrupt at the version it has. */
         if (open_file(cs->sub_fd[sub_of(id)], name, O_RDONLY, &fd) == 0) {
-            if (sidecar_read_header(fd, &h) == 0)
+            if (sidecar_read_header(fd, &h, false) == 0)
                 ri.version = h.version;
             close(fd);
         }
@@ -707,7 +707,7 @@ static int replay_record(void *arg, const struct wal_record *rec, const void *da
     file_name(rec->chunk_id, "meta", name);
     if (open_file(dirfd, name, O_RDONLY, &fd))
         return 0; /* removed since */
-    r = sidecar_read_header(fd, &h);
+    r = sidecar_read_header(fd, &h, false);
     close(fd);
     if (r || rec->version > h.version || (h.flags & SIDECAR_FLAGS) != SIDECAR_DIRTY)
         return 0;

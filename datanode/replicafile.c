@@ -134,7 +134,7 @@ int replicafile_open(int data_fd, int meta_fd, uint64_t chunk_id, uint32_t block
     rf->meta_fd = meta_fd;
     rf->zero_sum = csum_zero_block();
     pthread_mutex_init(&rf->lock, NULL);
-    r = sidecar_read_header(meta_fd, &rf->hdr);
+    r = sidecar_read_header(meta_fd, &rf->hdr, false);
     if (r)
         goto fail;
     if (rf->hdr.chunk_id != chunk_id || rf->hdr.blocks != blocks) {

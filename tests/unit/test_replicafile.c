@@ -129,7 +129,7 @@ static struct sidecar_header disk_header(void)
     file_path("meta", path, sizeof(path));
     fd = open(path, O_RDONLY);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(sidecar_read_header(fd, &h), 0);
+    ck_assert_int_eq(sidecar_read_header(fd, &h, false), 0);
     close(fd);
     return h;
 }

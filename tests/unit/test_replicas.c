@@ -741,7 +741,7 @@ static struct sidecar_header disk_header(uint64_t id)
     snprintf(path, sizeof(path), "%s/%s", dir, rel);
     fd = open(path, O_RDONLY);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(sidecar_read_header(fd, &h), 0);
+    ck_assert_int_eq(sidecar_read_header(fd, &h, false), 0);
     close(fd);
     return h;
 }
