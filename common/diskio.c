@@ -82,6 +82,24 @@ int diskio_pwrite_done(int fd, const void *buf, size_t len, uint64_t off, size_t
     return r;
 }
 
+int diskio_pwrite_pieces(int fd, const void *buf, size_t len, uint64_t off, size_t *done)
+{
+    const uint8_t *p = buf;
+    int r = 0;
+
+    *done = 0;
+    while (*done < len && r == 0) {
+        uint64_t at = off + *done;
+        size_t n = len - *done, got;
+
+        if (n > DISKIO_PIECE - (at & (DISKIO_PIECE - 1)))
+            n = DISKIO_PIECE - (at & (DISKIO_PIECE - 1));
+        r = diskio_pwrite_done(fd, p + *done, n, at, &got);
+        *done += got;
+    }
+    return r;
+}
+
 int diskio_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
     size_t done;

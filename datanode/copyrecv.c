@@ -77,10 +77,13 @@ static void session_free(struct session *s)
 
 /* ------------------------------------------------------------ pool work */
 
-/* Writes blocks [first, first + n) from data, one pwrite. */
+/* Writes blocks [first, first + n) from data. */
 static int write_run(struct session *s, uint64_t first, const uint8_t *data, size_t n)
 {
-    return diskio_pwrite(s->data_fd, data, n * KEEL_BLOCK_SIZE, first * KEEL_BLOCK_SIZE);
+    size_t done;
+
+    return diskio_pwrite_pieces(s->data_fd, data, n * KEEL_BLOCK_SIZE, first * KEEL_BLOCK_SIZE,
+                                &done);
 }
 
 /* Verifies a piece's blocks against the checksums sent with them, then

@@ -598,7 +598,7 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
         outside = off + len > rf->length || !all_allocated(rf, first, last);
         pthread_mutex_unlock(&rf->lock);
     }
-    r = diskio_pwrite_done(rf->data_fd, data, len, off, &done);
+    r = diskio_pwrite_pieces(rf->data_fd, data, len, off, &done);
     if (r == 0 && !edge.nowait && len >= WRITEBACK_AT) /* never on the loop */
         diskio_start_writeback(rf->data_fd, off, len);
     if (r == 0 && rf->wal) { /* see replicafile_flush */

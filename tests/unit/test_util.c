@@ -1,13 +1,16 @@
 /*
- * Unit tests for common/util, flags and errors: parsing sizes, durations
- * and addresses, flag tables, and the wire status mapping.
+ * Unit tests for common/util, flags, errors and diskio: parsing sizes,
+ * durations and addresses, flag tables, the wire status mapping, and writes
+ * in pieces.
  */
+#include "diskio.h"
 #include "errors.h"
 #include "flags.h"
 #include "util.h"
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +134,67 @@ START_TEST(atomic_files)
 }
 END_TEST
 
+/* The pwrites made while `recording`: offset and length of each. */
+static bool recording;
+static uint64_t pw_off[16], pw_len[16];
+static unsigned npw;
+
+ssize_t __real_pwrite(int fd, const void *buf, size_t len, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t len, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    if (recording && npw < 16) {
+        pw_off[npw] = (uint64_t)off;
+        pw_len[npw++] = len;
+    }
+    return __real_pwrite(fd, buf, len, off);
+}
+
+START_TEST(pwrite_pieces)
+{
+    char dir[] = "/tmp/keel-util-XXXXXX", path[128];
+    const uint64_t off = 60 * 1024 + 100;
+    const size_t len = 200 * 1024;
+    uint8_t *data = malloc(len), *back = malloc(len);
+    size_t done = 1;
+    int fd;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/f", dir);
+    fd = open(path, O_RDWR | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i * 7 + i / 4096);
+    recording = true;
+    ck_assert_int_eq(diskio_pwrite_pieces(fd, data, len, off, &done), 0);
+    recording = false;
+    ck_assert_uint_eq(done, len);
+    /* Pieces end on 64 KiB boundaries: [off, 64K), three whole ones, the rest. */
+    ck_assert_uint_eq(npw, 5);
+    ck_assert_uint_eq(pw_off[0], off);
+    ck_assert_uint_eq(pw_len[0], DISKIO_PIECE - off);
+    for (unsigned i = 1; i < 4; i++) {
+        ck_assert_uint_eq(pw_off[i], i * DISKIO_PIECE);
+        ck_assert_uint_eq(pw_len[i], DISKIO_PIECE);
+    }
+    ck_assert_uint_eq(pw_off[4], 4 * DISKIO_PIECE);
+    ck_assert_uint_eq(pw_off[4] + pw_len[4], off + len);
+    ck_assert_int_eq(pread(fd, back, len, (off_t)off), (ssize_t)len);
+    ck_assert_mem_eq(back, data, len);
+    close(fd);
+    /* An error stops it: nothing written, the errno returned. */
+    fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(diskio_pwrite_pieces(fd, data, len, 0, &done), -EBADF);
+    ck_assert_uint_eq(done, 0);
+    close(fd);
+    unlink(path);
+    rmdir(dir);
+    free(data);
+    free(back);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("util");
@@ -144,6 +208,7 @@ int main(void)
     tcase_add_test(tc, flag_table);
     tcase_add_test(tc, wire_status);
     tcase_add_test(tc, atomic_files);
+    tcase_add_test(tc, pwrite_pieces);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
