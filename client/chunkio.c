@@ -27,6 +27,16 @@
 /* A flush's view of one chunk of its set. */
 enum { FS_DONE = 0, FS_AGAIN = 1, FS_ROUND = 2 };
 
+struct piece;
+
+/* One replica's share of a write sent to every replica at once. */
+struct leg {
+    struct piece *p;
+    struct core_node *node;
+    uint64_t node_id;
+    int status;
+};
+
 struct piece {
     struct fop *op;
     struct kchunk *ch;
@@ -52,6 +62,10 @@ struct piece {
     } req;
     Keel__Replica chain[KC_MAX_REPLICAS];
     Keel__Replica *chainp[KC_MAX_REPLICAS];
+    /* A write sent to every replica at once (send_fanout). */
+    struct leg legs[KC_MAX_REPLICAS];
+    unsigned nlegs;
+    unsigned legs_left;
 };
 
 static void pump(struct kchunk *ch);
@@ -649,6 +663,43 @@ static void add_failed(struct kchunk *ch, uint64_t node, int status)
     }
 }
 
+/* The request itself is wrong: no replica will take it. */
+static bool write_refused(int status)
+{
+    return status == -EINVAL || status == -EMSGSIZE || status == -ERANGE || status == -EFBIG ||
+           status == -EPROTO;
+}
+
+/* p has left ch->inflight; failed: some replica (now in ch->failed) may
+ * have missed it. */
+static void write_ended(struct piece *p, bool failed)
+{
+    struct kchunk *ch = p->ch;
+
+    if (!failed) {
+        ch->dirty = true;
+        ch->attempts = 0;
+        ch->stale_rounds = 0;
+        ch->error = 0;
+        piece_done(p, 0);
+        return;
+    }
+    log_info("write to chunk %llu v%llu failed on %u replica(s), recovering (node %llu: %s)",
+             (unsigned long long)ch->id, (unsigned long long)ch->version, ch->nfailed,
+             (unsigned long long)ch->failed[ch->nfailed - 1],
+             err_str(ch->failed_status[ch->nfailed - 1]));
+    ch->recovering = true;
+    requeue(ch, p);
+}
+
+static void write_next(struct kchunk *ch)
+{
+    if (ch->recovering && list_empty(&ch->inflight))
+        recover(ch);
+    else
+        pump(ch);
+}
+
 static void write_done(int status, rpc_msg *m, void *arg)
 {
     struct piece *p = arg;
@@ -659,12 +710,11 @@ static void write_done(int status, rpc_msg *m, void *arg)
     list_del(&p->link);
     if (status == 0 && m->env->body_case != KEEL__ENVELOPE__BODY_WRITE_REP)
         status = -EPROTO;
-    if (status == -EINVAL || status == -EMSGSIZE || status == -ERANGE || status == -EFBIG ||
-        status == -EPROTO) {
-        /* The request itself is wrong: no other replica will take it. */
+    if (write_refused(status)) {
         log_error("write to chunk %llu refused: %s", (unsigned long long)ch->id, err_str(status));
         piece_done(p, status);
-        goto next;
+        write_next(ch);
+        return;
     }
     if (status) {
         /* The head did not take it (or never answered). */
@@ -684,27 +734,28 @@ static void write_done(int status, rpc_msg *m, void *arg)
             failed = true;
         }
     }
-    if (!failed) {
-        ch->dirty = true;
-        ch->attempts = 0;
-        ch->stale_rounds = 0;
-        ch->error = 0;
-        piece_done(p, 0);
-        goto next;
-    }
-    log_info("write to chunk %llu v%llu failed on %u replica(s), recovering (node %llu: %s)",
-             (unsigned long long)ch->id, (unsigned long long)ch->version, ch->nfailed,
-             (unsigned long long)ch->failed[ch->nfailed - 1],
-             err_str(ch->failed_status[ch->nfailed - 1]));
-    ch->recovering = true;
-    requeue(ch, p);
-next:
-    if (ch->recovering && list_empty(&ch->inflight))
-        recover(ch);
-    else
-        pump(ch);
+    write_ended(p, failed);
+    write_next(ch);
 }
 
+static void init_write_req(struct piece *p)
+{
+    struct kchunk *ch = p->ch;
+
+    keel__envelope__init(&p->env);
+    keel__write_req__init(&p->req.write);
+    p->req.write.chunk_id = ch->id;
+    p->req.write.version = ch->version;
+    p->req.write.offset = p->coff;
+    p->req.write.length = p->len;
+    p->req.write.checksum = csum_buf(p->buf, p->len);
+    p->env.body_case = KEEL__ENVELOPE__BODY_WRITE_REQ;
+    p->env.write_req = &p->req.write;
+    p->sent_ns = mono_ns();
+    p->sent_version = ch->version;
+}
+
+/* Sends p down the chain of ch's replicas, the first one first. */
 static void send_write(struct piece *p)
 {
     struct kchunk *ch = p->ch;
@@ -718,13 +769,7 @@ static void send_write(struct piece *p)
         piece_done(p, -ENOMEM);
         return;
     }
-    keel__envelope__init(&p->env);
-    keel__write_req__init(&p->req.write);
-    p->req.write.chunk_id = ch->id;
-    p->req.write.version = ch->version;
-    p->req.write.offset = p->coff;
-    p->req.write.length = p->len;
-    p->req.write.checksum = csum_buf(p->buf, p->len);
+    init_write_req(p);
     for (unsigned i = 1; i < ch->nreps; i++) {
         keel__replica__init(&p->chain[i - 1]);
         p->chain[i - 1].node_id = ch->reps[i].node_id;
@@ -733,10 +778,6 @@ static void send_write(struct piece *p)
     }
     p->req.write.chain = p->chainp;
     p->req.write.n_chain = ch->nreps - 1;
-    p->env.body_case = KEEL__ENVELOPE__BODY_WRITE_REQ;
-    p->env.write_req = &p->req.write;
-    p->sent_ns = mono_ns();
-    p->sent_version = ch->version;
     list_add_tail(&ch->inflight, &p->link);
     r = rpc_call(p->node->conn, &p->env, payload, &o, write_done, p);
     if (r) {
@@ -745,6 +786,85 @@ static void send_write(struct piece *p)
         return;
     }
     p->node->inflight++;
+}
+
+static void leg_done(int status, rpc_msg *m, void *arg)
+{
+    struct leg *l = arg;
+    struct piece *p = l->p;
+    struct kchunk *ch = p->ch;
+    unsigned refused = 0;
+    bool failed = false;
+
+    core_node_done(ch->in->c, l->node, status, (mono_ns() - p->sent_ns) / 1000);
+    if (status == 0) {
+        const Keel__WriteRep *r =
+            m->env->body_case == KEEL__ENVELOPE__BODY_WRITE_REP ? m->env->write_rep : NULL;
+
+        /* A node with no chain after it names only itself. */
+        if (!r || r->n_failed > 1 || r->n_unreached)
+            status = -EPROTO;
+        else if (r->n_failed)
+            status = r->n_failed_status ? r->failed_status[0] : -EIO;
+    }
+    l->status = status;
+    if (--p->legs_left)
+        return;
+    list_del(&p->link);
+    for (unsigned i = 0; i < p->nlegs; i++)
+        refused += write_refused(p->legs[i].status);
+    if (refused == p->nlegs) {
+        log_error("write to chunk %llu refused: %s", (unsigned long long)ch->id,
+                  err_str(p->legs[0].status));
+        piece_done(p, p->legs[0].status);
+        write_next(ch);
+        return;
+    }
+    /* Some replica took it: every other one missed it, whatever the reason. */
+    for (unsigned i = 0; i < p->nlegs; i++)
+        if (p->legs[i].status) {
+            add_failed(ch, p->legs[i].node_id, p->legs[i].status);
+            failed = true;
+        }
+    write_ended(p, failed);
+    write_next(ch);
+}
+
+/*
+ * Sends p to every replica of ch at once, each told it is the last of its
+ * chain: a small write then waits for one round trip rather than one per
+ * replica. The order of overlapping writes still holds, as the client never
+ * has two of them in flight to one chunk.
+ */
+static void send_fanout(struct piece *p)
+{
+    struct kchunk *ch = p->ch;
+    keel_client *c = ch->in->c;
+    struct rpc_call_opts o = {.timeout_ms = core_call_timeout(c)};
+    rpc_payload payload = {p->buf, p->len, NULL, NULL};
+    int r = 0;
+
+    init_write_req(p);
+    p->nlegs = ch->nreps;
+    p->legs_left = 0;
+    list_add_tail(&ch->inflight, &p->link);
+    for (unsigned i = 0; i < p->nlegs; i++) {
+        struct leg *l = &p->legs[i];
+
+        l->p = p;
+        l->node_id = ch->reps[i].node_id;
+        l->node = core_node_get(c, ch->reps[i].addr);
+        r = l->node ? rpc_call(l->node->conn, &p->env, payload, &o, leg_done, l) : -ENOMEM;
+        l->status = r;
+        if (r == 0) {
+            l->node->inflight++;
+            p->legs_left++;
+        }
+    }
+    if (p->legs_left == 0) {
+        list_del(&p->link);
+        piece_done(p, r);
+    }
 }
 
 static bool overlaps(const struct piece *a, const struct piece *b)
@@ -902,7 +1022,10 @@ static void pump(struct kchunk *ch)
                 continue;
             }
             list_del(&p->link);
-            send_write(p);
+            if (ch->nreps > 1 && p->len <= ch->in->c->opts.fanout_max)
+                send_fanout(p);
+            else
+                send_write(p);
         } else {
             if (!usable_for_read(ch, now)) {
                 fetch(ch->in, ch->index, ch->index, false);

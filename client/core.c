@@ -536,6 +536,7 @@ void keel_options_init(struct keel_options *o)
     o->log_level = KEEL_LOG_WARN;
     o->client_name = "libkeel";
     o->local_reads = true;
+    o->fanout_max = 128 << 10;
 }
 
 const char *keel_strerror(int err)

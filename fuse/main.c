@@ -51,6 +51,9 @@ static void usage(void)
            "  --log-level LEVEL      error, warn, info or debug (default warn)\n"
            "  --no-local-reads       read replicas only through their datanodes, never from\n"
            "                         the files of a datanode on this host\n"
+           "  --fanout-max SIZE      writes up to SIZE go to every replica at once, larger\n"
+           "                         ones down the chain of replicas (default 128K; 0: all\n"
+           "                         down the chain)\n"
            "  --help                 this help, then libfuse's\n\n"
            "libfuse options:\n");
 }
@@ -160,7 +163,7 @@ static const char *take_flag(int *argc, char **argv, const char *name, bool *bad
 int main(int argc, char **argv)
 {
     const char *namenode = getenv("KEEL_NAMENODE"), *v;
-    uint64_t timeout_ms = 10000, retry_ms = 300000;
+    uint64_t timeout_ms = 10000, retry_ms = 300000, fanout_max = UINT64_MAX;
     enum log_level level = LOG_WARN;
     struct fuse_cmdline_opts fo;
     struct keel_options o;
@@ -179,6 +182,9 @@ int main(int argc, char **argv)
     if ((v = take_flag(&argc, argv, "--retry", &bad)) && parse_duration_ms(v, &retry_ms))
         bad = true;
     if ((v = take_flag(&argc, argv, "--log-level", &bad)) && log_parse_level(v, &level))
+        bad = true;
+    if ((v = take_flag(&argc, argv, "--fanout-max", &bad)) &&
+        (parse_size(v, &fanout_max) || fanout_max > UINT32_MAX))
         bad = true;
     no_local_reads = take_switch(&argc, argv, "--no-local-reads");
     if (!namenode || !*namenode)
@@ -216,6 +222,8 @@ int main(int argc, char **argv)
     o.log_level = (int)level;
     o.client_name = "keel-fuse";
     o.local_reads = !no_local_reads;
+    if (fanout_max != UINT64_MAX)
+        o.fanout_max = (uint32_t)fanout_max;
     /* Fail early, in the foreground, if the cluster cannot be reached. */
     r = keel_connect(namenode, &o, &probe);
     if (r) {

@@ -88,6 +88,11 @@ struct keel_options {
     /** Read the replicas that a datanode on this host keeps straight from
      *  their files, when this process may read them (default true). */
     bool local_reads;
+    /** Writes of up to this many bytes go to every replica at once and wait
+     *  for one round trip; larger ones go down the chain of replicas, each
+     *  forwarding to the next, so that the client sends their bytes once
+     *  (default 131072; 0: every write goes down the chain). */
+    uint32_t fanout_max;
 };
 
 /** Fills o with the defaults. */

@@ -47,9 +47,10 @@
  *       datanode (-ESTALE).
  *
  *   keel_writer aio --namenode A --path P [--depth 64]
- *
- * Common: --timeout MS, the timeout of one request to a node (default 5000).
  *       The async API with DEPTH requests in flight, each completing once.
+ *
+ * Common: --timeout MS, the timeout of one request to a node (default 5000);
+ * --fanout-max BYTES, keel_options.fanout_max (0: every write down the chain).
  *
  * Every loop is bounded; any unexpected result prints a line and exits 1.
  */
@@ -87,8 +88,9 @@ static struct {
     uint64_t unflushed;
     const char *base;
     uint64_t every;
+    int64_t fanout_max; /* -1: libkeel's default */
 } A = {NULL,  NULL, 8,  200,  8u << 20, 1,  64u << 20, 1u << 20, 0,
-       false, 0,    64, 5000, NULL,     16, NULL,      5};
+       false, 0,    64, 5000, NULL,     16, NULL,      5,        -1};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -129,6 +131,8 @@ static keel_client *connect_or_die(uint32_t idle_ms)
     o.retry_ms = 60000;
     o.lease_idle_ms = idle_ms;
     o.client_name = "keel_writer";
+    if (A.fanout_max >= 0)
+        o.fanout_max = (uint32_t)A.fanout_max;
     o.log_fn = log_line;
     o.log_level = KEEL_LOG_INFO;
     r = keel_connect(A.namenode, &o, &c);
@@ -706,6 +710,8 @@ int main(int argc, char **argv)
             A.unflushed = n;
         else if (strcmp(k, "--every") == 0)
             A.every = n;
+        else if (strcmp(k, "--fanout-max") == 0 && n <= UINT32_MAX)
+            A.fanout_max = (int64_t)n;
         else
             die("unknown flag %s", k);
     }
