@@ -58,7 +58,8 @@ struct kchunk {
     bool writable; /* fetched for writing while we held the lease */
     bool fetching;
     bool recovering;
-    bool dirty; /* written since the last flush */
+    bool dirty;   /* written since the last flush */
+    bool readied; /* sent a write of no bytes (ready_next), not written since */
     uint64_t fetched_ms;
     uint64_t retry_at_ms;  /* waiting out -EAGAIN */
     unsigned attempts;     /* recovery rounds without a successful write */
@@ -82,6 +83,7 @@ struct kinode {
     uint64_t size;
     bool lease;
     uint64_t last_write_ms;
+    uint64_t seq_end;     /* where the last write sent to a datanode ended */
     unsigned writes;      /* write fops in progress */
     struct u64map chunks; /* index + 1 -> kchunk */
     /* Growing the size at the namenode (ExtendReq), shared by writes. */

@@ -316,7 +316,8 @@ static void h_write(rpc_req *req, void *ctx)
                         req->payload_len, q->length);
         return;
     }
-    r = check_range(ds, q->offset, q->length);
+    /* No bytes at 0 readies the replica (replicafile_write). */
+    r = q->length == 0 && q->offset == 0 ? 0 : check_range(ds, q->offset, q->length);
     if (r) {
         rpc_reply_error(req, r, "write range %" PRIu64 "+%u is not inside the chunk", q->offset,
                         q->length);

@@ -567,13 +567,15 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
     int r;
 
     *mismatch = false;
-    if (len == 0 || off >= chunk_bytes(rf) || len > chunk_bytes(rf) - off)
+    if (off >= chunk_bytes(rf) || len > chunk_bytes(rf) - off || (len == 0 && off != 0))
         return -EINVAL;
     r = writable(rf);
     if (r)
         return r;
     if (edge.nowait && !(rf->hdr.flags & SIDECAR_DIRTY))
         return -EAGAIN; /* marking it dirty takes a sync */
+    if (len == 0)
+        return mark_dirty(rf);
     csum_block_range(off, len, &first, &last);
     n = (size_t)(last - first + 1);
     if (n > ARRAY_SIZE(stack_sums)) {

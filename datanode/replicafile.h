@@ -129,7 +129,7 @@ int replicafile_check(struct replicafile *rf);
 int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t *sums);
 
 /*
- * Writes len > 0 bytes at off and updates the checksums of the blocks they
+ * Writes len bytes at off and updates the checksums of the blocks they
  * touch (the edge blocks of an unaligned write are read, verified and
  * merged). Returns 0; -EINVAL for a range outside the chunk; -EIO with
  * *mismatch set when an edge block fails its checksum (nothing written);
@@ -140,7 +140,9 @@ int replicafile_sums(struct replicafile *rf, uint64_t first, size_t n, uint64_t 
  * before that page keep their new bytes and checksums, the others their
  * old ones, and should the page boundary cut a block (an unaligned write),
  * *mismatch is set as for damage, since that block's bytes are now known
- * to no checksum.
+ * to no checksum. A write of no bytes (off 0) writes nothing and only marks
+ * the replica dirty on disk, as a first write would, ahead of the writes
+ * to come.
  */
 int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, size_t len,
                       unsigned flags, bool *mismatch);

@@ -1487,7 +1487,7 @@ int replicas_write(struct replicas *r, uint64_t chunk_id, uint64_t version, uint
 
     if (e)
         return e;
-    if (!range_ok(r, off, len))
+    if (len ? !range_ok(r, off, len) : off != 0) /* no bytes: see replicafile_write */
         return -EINVAL;
     op = op_new(r, &op_types[OP_WRITE], cb, arg);
     op->version = version ? version : UINT64_MAX;

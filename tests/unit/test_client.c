@@ -30,9 +30,10 @@
 struct fake_dn {
     rpc_server *srv;
     char addr[64];
-    bool dead;       /* drop connections on any request */
-    bool fail_reads; /* answer reads with -EIO (a corrupt replica) */
-    int writes;      /* writes applied */
+    bool dead;           /* drop connections on any request */
+    bool fail_reads;     /* answer reads with -EIO (a corrupt replica) */
+    int writes;          /* writes applied */
+    int readied[NCHUNK]; /* writes of no bytes (libkeel's ready_next) */
     uint64_t version[NCHUNK];
     bool has[NCHUNK];
     uint8_t *data[NCHUNK];
@@ -396,9 +397,11 @@ static void dn_write(rpc_req *req, void *ctx)
         st = -ENOENT;
     else if (d->version[i] != q->version)
         st = -ESTALE;
-    if (st == 0) {
+    if (st == 0 && q->length) {
         memcpy(d->data[i] + q->offset, req->payload, q->length);
         d->writes++;
+    } else if (st == 0) {
+        d->readied[i]++;
     }
     pthread_mutex_unlock(&F.lock);
     if (q->n_chain == 0) {
@@ -639,6 +642,49 @@ START_TEST(write_read_across_chunks)
     ck_assert_int_eq(keel_flush(file), 0);
     free(buf);
     free(back);
+}
+END_TEST
+
+static int readied(int chunk)
+{
+    int n = 0;
+
+    pthread_mutex_lock(&F.lock);
+    for (int d = 0; d < NDN; d++)
+        n += F.dn[d].readied[chunk] > 0;
+    pthread_mutex_unlock(&F.lock);
+    return n;
+}
+
+/* A sequential writer past the middle of a chunk has the replicas of the
+ * next chunk readied; random writes and a write at the end of the file do
+ * not. */
+START_TEST(sequential_writer_readies_the_next_chunk)
+{
+    const size_t io = CS / 8;
+    uint8_t *buf = malloc(4 * CS);
+
+    pattern(buf, 4 * CS, 0, 2);
+    ck_assert_int_eq(keel_pwrite(file, buf, 4 * CS, 0), (ssize_t)(4 * CS));
+    ck_assert_int_eq(keel_flush(file), 0);
+    /* Out of order, in the second halves of chunks 1 and 2. */
+    for (int i = 7; i >= 4; i--)
+        ck_assert_int_eq(keel_pwrite(file, buf, io, CS + i * io), (ssize_t)io);
+    ck_assert_int_eq(keel_pwrite(file, buf, io, 2 * CS + 5 * io), (ssize_t)io);
+    ck_assert_int_eq(keel_pwrite(file, buf, io, CS + 6 * io), (ssize_t)io);
+    ck_assert_int_eq(readied(2) + readied(3), 0);
+    /* In order through chunk 0, then the first write into chunk 1. */
+    for (unsigned i = 0; i < 9; i++)
+        ck_assert_int_eq(keel_pwrite(file, buf + i * io, io, i * io), (ssize_t)io);
+    ck_assert_int_eq(readied(1), NDN);
+    /* Through chunk 3, the last: nothing after it to ready. */
+    for (unsigned i = 0; i < 8; i++)
+        ck_assert_int_eq(keel_pwrite(file, buf + i * io, io, 3 * CS + i * io), (ssize_t)io);
+    ck_assert_int_eq(keel_flush(file), 0);
+    ck_assert_int_eq(readied(0) + readied(2), 0);
+    ck_assert_int_eq(keel_pread(file, buf + CS, io, 0), (ssize_t)io);
+    ck_assert_mem_eq(buf, buf + CS, io);
+    free(buf);
 }
 END_TEST
 
@@ -1053,6 +1099,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, write_read_across_chunks);
+    tcase_add_test(tc, sequential_writer_readies_the_next_chunk);
     tcase_add_test(tc, failed_replica_is_dropped_and_writes_go_on);
     tcase_add_test(tc, head_failure_is_recovered);
     tcase_add_test(tc, below_min_replicas_is_an_error);

@@ -659,9 +659,14 @@ START_TEST(invalid_writes_are_refused_and_not_forwarded)
     do_write(c, 9, 1, CHUNK - 100, data, sizeof(data), chain, 1, csum_buf(data, sizeof(data)), &r);
     ck_assert_int_eq(r.status, -EINVAL);
     result_free(&r);
-    /* Empty. */
-    do_write(c, 9, 1, 0, data, 0, chain, 1, csum_buf(data, 0), &r);
+    /* Empty, anywhere but at 0. */
+    do_write(c, 9, 1, 4096, data, 0, chain, 1, csum_buf(data, 0), &r);
     ck_assert_int_eq(r.status, -EINVAL);
+    result_free(&r);
+    /* Empty at 0 readies the replicas and writes nothing. */
+    do_write(c, 9, 1, 0, data, 0, chain, 1, csum_buf(data, 0), &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(r.env->write_rep->n_failed, 0);
     result_free(&r);
     /* Neither node holds any of it. */
     expect_bytes(1, 9, 1, 0, zeros, sizeof(zeros));

@@ -271,7 +271,7 @@ START_TEST(random_unaligned_writes_match_model)
     model[CHUNK - 1] = data[0];
     ck_assert_int_eq(replicafile_write(rf, CHUNK - 1, data, 2, 0, &mismatch), -EINVAL);
     ck_assert_int_eq(replicafile_write(rf, CHUNK, data, 1, 0, &mismatch), -EINVAL);
-    ck_assert_int_eq(replicafile_write(rf, 0, data, 0, 0, &mismatch), -EINVAL);
+    ck_assert_int_eq(replicafile_write(rf, 4096, data, 0, 0, &mismatch), -EINVAL);
     check_against(rf, model);
     ck_assert_uint_eq(replicafile_length(rf), CHUNK);
     replicafile_close(rf);
@@ -416,6 +416,38 @@ START_TEST(dirty_flag_is_on_disk_before_data_and_cleared_by_settle)
     ck_assert_uint_eq(disk_header().flags, 0);
     ck_assert_int_eq(replicafile_write(rf, 5000, data, sizeof(data), 0, &mismatch), 0);
     ck_assert_uint_eq(disk_header().flags, SIDECAR_DIRTY);
+    replicafile_close(rf);
+}
+END_TEST
+
+START_TEST(write_of_no_bytes_only_marks_dirty)
+{
+    struct replicafile *rf = create(1);
+    uint8_t data[100];
+    bool mismatch;
+    struct stat st;
+    char path[128];
+
+    fill(data, sizeof(data), 2);
+    /* Settled, a nowait write of nothing would need the sync: refused. */
+    ck_assert_int_eq(replicafile_write(rf, 0, NULL, 0, REPLICAFILE_NOWAIT, &mismatch), -EAGAIN);
+    ck_assert_uint_eq(disk_header().flags, 0);
+    ck_assert_int_eq(replicafile_write(rf, 4096, NULL, 0, 0, &mismatch), -EINVAL);
+    ck_assert_uint_eq(disk_header().flags, 0);
+    ck_assert_int_eq(replicafile_write(rf, 0, NULL, 0, 0, &mismatch), 0);
+    ck_assert_uint_eq(disk_header().flags, SIDECAR_DIRTY);
+    ck_assert(replicafile_unsettled(rf));
+    /* Nothing was written... */
+    file_path("data", path, sizeof(path));
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, 0);
+    ck_assert_uint_eq(replicafile_length(rf), 0);
+    /* ...and the next write, now allowed on the loop, needs no sync. */
+    ck_assert_int_eq(replicafile_write(rf, 0, data, sizeof(data), REPLICAFILE_NOWAIT, &mismatch),
+                     0);
+    ck_assert_int_eq(replicafile_settle(rf), 0);
+    ck_assert_uint_eq(disk_header().flags, 0);
+    ck_assert_uint_eq(disk_header().length, sizeof(data));
     replicafile_close(rf);
 }
 END_TEST
@@ -810,6 +842,7 @@ static Suite *suite(void)
     tcase_add_test(tc, partial_write_over_corrupt_block_is_refused_untouched);
     tcase_add_test(tc, mark_corrupt_persists_and_stops_reads_and_writes);
     tcase_add_test(tc, dirty_flag_is_on_disk_before_data_and_cleared_by_settle);
+    tcase_add_test(tc, write_of_no_bytes_only_marks_dirty);
     tcase_add_test(tc, flush_skips_fdatasync_only_over_blocks_allocated_before);
     tcase_add_test(tc, flush_learns_blocks_past_the_ranges_it_looked_up);
     tcase_add_test(tc, flushes_sync_where_overwrites_are_not_known_in_place);
