@@ -1494,7 +1494,10 @@ int replicas_write(struct replicas *r, uint64_t chunk_id, uint64_t version, uint
     op->off = off;
     op->data = data;
     op->len = len;
-    csum_block_range(off, len, &op->bfirst, &op->blast);
+    if (len)
+        csum_block_range(off, len, &op->bfirst, &op->blast);
+    else
+        op->bfirst = op->blast = 0; /* touches no block; ordered as one */
     enqueue(rep, op);
     return 0;
 }

@@ -135,7 +135,9 @@ size_t replicas_ids_after(const struct replicas *r, uint64_t after, uint64_t *id
  */
 int replicas_read(struct replicas *r, uint64_t chunk_id, uint64_t version, uint64_t off, size_t len,
                   unsigned flags, replicas_cb cb, void *arg);
-/* write: data is borrowed until the callback. -ESTALE, -EIO, sticky errors. */
+/* write: data is borrowed until the callback. -ESTALE, -EIO, sticky errors.
+ * No bytes at off 0 marks the replica dirty and writes nothing
+ * (replicafile_write). */
 int replicas_write(struct replicas *r, uint64_t chunk_id, uint64_t version, uint64_t off,
                    const void *data, size_t len, replicas_cb cb, void *arg);
 /* flush: every write before it is durable when it succeeds. */
