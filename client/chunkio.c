@@ -794,7 +794,7 @@ static void leg_done(int status, rpc_msg *m, void *arg)
     struct leg *l = arg;
     struct piece *p = l->p;
     struct kchunk *ch = p->ch;
-    unsigned refused = 0;
+    unsigned refused = 0, took = 0;
     bool failed = false;
 
     core_node_done(ch->in->c, l->node, status, (mono_ns() - p->sent_ns) / 1000);
@@ -812,8 +812,10 @@ static void leg_done(int status, rpc_msg *m, void *arg)
     if (--p->legs_left)
         return;
     list_del(&p->link);
-    for (unsigned i = 0; i < p->nlegs; i++)
+    for (unsigned i = 0; i < p->nlegs; i++) {
         refused += write_refused(p->legs[i].status);
+        took += p->legs[i].status == 0;
+    }
     if (refused == p->nlegs) {
         log_error("write to chunk %llu refused: %s", (unsigned long long)ch->id,
                   err_str(p->legs[0].status));
@@ -821,12 +823,23 @@ static void leg_done(int status, rpc_msg *m, void *arg)
         write_next(ch);
         return;
     }
-    /* Some replica took it: every other one missed it, whatever the reason. */
-    for (unsigned i = 0; i < p->nlegs; i++)
-        if (p->legs[i].status) {
-            add_failed(ch, p->legs[i].node_id, p->legs[i].status);
-            failed = true;
-        }
+    /*
+     * Some replica took it: every other one missed it, whatever the reason
+     * (one the client could not even send to included). If none did, the
+     * trouble may be this client's own: name one replica, as a chain whose
+     * head did not answer would, and send to the others again after the
+     * recovery, rather than name them all and leave none.
+     */
+    for (unsigned i = 0; i < p->nlegs; i++) {
+        const struct leg *g = &p->legs[i];
+
+        if (g->status == 0 || (!took && write_refused(g->status)))
+            continue;
+        add_failed(ch, g->node_id, g->status);
+        failed = true;
+        if (!took)
+            break;
+    }
     write_ended(p, failed);
     write_next(ch);
 }
@@ -1023,10 +1036,15 @@ static void ready_next(struct kchunk *ch, const struct piece *p)
     if (!sequential || p->coff + p->len <= csize / 2 || (ch->index + 1) * csize >= in->size)
         return;
     next = get_chunk(in, ch->index + 1);
-    if (!next || next->readied || next->fetching || next->recovering)
+    /* Only a chunk nobody waits on, and one with no trouble of its own. */
+    if (!next || next->readied || next->fetching || next->recovering || next->error ||
+        next->retry_at_ms > mono_ms() || !list_empty(&next->waiting) ||
+        !list_empty(&next->inflight))
         return;
     if (!usable_for_write(next)) {
-        fetch(in, next->index, next->index, true);
+        /* Where its writes would fetch it anyway, moments later. */
+        if (!next->known)
+            fetch(in, next->index, next->index, true);
         return;
     }
     next->readied = true;
@@ -1603,6 +1621,8 @@ void chunkio_tick(keel_client *c, uint64_t now_ms)
         size_t k = 0;
         void *cv;
 
+        size_t cap = in->chunks.cap;
+
         while (u64map_next(&in->chunks, &k, NULL, &cv)) {
             struct kchunk *ch = cv;
 
@@ -1612,6 +1632,10 @@ void chunkio_tick(keel_client *c, uint64_t now_ms)
                     recover(ch);
                 else
                     pump(ch);
+            }
+            if (in->chunks.cap != cap) { /* pump added a chunk (ready_next) */
+                cap = in->chunks.cap;
+                k = 0;
             }
         }
         if (list_empty(&in->deferred))

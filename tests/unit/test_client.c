@@ -31,6 +31,7 @@ struct fake_dn {
     rpc_server *srv;
     char addr[64];
     bool dead;           /* drop connections on any request */
+    int drop_next;       /* drop them on this many more requests */
     bool fail_reads;     /* answer reads with -EIO (a corrupt replica) */
     int writes;          /* writes applied */
     int readied[NCHUNK]; /* writes of no bytes (libkeel's ready_next) */
@@ -367,7 +368,9 @@ static bool dead_check(rpc_req *req, int self)
     bool dead;
 
     pthread_mutex_lock(&F.lock);
-    dead = F.dn[self].dead;
+    dead = F.dn[self].dead || F.dn[self].drop_next > 0;
+    if (F.dn[self].drop_next > 0)
+        F.dn[self].drop_next--;
     pthread_mutex_unlock(&F.lock);
     if (dead) {
         rpc_conn_reset(req->conn);
@@ -555,7 +558,8 @@ static void fake_thread(void *arg)
 static keel_client *client;
 static keel_file *file;
 
-static void setup(void)
+/* fanout_max: -1 for libkeel's default. */
+static void setup_with(int64_t fanout_max)
 {
     struct keel_options o;
 
@@ -577,8 +581,20 @@ static void setup(void)
     keel_options_init(&o);
     o.call_timeout_ms = 2000;
     o.retry_ms = 5000;
+    if (fanout_max >= 0)
+        o.fanout_max = (uint32_t)fanout_max;
     ck_assert_int_eq(keel_connect(F.nn_addr, &o, &client), 0);
     ck_assert_int_eq(keel_open(client, "/disk", KEEL_O_RDWR | KEEL_O_CREATE, NULL, &file), 0);
+}
+
+static void setup(void)
+{
+    setup_with(-1); /* small writes go to every replica at once */
+}
+
+static void setup_chain(void)
+{
+    setup_with(0); /* every write goes down the chain */
 }
 
 static void teardown(void)
@@ -681,7 +697,7 @@ START_TEST(sequential_writer_readies_the_next_chunk)
     for (unsigned i = 0; i < 8; i++)
         ck_assert_int_eq(keel_pwrite(file, buf + i * io, io, 3 * CS + i * io), (ssize_t)io);
     ck_assert_int_eq(keel_flush(file), 0);
-    ck_assert_int_eq(readied(0) + readied(2), 0);
+    ck_assert_int_eq(readied(0) + readied(2) + readied(4), 0);
     ck_assert_int_eq(keel_pread(file, buf + CS, io, 0), (ssize_t)io);
     ck_assert_mem_eq(buf, buf + CS, io);
     free(buf);
@@ -725,6 +741,29 @@ START_TEST(head_failure_is_recovered)
     ck_assert(replica_has(1, CS, sizeof(buf), 5));
     ck_assert(replica_has(2, CS, sizeof(buf), 5));
     ck_assert_int_eq(F.nreps[1], 2);
+}
+END_TEST
+
+/* A write no replica answered (the client's own trouble, say) drops one
+ * replica, as a chain whose head did not answer would, and goes on with the
+ * others; naming all three would leave none. */
+START_TEST(unanswered_write_drops_one_replica)
+{
+    uint8_t buf[4096], back[4096];
+
+    pattern(buf, sizeof(buf), 2 * CS, 9);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 2 * CS), (ssize_t)sizeof(buf));
+    pthread_mutex_lock(&F.lock);
+    for (int d = 0; d < NDN; d++)
+        F.dn[d].drop_next = 1;
+    pthread_mutex_unlock(&F.lock);
+    pattern(buf, sizeof(buf), 2 * CS, 10);
+    ck_assert_int_eq(keel_pwrite(file, buf, sizeof(buf), 2 * CS), (ssize_t)sizeof(buf));
+    ck_assert_int_eq(F.recovers, 1);
+    ck_assert_int_eq(F.nreps[2], 2);
+    ck_assert_int_eq(keel_pread(file, back, sizeof(back), 2 * CS), (ssize_t)sizeof(back));
+    ck_assert_mem_eq(buf, back, sizeof(buf));
+    ck_assert_int_eq(keel_flush(file), 0);
 }
 END_TEST
 
@@ -1114,6 +1153,18 @@ int main(void)
     tcase_add_test(tc, write_behind_is_read_back_at_once);
     tcase_add_test(tc, write_behind_failure_is_reported_once);
     tcase_add_test(tc, bad_arguments);
+    tcase_add_test(tc, unanswered_write_drops_one_replica);
+    suite_add_tcase(s, tc);
+    /* The same failures with every write down the chain. */
+    tc = tcase_create("chain");
+    tcase_add_checked_fixture(tc, setup_chain, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, write_read_across_chunks);
+    tcase_add_test(tc, failed_replica_is_dropped_and_writes_go_on);
+    tcase_add_test(tc, head_failure_is_recovered);
+    tcase_add_test(tc, below_min_replicas_is_an_error);
+    tcase_add_test(tc, refused_version_is_not_a_failed_replica);
+    tcase_add_test(tc, overlapping_writes_leave_identical_replicas);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
