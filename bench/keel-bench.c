@@ -259,8 +259,8 @@ int main(int argc, char **argv)
             A.depth = n;
         else if (strcmp(k, "--fsync") == 0)
             A.fsync_every = n;
-        else if (strcmp(k, "--fanout-max") == 0 && n <= UINT32_MAX)
-            A.fanout_max = (int64_t)n;
+        else if (strcmp(k, "--fanout-max") == 0)
+            A.fanout_max = (int64_t)MIN(n, UINT32_MAX);
         else {
             fprintf(stderr, "keel-bench: unknown flag %s (see --help)\n", k);
             return 2;

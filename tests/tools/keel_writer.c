@@ -710,8 +710,8 @@ int main(int argc, char **argv)
             A.unflushed = n;
         else if (strcmp(k, "--every") == 0)
             A.every = n;
-        else if (strcmp(k, "--fanout-max") == 0 && n <= UINT32_MAX)
-            A.fanout_max = (int64_t)n;
+        else if (strcmp(k, "--fanout-max") == 0)
+            A.fanout_max = (int64_t)MIN(n, UINT32_MAX);
         else
             die("unknown flag %s", k);
     }
