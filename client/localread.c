@@ -45,13 +45,19 @@ static const char *version_value(const char *text, const char *key)
     return NULL;
 }
 
+/* How this client opens a datanode's files: never through a link, and
+ * never waiting in open(2), as it would for a FIFO put in a file's place
+ * (whose reads then fail, and the read goes over the network). O_NONBLOCK
+ * changes nothing for a regular file. */
+#define LOCAL_OPEN_FLAGS (O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+
 /* Whether the VERSION file below dirfd names node_id of cluster. */
 static bool names_node(int dirfd, uint64_t node_id, const char *cluster)
 {
     char text[VERSION_MAX + 1];
     const char *v;
     size_t got = 0, n = strlen(cluster);
-    int fd = openat(dirfd, "VERSION", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dirfd, "VERSION", LOCAL_OPEN_FLAGS);
     bool ok;
 
     if (fd < 0)
@@ -152,7 +158,7 @@ static int open_replica_file(int dirfd, uint64_t chunk_id, const char *ext)
 
     if (r)
         return r;
-    fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    fd = openat(dirfd, path, LOCAL_OPEN_FLAGS);
     return fd < 0 ? -errno : fd;
 }
 

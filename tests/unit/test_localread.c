@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK  (256u * 1024)
@@ -173,6 +174,26 @@ START_TEST(refuses_a_replica_that_is_gone)
 }
 END_TEST
 
+/* A FIFO in a replica file's place: the read fails at once, and the
+ * caller goes to the datanode. */
+START_TEST(refuses_a_fifo_without_waiting)
+{
+    char path[128], rel[48];
+    uint8_t out[KEEL_BLOCK_SIZE];
+
+    ck_assert_int_eq(replicafile_settle(rf), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *ext = i ? "meta" : "data";
+
+        ck_assert_int_eq(replica_path(ID, ext, rel, sizeof(rel)), 0);
+        snprintf(path, sizeof(path), "%s/%s", dir, rel);
+        ck_assert_int_eq(unlink(path), 0);
+        ck_assert_int_eq(mkfifo(path, 0600), 0);
+        ck_assert_int_lt(get(5, 0, sizeof(out), out), 0);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("localread");
@@ -185,6 +206,7 @@ static Suite *suite(void)
     tcase_add_test(tc, refuses_a_corrupt_replica);
     tcase_add_test(tc, refuses_a_block_that_does_not_match);
     tcase_add_test(tc, refuses_a_replica_that_is_gone);
+    tcase_add_test(tc, refuses_a_fifo_without_waiting);
     suite_add_tcase(s, tc);
     return s;
 }
