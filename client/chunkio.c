@@ -1018,11 +1018,12 @@ static void ready_done(int status, rpc_msg *m, void *arg)
 
 /*
  * A replica's first write after it settled marks it dirty on disk first,
- * and that sync waits for whatever else the disk has queued: 30-80 ms under
- * a stream of writes. A sequential writer past the middle of a chunk has
- * the next chunk of the file readied now, with a write of no bytes to each
- * of its replicas, so that it finds them marked when it gets there. Only a
- * hint: its failures are the writes' to find.
+ * and that sync waits for whatever else the disk has queued: 30-130 ms
+ * under a stream of writes. A sequential writer has the next chunk of the
+ * file readied as soon as it writes into a chunk, with a write of no bytes
+ * to each of its replicas, so that it finds them marked when it gets
+ * there: a whole chunk's writes ahead, as half of one was not always
+ * enough. Only a hint: its failures are the writes' to find.
  */
 static void ready_next(struct kchunk *ch, const struct piece *p)
 {
@@ -1033,7 +1034,7 @@ static void ready_next(struct kchunk *ch, const struct piece *p)
     struct kchunk *next;
 
     in->seq_end = off + p->len;
-    if (!sequential || p->coff + p->len <= csize / 2 || (ch->index + 1) * csize >= in->size)
+    if (!sequential || (ch->index + 1) * csize >= in->size)
         return;
     next = get_chunk(in, ch->index + 1);
     /* Only a chunk nobody waits on, and one with no trouble of its own. */

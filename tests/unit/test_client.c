@@ -672,8 +672,8 @@ static int readied(int chunk)
     return n;
 }
 
-/* A sequential writer past the middle of a chunk has the replicas of the
- * next chunk readied; random writes and a write at the end of the file do
+/* A sequential writer has the replicas of the chunk after the one it
+ * writes readied; random writes and a write at the end of the file do
  * not. */
 START_TEST(sequential_writer_readies_the_next_chunk)
 {
@@ -689,15 +689,21 @@ START_TEST(sequential_writer_readies_the_next_chunk)
     ck_assert_int_eq(keel_pwrite(file, buf, io, 2 * CS + 5 * io), (ssize_t)io);
     ck_assert_int_eq(keel_pwrite(file, buf, io, CS + 6 * io), (ssize_t)io);
     ck_assert_int_eq(readied(2) + readied(3), 0);
-    /* In order through chunk 0, then the first write into chunk 1. */
-    for (unsigned i = 0; i < 9; i++)
+    /* In order from the start of chunk 0: its second write readies chunk 1. */
+    for (unsigned i = 0; i < 2; i++)
         ck_assert_int_eq(keel_pwrite(file, buf + i * io, io, i * io), (ssize_t)io);
     ck_assert_int_eq(readied(1), NDN);
+    ck_assert_int_eq(readied(2), 0);
+    /* On into chunk 1: its first write readies chunk 2. */
+    for (unsigned i = 2; i < 9; i++)
+        ck_assert_int_eq(keel_pwrite(file, buf + i * io, io, i * io), (ssize_t)io);
+    ck_assert_int_eq(readied(1), NDN);
+    ck_assert_int_eq(readied(2), NDN);
     /* Through chunk 3, the last: nothing after it to ready. */
     for (unsigned i = 0; i < 8; i++)
         ck_assert_int_eq(keel_pwrite(file, buf + i * io, io, 3 * CS + i * io), (ssize_t)io);
     ck_assert_int_eq(keel_flush(file), 0);
-    ck_assert_int_eq(readied(0) + readied(2) + readied(4), 0);
+    ck_assert_int_eq(readied(0) + readied(3) + readied(4), 0);
     ck_assert_int_eq(keel_pread(file, buf + CS, io, 0), (ssize_t)io);
     ck_assert_mem_eq(buf, buf + CS, io);
     free(buf);
