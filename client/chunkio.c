@@ -1619,10 +1619,8 @@ void chunkio_tick(keel_client *c, uint64_t now_ms)
     while (u64map_next(&c->inodes, &i, NULL, &val)) {
         struct kinode *in = val;
         struct list deferred, *pos;
-        size_t k = 0;
+        size_t k = 0, cap = in->chunks.cap;
         void *cv;
-
-        size_t cap = in->chunks.cap;
 
         while (u64map_next(&in->chunks, &k, NULL, &cv)) {
             struct kchunk *ch = cv;
