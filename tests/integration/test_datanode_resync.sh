@@ -33,6 +33,8 @@ done
 addr() { tr -d '\n' <"$T/dn$1/listen.addr"; }
 control() { echo "$*" >>"$T/control"; }
 event() { grep -q -x -e "$1" "$T/fakenn.out"; }
+# The Nth time an event was seen: waiting on one seen before would not wait.
+seen() { (($(grep -c -x -e "$2" "$T/fakenn.out") >= $1)); }
 done_line() { grep -x -e "$1" "$T/fakenn.out" | tail -n 1; }
 same_files() { cmp -s "$(chunk_file "$T/dn$1" "$3" data)" "$(chunk_file "$T/dn$2" "$3" data)"; }
 ms() { date +%s%3N; }
@@ -87,7 +89,7 @@ same_files 1 3 90 || fail "the whole copy differs from its source"
 out=$(dntool write --dn "$(addr 1)" --chunk 90 --version 4 --len 1M --count 4 --span 4M \
     --seed 7) || fail "write: $out"
 control setversion 1 90 4 5
-wait_for 10 "the version change" event "setversion-done 1 90 0"
+wait_for 10 "the second version change" seen 2 "setversion-done 1 90 0"
 control replicate 1 90 5 2 delta
 wait_for 20 "the second copy to datanode 2" event "replicate-done 1 90 5 2 0 4194304 0"
 grep -q "blocks differ on node 2, sending it whole" "$T/dn1.log" || fail "no reason logged"
