@@ -907,7 +907,18 @@ struct recovery {
     Keel__Envelope env;
     Keel__RecoverChunkReq req;
     uint64_t failed[KC_MAX_REPLICAS];
+    bool full; /* every replica that failed was out of space */
 };
+
+/* What the writes of a chunk that could not be recovered fail with: a
+ * full disk is told as such (a hypervisor pauses the guest on ENOSPC
+ * rather than pass it an I/O error). */
+static int unrecovered(int status, bool full)
+{
+    if (status == -EBUSY)
+        return -EBUSY;
+    return full ? -ENOSPC : -EIO;
+}
 
 static void recovered(int status, const Keel__Envelope *rep, void *arg)
 {
@@ -924,15 +935,16 @@ static void recovered(int status, const Keel__Envelope *rep, void *arg)
         log_info("chunk %llu recovered: v%llu on %u replica(s)", (unsigned long long)ch->id,
                  (unsigned long long)ch->version, ch->nreps);
     } else {
-        log_warn("chunk %llu: recovery failed: %s", (unsigned long long)ch->id, err_str(status));
+        log_warn("chunk %llu: recovery failed: %s%s", (unsigned long long)ch->id, err_str(status),
+                 rc->full ? " (its replicas are out of space)" : "");
         if (status != -ESTALE)
-            ch->error = status == -EBUSY ? -EBUSY : -EIO;
+            ch->error = unrecovered(status, rc->full);
         ch->known = false;
         ch->writable = false;
         if (status == -EBUSY)
             chunkio_drop_lease(in);
         if (status != -ESTALE)
-            fail_waiting(ch, true, status == -EBUSY ? -EBUSY : -EIO);
+            fail_waiting(ch, true, ch->error);
     }
     in->ops--;
     free(rc);
@@ -945,20 +957,22 @@ static void recover(struct kchunk *ch)
 {
     struct kinode *in = ch->in;
     struct recovery *rc;
-    bool only_stale = ch->nfailed > 0;
+    bool only_stale = ch->nfailed > 0, full = ch->nfailed > 0;
     unsigned n = 0;
 
-    for (unsigned i = 0; i < ch->nfailed; i++)
+    for (unsigned i = 0; i < ch->nfailed; i++) {
         only_stale &= ch->failed_status[i] == -ESTALE;
+        full &= ch->failed_status[i] == -ENOSPC;
+    }
     if (++ch->attempts > MAX_RECOVER_ROUNDS) {
         log_error("chunk %llu: giving up after %u recovery rounds", (unsigned long long)ch->id,
                   ch->attempts - 1);
-        ch->error = -EIO;
+        ch->error = unrecovered(-EIO, full);
         ch->recovering = false;
         ch->nfailed = 0;
         ch->known = false;
         ch->attempts = 0;
-        fail_waiting(ch, true, -EIO);
+        fail_waiting(ch, true, ch->error);
         pump(ch);
         return;
     }
@@ -984,6 +998,7 @@ static void recover(struct kchunk *ch)
         return;
     }
     rc->ch = ch;
+    rc->full = full;
     keel__envelope__init(&rc->env);
     keel__recover_chunk_req__init(&rc->req);
     rc->req.ino = in->ino;

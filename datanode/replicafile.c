@@ -50,6 +50,7 @@ struct replicafile {
     struct sums_page **pages; /* NULL entries: not loaded */
     uint64_t length;          /* the data file's size */
     int error;
+    bool full_only; /* error is writes' -ENOSPC alone: room clears it */
     /* Flushes by writeback and a device flush (see replicafile_flush). */
     bool in_place;
     bool scanned;        /* an fdatasync has looked for the file's data */
@@ -93,8 +94,37 @@ static int poison(struct replicafile *rf, int err)
     pthread_mutex_lock(&rf->lock);
     if (!rf->error)
         rf->error = err;
+    rf->full_only = false;
     pthread_mutex_unlock(&rf->lock);
     return err;
+}
+
+/* A write the disk had no room for changed only what the checksums now
+ * say (apply_partial_locked), unless it tore a block: that failure sticks
+ * only until there is room again (replicafile_clear_full). */
+static void poison_write(struct replicafile *rf, int err, bool torn)
+{
+    bool full = err == -ENOSPC && !torn;
+
+    pthread_mutex_lock(&rf->lock);
+    rf->full_only = full && (!rf->error || rf->full_only);
+    if (!rf->error)
+        rf->error = err;
+    pthread_mutex_unlock(&rf->lock);
+}
+
+bool replicafile_clear_full(struct replicafile *rf)
+{
+    bool clear;
+
+    pthread_mutex_lock(&rf->lock);
+    if (rf->error == -ENOSPC && rf->full_only) {
+        rf->error = 0;
+        rf->full_only = false;
+    }
+    clear = rf->error == 0;
+    pthread_mutex_unlock(&rf->lock);
+    return clear;
 }
 
 static int data_size(const struct replicafile *rf, uint64_t *size)
@@ -628,7 +658,7 @@ int replicafile_write(struct replicafile *rf, uint64_t off, const void *data, si
     }
     pthread_mutex_unlock(&rf->lock);
     if (r)
-        poison(rf, r);
+        poison_write(rf, r, *mismatch);
 out:
     if (sums != stack_sums)
         free(sums);

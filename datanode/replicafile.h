@@ -98,6 +98,9 @@ uint64_t replicafile_length(struct replicafile *rf);
 bool replicafile_unsettled(const struct replicafile *rf);
 /* The sticky error (0 if none). */
 int replicafile_error(struct replicafile *rf);
+/* Clears the sticky error if it came only from writes the disk had no room
+ * for (for when it has room again); true if rf has no error left. */
+bool replicafile_clear_full(struct replicafile *rf);
 
 /* What a verified read found, besides the bytes. */
 struct replicafile_readout {

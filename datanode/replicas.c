@@ -33,6 +33,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define SKIP 1 /* a check's verdict: done already, succeed without work */
 
@@ -41,6 +42,7 @@
 #define INLINE_PAUSE_MS 1000          /* ... sends writes to the pool for this long */
 #define SETTLE_IDLE_MS  1000          /* a replica idle this long settles */
 #define SETTLE_CHECK_MS 250
+#define ROOM_MARGIN     (1u << 20) /* free beyond a write's bytes to retry a full replica */
 #define MAX_SCAN        64         /* queued ops looked at before one that may start */
 #define FLUSH_GATHER_NS 1000000ull /* a device flush waits this long for more flushes */
 
@@ -60,7 +62,8 @@ struct replica {
     bool present; /* created or installed, not deleted */
     bool mapped;  /* in r->table */
     bool corrupt;
-    int error; /* sticky disk error of a write path */
+    int error;      /* sticky disk error of a write path */
+    bool full_only; /* error is writes' -ENOSPC alone: room clears it */
     struct replicafile *file;
     struct list queue;   /* ops not yet started, in arrival order */
     struct list running; /* ops started on the pool, not yet done */
@@ -788,6 +791,7 @@ static void disk_failure(struct replica *rep, const char *what, int err)
 
     if (!rep->error)
         rep->error = err;
+    rep->full_only = false;
     log_error("replicas: %s of chunk %016" PRIx64 " failed on disk: %s", what, rep->id,
               err_str(err));
     if (r->hooks.disk_error)
@@ -828,11 +832,33 @@ static int check_writable(struct op *op)
     return rep->error;
 }
 
+/*
+ * A replica that a full disk stopped (done_write) takes writes and version
+ * changes again once the disk has room for them: the writes it refused were
+ * never acknowledged, and what it holds is as its checksums say. Anything
+ * else that failed sticks.
+ */
+static void room_again(struct op *op)
+{
+    struct replica *rep = op->rep;
+    struct statvfs sv;
+
+    if (rep->error != -ENOSPC || !rep->full_only || statvfs(chunkstore_dir(op->r->cs), &sv) != 0 ||
+        (uint64_t)sv.f_bavail * sv.f_frsize < op->len + ROOM_MARGIN)
+        return;
+    if (rep->file && !replicafile_clear_full(rep->file))
+        return;
+    rep->error = 0;
+    rep->full_only = false;
+    log_info("replicas: chunk %016" PRIx64 " takes writes again: the disk has room", rep->id);
+}
+
 /* set_version and trim: from (op->version) -> to. */
 static int check_move(struct op *op)
 {
     struct replica *rep = op->rep;
 
+    room_again(op);
     if (!rep->present)
         return -ENOENT;
     if (rep->corrupt)
@@ -898,7 +924,10 @@ static void done_read(struct op *op)
 static int check_write(struct op *op)
 {
     struct replica *rep = op->rep;
-    int c = check_writable(op);
+    int c;
+
+    room_again(op);
+    c = check_writable(op);
 
     if (c == 0) {
         /* Even a failed write may have changed the files. */
@@ -930,7 +959,10 @@ static void done_write(struct op *op)
         return;
     if (rep->file && replicafile_error(rep->file)) {
         /* The write reached the disk and failed there. */
+        bool full = op->status == -ENOSPC && !op->ro.mismatch && (!rep->error || rep->full_only);
+
         disk_failure(rep, "write", op->status);
+        rep->full_only = full;
         if (op->ro.mismatch)
             set_corrupt(rep, UINT64_MAX, "a failed write cut a block");
     } else if (op->ro.mismatch) {
