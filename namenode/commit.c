@@ -21,8 +21,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <sys/statvfs.h>
 
 #define DEFAULT_MAX_BATCH 512
+#define FULL_BELOW        (1u << 20) /* free bytes under which a failed commit is ENOSPC */
 
 struct commit {
     uv_loop_t *loop;
@@ -43,6 +45,19 @@ struct commit {
 
 static void start_batch(struct commit *c);
 static void maybe_close(struct commit *c);
+
+/* LMDB reports a commit that the file system had room for only part of
+ * (a short write) as EIO: tell it as the full disk it is. */
+static int commit_status(MDB_env *env, int r)
+{
+    const char *dir;
+    struct statvfs sv;
+
+    if (r == -EIO && mdb_env_get_path(env, &dir) == 0 && statvfs(dir, &sv) == 0 &&
+        (uint64_t)sv.f_bavail * sv.f_frsize < FULL_BELOW)
+        return -ENOSPC;
+    return r;
+}
 
 /* Worker thread: apply every op of the batch, then commit once. */
 static void run_batch(uv_work_t *w)
@@ -80,7 +95,7 @@ static void run_batch(uv_work_t *w)
             return;
         }
     }
-    c->batch_status = store_errno(mdb_txn_commit(txn));
+    c->batch_status = commit_status(c->env, store_errno(mdb_txn_commit(txn)));
 }
 
 /* Loop thread: report every op, then start the next batch. */
