@@ -157,24 +157,46 @@ static void write_done(uv_write_t *req, int status)
     }
 }
 
-/* Writes an encoded head and payload; takes both on success. */
+/*
+ * Writes an encoded head and payload; takes both on success. What the
+ * socket takes at once needs no request: with libuv 1.44 a queued write,
+ * even one done at once, costs an epoll_ctl when its stream drains. Only
+ * the rest, if any, is queued (uv_try_write defers to writes queued
+ * before, so the order holds).
+ */
 static int sock_write(struct rpc_sock *s, uint8_t *hdr, size_t hdrlen, rpc_payload *payload,
                       struct rpc_call *call)
 {
-    struct write_req *w = malloc(sizeof(*w));
+    uv_stream_t *stream = (uv_stream_t *)&s->tcp;
+    struct write_req *w;
     uv_buf_t bufs[2];
-    unsigned n = 1;
+    unsigned n = 1, first = 0;
+    size_t sent;
     int r;
 
-    if (!w)
-        return -ENOMEM;
     bufs[0] = uv_buf_init((char *)hdr, (unsigned)hdrlen);
     if (payload->len)
         bufs[n++] = uv_buf_init((char *)payload->data, (unsigned)payload->len);
+    r = uv_try_write(stream, bufs, n);
+    if (r < 0 && r != UV_EAGAIN)
+        return r;
+    sent = r < 0 ? 0 : (size_t)r;
+    if (sent == hdrlen + payload->len) {
+        free(hdr);
+        release_payload(payload);
+        return 0;
+    }
+    for (; sent >= bufs[first].len; first++)
+        sent -= bufs[first].len;
+    bufs[first].base += sent;
+    bufs[first].len -= (unsigned)sent;
+    w = malloc(sizeof(*w));
+    if (!w)
+        return -ENOMEM; /* the caller closes the socket: part may be sent */
     w->hdr = hdr;
     w->payload = *payload;
     w->call = call;
-    r = uv_write(&w->req, (uv_stream_t *)&s->tcp, bufs, n, write_done);
+    r = uv_write(&w->req, stream, bufs + first, n - first, write_done);
     if (r < 0) {
         free(w);
         return r;

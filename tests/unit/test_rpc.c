@@ -68,6 +68,10 @@ static void h_stat(rpc_req *req, void *ctx)
         shuffle_and_answer();
 }
 
+/* The first byte of each read request's payload, in arrival order. */
+static uint8_t arrivals[64];
+static size_t narrivals;
+
 /* Echoes the request's payload back. */
 static void h_read(rpc_req *req, void *ctx)
 {
@@ -75,6 +79,9 @@ static void h_read(rpc_req *req, void *ctx)
     Keel__ReadRep body = KEEL__READ_REP__INIT;
     uint8_t *p = req->payload;
     uint32_t n = req->payload_len;
+
+    if (n && narrivals < sizeof(arrivals))
+        arrivals[narrivals++] = p[0];
 
     body.checksum = n;
     rep.body_case = KEEL__ENVELOPE__BODY_READ_REP;
@@ -434,6 +441,58 @@ START_TEST(payload_round_trip_into_caller_buffer)
 }
 END_TEST
 
+/* Frames queued behind a full socket (the server reads nothing) and frames
+ * written at once must reach the peer whole and in the order sent. */
+START_TEST(frames_behind_a_full_socket_keep_their_order)
+{
+    rpc_conn *c = client();
+    enum { K = 8 };
+    struct echo e[K] = {0};
+    size_t len[K];
+    int done = 0;
+
+    ck_assert_int_eq(call_stat(c, 1, 10000), 0);
+    run_until(&completed, 2000);
+    ck_assert_ptr_nonnull(last_server_conn);
+    rpc_conn_pause(last_server_conn);
+    narrivals = 0;
+    for (int k = 0; k < K; k++) {
+        Keel__Envelope env = KEEL__ENVELOPE__INIT;
+        Keel__ReadReq req = KEEL__READ_REQ__INIT;
+        struct rpc_call_opts o = {.timeout_ms = 10000};
+        uint8_t *out;
+
+        len[k] = k % 2 ? 100 : (3u << 20) + 1; /* more than the socket buffers */
+        out = malloc(len[k]);
+        memset(out, 'a' + k, len[k]);
+        env.body_case = KEEL__ENVELOPE__BODY_READ_REQ;
+        env.read_req = &req;
+        ck_assert_int_eq(rpc_call(c, &env, rpc_payload_malloced(out, len[k]), &o, echo_done, &e[k]),
+                         0);
+    }
+    sleep_loop(100);
+    rpc_conn_resume(last_server_conn);
+    for (int i = 0; i < 1000 && done < K; i++) {
+        sleep_loop(10);
+        done = 0;
+        for (int k = 0; k < K; k++)
+            done += e[k].done;
+    }
+    ck_assert_int_eq(done, K);
+    ck_assert_uint_eq(narrivals, K);
+    for (int k = 0; k < K; k++) {
+        ck_assert_int_eq(e[k].status, 0);
+        ck_assert_uint_eq(e[k].len, len[k]);
+        ck_assert_int_eq(arrivals[k], 'a' + k);
+        for (size_t i = 0; i < len[k]; i++)
+            if (e[k].copy[i] != 'a' + k)
+                ck_abort_msg("reply %d byte %zu differs", k, i);
+        free(e[k].copy);
+    }
+    rpc_conn_close(c);
+}
+END_TEST
+
 /* Learns a free port (the server's), stops listening on it, and connects
  * there with opts: a first call is refused. */
 static rpc_conn *refused_client(char *addr, size_t len, const struct rpc_opts *opts)
@@ -741,6 +800,7 @@ int main(void)
     tcase_add_test(tc, server_close_fails_client_calls);
     tcase_add_test(tc, unknown_message_gets_an_error);
     tcase_add_test(tc, payload_round_trip_into_caller_buffer);
+    tcase_add_test(tc, frames_behind_a_full_socket_keep_their_order);
     tcase_add_test(tc, reconnect_after_refused);
     tcase_add_test(tc, fail_fast_during_backoff);
     tcase_add_test(tc, server_calls_client);
