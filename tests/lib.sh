@@ -14,7 +14,9 @@ set -euo pipefail
 
 : "${KEEL_SRC:?KEEL_SRC must point at the source tree}"
 : "${KEEL_BIN:?KEEL_BIN must point at the built programs}"
+KEEL_SRC=$(cd "$KEEL_SRC" && pwd) KEEL_BIN=$(cd "$KEEL_BIN" && pwd)
 T=$(mktemp -d /tmp/keel-test.XXXXXX)
+cd "$T" # what tools leave in the working directory (fio's verify state) goes too
 CLUSTER="$T/cluster"
 TRACKED_PIDS=()
 TEST_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
