@@ -83,6 +83,17 @@ pass() {
 
 track_pid() { TRACKED_PIDS+=("$1"); }
 
+# tmpfs_or_skip DIR SIZE: mounts a tmpfs of SIZE at DIR (made if need be),
+# for a disk that fills up; where that is not allowed (not root), the test
+# passes as skipped. Unmounting it is the caller's.
+tmpfs_or_skip() {
+    mkdir -p "$1"
+    if ! mount -t tmpfs -o "size=$2" keel-test-tmpfs "$1" 2>"$T/mount.err"; then
+        log "cannot mount a tmpfs here ($(cat "$T/mount.err")): this test needs root; skipped"
+        pass
+    fi
+}
+
 # mount_keel MOUNTPOINT [keel-fuse args...]: mounts the cluster there (in the
 # foreground, in the background of this shell); its log is $T/fuse-NAME.log.
 mount_keel() {

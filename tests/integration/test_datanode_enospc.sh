@@ -9,11 +9,7 @@ source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/dn_lib.sh"
 
 FULL="$T/full"
-mkdir -p "$FULL"
-if ! mount -t tmpfs -o size=8m keel-test-full "$FULL" 2>"$T/mount.err"; then
-    log "cannot mount a tmpfs here ($(cat "$T/mount.err")): this test needs root; skipped"
-    pass
-fi
+tmpfs_or_skip "$FULL" 8m
 MOUNTS+=("$FULL")
 
 fakenn_up 1M

@@ -7,10 +7,7 @@
 # through when tried again (as QEMU does when the guest is resumed).
 source "$KEEL_SRC/tests/lib.sh"
 
-if ! mkdir -p "$CLUSTER" || ! mount -t tmpfs -o size=40m keel-test-full "$CLUSTER" 2>"$T/mount.err"; then
-    log "cannot mount a tmpfs here ($(cat "$T/mount.err")): this test needs root; skipped"
-    pass
-fi
+tmpfs_or_skip "$CLUSTER" 40m
 # The cluster lives on the tmpfs: stop it and keep its logs (for the
 # sanitizer check) before the tmpfs goes.
 full_down() {

@@ -7,11 +7,7 @@ source "$KEEL_SRC/tests/lib.sh"
 source "$KEEL_SRC/tests/integration/nn_lib.sh"
 
 FULL="$T/full"
-mkdir -p "$FULL"
-if ! mount -t tmpfs -o size=4m keel-test-nnfull "$FULL" 2>"$T/mount.err"; then
-    log "cannot mount a tmpfs here ($(cat "$T/mount.err")): this test needs root; skipped"
-    pass
-fi
+tmpfs_or_skip "$FULL" 4m
 # Stop the namenode before the tmpfs goes (lib.sh's cleanup would only
 # find it afterwards).
 full_down() {
