@@ -55,7 +55,8 @@ room() { (($(df --output=avail -k "$CLUSTER" | tail -n 1) >= 8192)); }
 wait_for 30 "the deleted files' replicas to go" room
 mib=$(($(sed -n 's/^\([0-9]*\) bytes.*/\1/p' "$T/dd-direct.err") >> 20)) # the MiB refused
 random_file "$T/retry" $((1 << 20)) 8
-dd if="$T/retry" of="$M/direct" bs=1M seek=$mib count=1 oflag=direct conv=notrunc     2>"$T/dd-retry.err" || fail "the retried write at $mib MiB: $(cat "$T/dd-retry.err")"
+dd if="$T/retry" of="$M/direct" bs=1M seek=$mib count=1 oflag=direct conv=notrunc \
+    2>"$T/dd-retry.err" || fail "the retried write at $mib MiB: $(cat "$T/dd-retry.err")"
 cmp "$T/retry" <(dd if="$M/direct" bs=1M skip=$mib count=1 iflag=direct 2>/dev/null) ||
     fail "the retried write reads back changed"
 grep -q "takes writes again" "$CLUSTER"/dn*.log || fail "no datanode took writes again"
