@@ -169,12 +169,16 @@ static bool usable_for_read(const struct kchunk *ch, uint64_t now)
     return now - ch->fetched_ms < ch->in->c->opts.location_ttl_ms;
 }
 
-void chunkio_drop_lease(struct kinode *in)
+void chunkio_drop_lease(struct kinode *in, bool handover)
 {
     size_t i = 0;
     void *val;
 
     in->lease = false;
+    /* The mtime is no longer this client's to move: a touch would ask for
+     * the lease back. A handover's flush still moves it. */
+    if (!handover)
+        in->ext_touch = in->touched = in->wgen;
     while (u64map_next(&in->chunks, &i, NULL, &val))
         ((struct kchunk *)val)->writable = false;
 }
@@ -200,12 +204,18 @@ void chunkio_truncated(struct kinode *in, uint64_t size)
     in->ext_durable = size;
 }
 
+/* Writes that landed and that no touch has been sent for yet. */
+static bool untouched(const struct kinode *in)
+{
+    return in->wgen > in->ext_touch;
+}
+
 bool chunkio_dirty(const struct kinode *in)
 {
     size_t i = 0;
     void *val;
 
-    if (in->ext_done > in->ext_durable)
+    if (in->ext_done > in->ext_durable || untouched(in))
         return true;
     while (u64map_next(&in->chunks, &i, NULL, &val))
         if (((struct kchunk *)val)->dirty)
@@ -336,7 +346,7 @@ static void fetch_done(int status, const Keel__Envelope *rep, void *arg)
                       (unsigned long long)i, err_str(status));
             fail_waiting(ch, f->write, status);
             if (status == -EBUSY)
-                chunkio_drop_lease(in);
+                chunkio_drop_lease(in, false);
             pump(ch);
             continue;
         }
@@ -677,6 +687,7 @@ static void write_ended(struct piece *p, bool failed)
     struct kchunk *ch = p->ch;
 
     if (!failed) {
+        ch->in->wgen++;
         ch->dirty = true;
         ch->readied = false;
         ch->attempts = 0;
@@ -942,7 +953,7 @@ static void recovered(int status, const Keel__Envelope *rep, void *arg)
         ch->known = false;
         ch->writable = false;
         if (status == -EBUSY)
-            chunkio_drop_lease(in);
+            chunkio_drop_lease(in, false);
         if (status != -ESTALE)
             fail_waiting(ch, true, ch->error);
     }
@@ -1143,6 +1154,7 @@ struct ext_waiter {
 
 struct extend {
     struct kinode *in;
+    uint64_t touch;
     Keel__Envelope env;
     Keel__ExtendReq req;
 };
@@ -1167,7 +1179,12 @@ static void extended(int status, const Keel__Envelope *rep, void *arg)
         in->ext_done = MAX(in->ext_done, MAX(rep->extend_rep->size, e->req.size));
         if (e->req.durable)
             in->ext_durable = MAX(in->ext_durable, e->req.size);
+    } else if (e->req.touch) {
+        log_debug("ino %llu: telling the namenode of writes: %s", (unsigned long long)in->ino,
+                  err_str(status));
     }
+    /* Done with, either way: a failed touch is not sent again. */
+    in->touched = MAX(in->touched, e->touch);
     list_for_each_safe(pos, tmp, &in->ext_waiters)
     {
         struct ext_waiter *w = list_entry(pos, struct ext_waiter, link);
@@ -1180,7 +1197,7 @@ static void extended(int status, const Keel__Envelope *rep, void *arg)
     }
     in->ops--;
     free(e);
-    if (!list_empty(&in->ext_waiters))
+    if (!list_empty(&in->ext_waiters) || in->ext_touch > in->touched)
         send_extend(in);
     chunkio_inode_put(in);
 }
@@ -1198,6 +1215,8 @@ static void send_extend(struct kinode *in)
         e->req.size = in->ext_want;
         e->req.durable = in->ext_want_durable;
         e->req.client_id = in->c->client_id;
+        e->touch = in->ext_touch;
+        e->req.touch = e->touch > in->touched;
         e->env.body_case = KEEL__ENVELOPE__BODY_EXTEND_REQ;
         e->env.extend_req = &e->req;
         in->ext_want_durable = false;
@@ -1473,12 +1492,31 @@ static void flush_round(struct fop *op)
     op_step_done(op, 0);
 }
 
+/*
+ * Tells the namenode that the file's data changed since the last touch
+ * (ExtendReq touch): it moves the mtime, as a local file system does on a
+ * write, for other clients and backup tools to see. A flush, a drain
+ * (close(2) through keel-fuse) and a lease handover send one, and do not
+ * wait for it: I/O never waits on the namenode for this. It goes out
+ * before whatever the client sends the namenode next (a lease's release
+ * or handover, on the same connection, in order).
+ */
+static void touch(struct kinode *in)
+{
+    if (!untouched(in))
+        return;
+    in->ext_touch = in->wgen;
+    if (!in->ext_inflight)
+        send_extend(in);
+}
+
 static void start_flush(struct fop *op)
 {
     struct kinode *in = op->in;
     size_t i = 0, n = 0;
     void *val;
 
+    touch(in);
     op->flush_chunks = calloc(in->chunks.len ? in->chunks.len : 1, sizeof(*op->flush_chunks));
     op->flush_state = calloc(in->chunks.len ? in->chunks.len : 1, 1);
     if (!op->flush_chunks || !op->flush_state) {
@@ -1589,6 +1627,10 @@ void chunkio_start(struct fop *op)
     switch (op->kind) {
     case FOP_FLUSH:
         start_flush(op);
+        return;
+    case FOP_TOUCH:
+        touch(in);
+        op_step_done(op, 0);
         return;
     case FOP_READ:
         in->c->reads++;

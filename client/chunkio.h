@@ -93,6 +93,10 @@ struct kinode {
     bool ext_want_durable;
     bool ext_inflight;
     struct list ext_waiters;
+    /* Telling the namenode the data changed (ExtendReq touch: its mtime). */
+    uint64_t wgen;      /* writes that landed */
+    uint64_t ext_touch; /* the wgen a touch was asked for */
+    uint64_t touched;   /* the wgen of the last touch answered (or given up) */
     struct list deferred; /* flushes waiting for chunks to settle */
     /* Write-behind writes (file.c), guarded by c->wb_lock. */
     struct list wb;   /* struct wb_write in flight, oldest first */
@@ -102,7 +106,9 @@ struct kinode {
     int wb_err;       /* the first failure not yet reported */
 };
 
-enum fop_kind { FOP_READ, FOP_WRITE, FOP_FLUSH };
+/* FOP_TOUCH: tells the namenode of the writes that landed before it (the
+ * mtime; keel_drain), without waiting for its answer. */
+enum fop_kind { FOP_READ, FOP_WRITE, FOP_FLUSH, FOP_TOUCH };
 
 struct fop;
 typedef void (*fop_done_fn)(struct fop *op);
@@ -138,8 +144,9 @@ void chunkio_inode_put(struct kinode *in);
 /* Starts op (read, write or flush of op->in); op->done runs when finished. */
 void chunkio_start(struct fop *op);
 
-/* The lease on in is gone (lost, handed over): forget write locations. */
-void chunkio_drop_lease(struct kinode *in);
+/* The lease on in is gone (lost, released), or is being handed over (its
+ * flush follows): forget write locations. */
+void chunkio_drop_lease(struct kinode *in, bool handover);
 
 /* The file was truncated to size: forget chunks at or past it. */
 void chunkio_truncated(struct kinode *in, uint64_t size);

@@ -248,7 +248,13 @@ int keel_flush(keel_file *f)
 
 int keel_drain(keel_file *f)
 {
-    return f ? wb_barrier(f, true) : -EBADF;
+    int err, r;
+
+    if (!f)
+        return -EBADF;
+    err = wb_barrier(f, true);
+    r = (int)run_sync(f, FOP_TOUCH, NULL, 0, 0);
+    return err ? err : r;
 }
 
 /* ----------------------------------------------------------------- aio */
@@ -651,7 +657,7 @@ static void close_detach(struct close_op *co)
     struct kinode *in = co->f->in;
 
     if (--in->opens == 0 && in->lease) {
-        chunkio_drop_lease(in);
+        chunkio_drop_lease(in, false);
         in->ops++;
         if (release_lease(in->c, in->ino, &co->env, &co->req, released, co) == 0)
             return;
@@ -826,7 +832,7 @@ void io_lease_recall(keel_client *c, uint64_t ino, void (*reply)(int released, v
         reply(0, arg);
         return;
     }
-    chunkio_drop_lease(in);
+    chunkio_drop_lease(in, true);
     rc->reply = reply;
     rc->arg = arg;
     rc->flush.in = in;
@@ -842,7 +848,7 @@ void io_lease_lost(keel_client *c, uint64_t ino)
 
     if (in && in->lease) {
         log_warn("lost the write lease of ino %llu", (unsigned long long)ino);
-        chunkio_drop_lease(in);
+        chunkio_drop_lease(in, false);
     }
 }
 

@@ -70,6 +70,8 @@ static void *kfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     conn->max_readahead = KEELFS_MAX_IO;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    /* Cached pages go at open, not when the mtime moves (keelfs.h). */
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
     return fuse_get_context()->private_data;
 }
 

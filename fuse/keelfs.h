@@ -7,7 +7,10 @@
  * at most that long); failed lookups for KEELFS_NEGATIVE_TIMEOUT. File data
  * goes through the page cache except for files opened with O_DIRECT, which
  * go straight to libkeel; every open drops the file's cached pages, so data
- * another client wrote before the open is always seen.
+ * another client wrote before the open is always seen. A changed mtime
+ * alone does not drop them (FUSE_CAP_AUTO_INVAL_DATA is off): every flush
+ * of a writer moves it, and the kernel would otherwise drop a whole file's
+ * cache at its next look at the attributes after each.
  *
  * Reads of up to KEELFS_FAST_IO bytes (of any size from files opened with
  * O_DIRECT), and direct writes of up to KEELFS_FAST_IO bytes and direct

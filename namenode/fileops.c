@@ -566,7 +566,7 @@ struct exreq {
     struct lease_waiter lw;
     uint64_t ino, size, result;
     int64_t now;
-    bool durable;
+    bool durable, touch;
 };
 
 static void ex_reply(struct exreq *x, uint64_t size)
@@ -584,7 +584,7 @@ static int ex_apply(MDB_txn *txn, struct commit_op *op)
 {
     struct exreq *x = list_entry(op, struct exreq, op);
 
-    return nstree_extend(x->store, txn, x->ino, x->size, x->now, &x->result);
+    return nstree_extend(x->store, txn, x->ino, x->size, x->now, x->touch, &x->result);
 }
 
 static void ex_done(struct commit_op *op, int status)
@@ -615,7 +615,7 @@ static void ex_submit(struct exreq *x)
             free(x);
             return;
         }
-        if (sizes_grow(x->core->sizes, x->ino, in.size, x->size, x->now, &visible) == 0) {
+        if (sizes_grow(x->core->sizes, x->ino, in.size, x->size, x->now, x->touch, &visible) == 0) {
             ex_reply(x, visible);
             free(x);
             return;
@@ -650,6 +650,11 @@ static void h_extend(rpc_req *req, void *ctx)
         r = -EFBIG;
     if (r == 0 && rq->client_id == 0)
         r = -EINVAL;
+    /* A touch alone from a client that no longer writes the file (its lease
+     * went to another) must not ask for the lease back. */
+    if (r == 0 && rq->touch && rq->size <= sizes_visible(core->sizes, rq->ino, in.size) &&
+        lease_holder(core->leases, rq->ino) != rq->client_id)
+        r = -EBUSY;
     if (r) {
         reply_err(req, r);
         return;
@@ -661,6 +666,7 @@ static void h_extend(rpc_req *req, void *ctx)
     x->ino = rq->ino;
     x->size = rq->size;
     x->durable = rq->durable;
+    x->touch = rq->touch;
     x->lw.cb = ex_lease_cb;
     r = lease_acquire(core->leases, rq->ino, rq->client_id, mono_ms(), &x->lw);
     if (r == -EINPROGRESS)

@@ -606,7 +606,7 @@ int nstree_setattr(struct store *s, MDB_txn *txn, const struct nstree_setattr_ar
 }
 
 int nstree_extend(struct store *s, MDB_txn *txn, uint64_t ino, uint64_t size, int64_t now,
-                  uint64_t *out)
+                  bool touch, uint64_t *out)
 {
     struct store_inode in;
     int r;
@@ -623,10 +623,17 @@ int nstree_extend(struct store *s, MDB_txn *txn, uint64_t ino, uint64_t size, in
     if (size > in.size) {
         in.size = size;
         in.mtime = in.ctime = now;
-        r = store_inode_update(s, txn, &in);
-        if (r)
-            return r;
+    } else if (touch && now > in.mtime) {
+        in.mtime = now;
+        if (now > in.ctime)
+            in.ctime = now;
+    } else {
+        *out = in.size;
+        return 0;
     }
+    r = store_inode_update(s, txn, &in);
+    if (r)
+        return r;
     *out = in.size;
     return 0;
 }

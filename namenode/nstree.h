@@ -136,8 +136,10 @@ struct nstree_setattr_args {
 int nstree_setattr(struct store *s, MDB_txn *txn, const struct nstree_setattr_args *a,
                    struct store_inode *out, struct store_chunk_list *freed);
 
-/* Grows a regular file to size (never shrinks); *out gets the resulting size. */
+/* Grows a regular file to size (never shrinks), its mtime and ctime then
+ * now; with touch (its data changed) they move up to now in any case.
+ * *out gets the resulting size. */
 int nstree_extend(struct store *s, MDB_txn *txn, uint64_t ino, uint64_t size, int64_t now,
-                  uint64_t *out);
+                  bool touch, uint64_t *out);
 
 #endif

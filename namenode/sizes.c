@@ -23,12 +23,16 @@
 #define DEFAULT_DELAY_MS    2u
 #define DEFAULT_MAX_ENTRIES 65536u
 #define RETRY_MS            200u /* after a failed commit */
+/* A touch alone (mtime, no size) waits longer: a writer that flushes
+ * often touches often, and each commit is a sync of the metadata disk. */
+#define TOUCH_DELAY_MS 1000u
 
 struct entry {
     uint64_t size;
     int64_t mtime;
-    uint64_t seq; /* moves on every grow */
-    bool dirty;   /* not in any commit since it last grew */
+    uint64_t seq; /* moves on every grow or touch */
+    bool dirty;   /* not in any commit since it last changed */
+    bool grew;    /* ... and grew since (not only touched) */
 };
 
 struct item {
@@ -57,6 +61,7 @@ struct sizes {
     bool timed_inflight, closed;
     uint64_t seq;
     size_t ndirty;
+    size_t ngrew; /* dirty entries that grew: commit soon, not a second on */
     struct sizes_stats stats;
     size_t inflight; /* commits submitted, not done */
 };
@@ -71,10 +76,18 @@ static void must(int r)
 
 static void on_timer(uv_timer_t *t);
 
+/* How soon the dirty entries should commit. */
+static uint32_t delay(const struct sizes *z)
+{
+    return z->ngrew ? z->delay_ms : TOUCH_DELAY_MS;
+}
+
+/* Commits within ms, or sooner if already due sooner. */
 static void arm(struct sizes *z, uint32_t ms)
 {
-    if (z->closed || !z->timer || z->timed_inflight || z->ndirty == 0 ||
-        uv_is_active((uv_handle_t *)z->timer))
+    if (z->closed || !z->timer || z->timed_inflight || z->ndirty == 0)
+        return;
+    if (uv_is_active((uv_handle_t *)z->timer) && uv_timer_get_due_in(z->timer) <= ms)
         return;
     uv_timer_start(z->timer, on_timer, ms, 0);
 }
@@ -89,7 +102,7 @@ static int flush_apply(MDB_txn *txn, struct commit_op *op)
     for (size_t i = 0; i < f->n; i++) {
         uint64_t out;
         int r = nstree_extend(f->store, txn, f->items[i].ino, f->items[i].size, f->items[i].mtime,
-                              &out);
+                              true, &out);
 
         if (r == -ENOENT || r == -EISDIR || r == -EINVAL)
             continue;
@@ -123,7 +136,7 @@ static void flush_done(struct commit_op *op, int status)
             z->ndirty++;
         }
     }
-    arm(z, status ? RETRY_MS : z->delay_ms);
+    arm(z, status ? RETRY_MS : delay(z));
     free(f);
 }
 
@@ -145,6 +158,10 @@ static void take(struct sizes *z, struct flush *f, uint64_t ino, struct entry *e
     if (e->dirty) {
         e->dirty = false;
         z->ndirty--;
+    }
+    if (e->grew) {
+        e->grew = false;
+        z->ngrew--;
     }
 }
 
@@ -268,9 +285,10 @@ void sizes_apply(const struct sizes *z, struct store_inode *in)
 {
     const struct entry *e = in->ino ? u64map_get(&z->entries, in->ino) : NULL;
 
-    if (!e || e->size <= in->size)
+    if (!e)
         return;
-    in->size = e->size;
+    if (e->size > in->size)
+        in->size = e->size;
     if (e->mtime > in->mtime)
         in->mtime = e->mtime;
     if (e->mtime > in->ctime)
@@ -278,7 +296,7 @@ void sizes_apply(const struct sizes *z, struct store_inode *in)
 }
 
 int sizes_grow(struct sizes *z, uint64_t ino, uint64_t committed, uint64_t size, int64_t now_ns,
-               uint64_t *visible)
+               bool touch, uint64_t *visible)
 {
     struct entry *e;
     uint64_t cur;
@@ -287,7 +305,7 @@ int sizes_grow(struct sizes *z, uint64_t ino, uint64_t committed, uint64_t size,
         return -EAGAIN;
     e = u64map_get(&z->entries, ino);
     cur = sizes_visible(z, ino, committed);
-    if (size <= cur) {
+    if (size <= cur && !touch) {
         *visible = cur;
         return 0;
     }
@@ -297,16 +315,20 @@ int sizes_grow(struct sizes *z, uint64_t ino, uint64_t committed, uint64_t size,
         e = xcalloc(1, sizeof(*e));
         must(u64map_put(&z->entries, ino, e));
     }
-    e->size = size;
-    e->mtime = now_ns;
+    e->size = MAX(size, cur);
+    e->mtime = MAX(e->mtime, now_ns);
     e->seq = ++z->seq;
     if (!e->dirty) {
         e->dirty = true;
         z->ndirty++;
     }
+    if (size > cur && !e->grew) {
+        e->grew = true;
+        z->ngrew++;
+    }
     z->stats.grows++;
-    arm(z, z->delay_ms);
-    *visible = size;
+    arm(z, delay(z));
+    *visible = e->size;
     return 0;
 }
 
@@ -340,6 +362,8 @@ void sizes_release(struct sizes *z, uint64_t ino, bool superseded)
 
         if (e && e->dirty)
             z->ndirty--;
+        if (e && e->grew)
+            z->ngrew--;
         free(e);
     }
 }

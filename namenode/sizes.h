@@ -6,11 +6,13 @@
  * A grown size is an entry in an overlay keyed by inode. It is visible at
  * once: every reply that carries a file's size or times (Stat, Readdir,
  * GetChunks, Create, Setattr, Link, Extend) passes the inode read from
- * LMDB through sizes_apply, which shows max(committed, grown). A timer
- * then commits every changed entry in one operation of the group commit,
- * a few milliseconds later; an entry leaves the overlay when the commit
- * that carried its latest value is durable. An entry that changed again
- * meanwhile (its sequence number moved) stays for the next commit.
+ * LMDB through sizes_apply, which shows max(committed, grown). A touch (a
+ * writer's data changed, ExtendReq touch) is an entry too, with the
+ * committed size and a new mtime. A timer then commits every changed
+ * entry in one operation of the group commit, a few milliseconds after a
+ * grow, up to a second after a touch; an entry leaves the overlay when the
+ * commit that carried its latest value is durable. An entry that changed
+ * again meanwhile (its sequence number moved) stays for the next commit.
  *
  * Operations that set a size or times themselves (truncate, a truncating
  * create, setattr) must not be overtaken by an older grown size: they
@@ -66,12 +68,14 @@ void sizes_apply(const struct sizes *z, struct store_inode *in);
 
 /*
  * Grows regular file ino (committed size committed) to size at wall time
- * now_ns, in memory. Returns 0 and *visible (the size clients see now,
- * never less than size), or -EAGAIN when the grow must go through the
- * commit queue (a hold is on ino, the overlay is full, or closed).
+ * now_ns, in memory; with touch (its data changed), its mtime moves up to
+ * now_ns even if it does not grow. Returns 0 and *visible (the size
+ * clients see now, never less than size), or -EAGAIN when the change must
+ * go through the commit queue (a hold is on ino, the overlay is full, or
+ * closed).
  */
 int sizes_grow(struct sizes *z, uint64_t ino, uint64_t committed, uint64_t size, int64_t now_ns,
-               uint64_t *visible);
+               bool touch, uint64_t *visible);
 
 /* Before an operation that sets ino's size or times is submitted: commits
  * ino's entry ahead of it and routes grows of ino to the commit queue. */

@@ -295,7 +295,10 @@ KEEL_API int keel_flush(keel_file *f);
 
 /**
  * Waits until the write-behind writes to f's file queued before this call
- * have landed on the replicas (seen by every client, not yet durable).
+ * have landed on the replicas (seen by every client, not yet durable), then
+ * tells the namenode that the file's data changed, without waiting for its
+ * answer: the file's mtime and ctime move, as keel_flush() and keel_close()
+ * make them move too.
  * @return 0, or the first error of a write-behind write not yet reported.
  */
 KEEL_API int keel_drain(keel_file *f);

@@ -440,10 +440,21 @@ START_TEST(setattr_and_extend)
 
     f = create_ok("/f");
     add_chunks(f.ino, 1000, 4); /* indexes 0..3 */
-    ck_assert_int_eq(nstree_extend(st, txn, f.ino, 4 * cs, tick(), &size), 0);
+    ck_assert_int_eq(nstree_extend(st, txn, f.ino, 4 * cs, tick(), false, &size), 0);
     ck_assert_uint_eq(size, 4 * cs);
-    ck_assert_int_eq(nstree_extend(st, txn, f.ino, cs, tick(), &size), 0);
+    ck_assert_int_eq(nstree_extend(st, txn, f.ino, cs, tick(), false, &size), 0);
     ck_assert_uint_eq(size, 4 * cs); /* never shrinks */
+    /* A touch moves the times up, and never back. */
+    ck_assert_int_eq(store_inode_get(st, txn, f.ino, &out), 0);
+    ck_assert_int_eq(nstree_extend(st, txn, f.ino, cs, out.mtime + 1000, true, &size), 0);
+    ck_assert_uint_eq(size, 4 * cs);
+    ck_assert_int_eq(store_inode_get(st, txn, f.ino, &f), 0);
+    ck_assert_int_eq(f.mtime, out.mtime + 1000);
+    ck_assert_int_eq(f.ctime, out.mtime + 1000);
+    ck_assert_uint_eq(f.size, 4 * cs);
+    ck_assert_int_eq(nstree_extend(st, txn, f.ino, 0, out.mtime, true, &size), 0);
+    ck_assert_int_eq(store_inode_get(st, txn, f.ino, &f), 0);
+    ck_assert_int_eq(f.mtime, out.mtime + 1000);
 
     a.path = "/f";
     a.valid =
@@ -514,9 +525,10 @@ START_TEST(setattr_and_extend)
     a.valid = NSTREE_SET_MODE;
     a.path = "/none";
     ck_assert_int_eq(nstree_setattr(st, txn, &a, &out, &freed), -ENOENT);
-    ck_assert_int_eq(nstree_extend(st, txn, 1, cs, tick(), &size), -EISDIR);
-    ck_assert_int_eq(nstree_extend(st, txn, 999999, cs, tick(), &size), -ENOENT);
-    ck_assert_int_eq(nstree_extend(st, txn, f.ino, STORE_MAX_FILE_SIZE + 1, tick(), &size), -EFBIG);
+    ck_assert_int_eq(nstree_extend(st, txn, 1, cs, tick(), false, &size), -EISDIR);
+    ck_assert_int_eq(nstree_extend(st, txn, 999999, cs, tick(), false, &size), -ENOENT);
+    ck_assert_int_eq(nstree_extend(st, txn, f.ino, STORE_MAX_FILE_SIZE + 1, tick(), false, &size),
+                     -EFBIG);
 }
 END_TEST
 

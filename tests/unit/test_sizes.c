@@ -68,6 +68,15 @@ static void run_until_idle(void)
     }
 }
 
+/* Runs the loop for about ms milliseconds. */
+static void run_for(unsigned ms)
+{
+    for (unsigned i = 0; i < ms; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+}
+
 static void setup(void)
 {
     struct store_settings cfg = {.chunk_size = CS, .replication = 3};
@@ -102,7 +111,7 @@ START_TEST(visible_at_once_committed_soon)
     struct store_inode in;
     struct sizes_stats s;
 
-    ck_assert_int_eq(sizes_grow(z, ino, 0, 5000, 777, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 5000, 777, false, &vis), 0);
     ck_assert_uint_eq(vis, 5000);
     ck_assert_uint_eq(sizes_visible(z, ino, 0), 5000);
     ck_assert_uint_eq(committed(ino).size, 0); /* not yet */
@@ -112,9 +121,9 @@ START_TEST(visible_at_once_committed_soon)
     ck_assert_int_eq(in.mtime, 777);
     /* Many more grows before the timer: one commit carries the last. */
     for (uint64_t sz = 5001; sz <= 6000; sz++)
-        ck_assert_int_eq(sizes_grow(z, ino, 0, sz, 778, &vis), 0);
+        ck_assert_int_eq(sizes_grow(z, ino, 0, sz, 778, false, &vis), 0);
     /* A smaller size never shrinks what clients see. */
-    ck_assert_int_eq(sizes_grow(z, ino, 0, 100, 779, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 100, 779, false, &vis), 0);
     ck_assert_uint_eq(vis, 6000);
     run_until_idle();
     in = committed(ino);
@@ -126,8 +135,55 @@ START_TEST(visible_at_once_committed_soon)
     ck_assert_uint_eq(s.grows, 1001);
     /* Committed already: visible is the committed size. */
     ck_assert_uint_eq(sizes_visible(z, ino, 6000), 6000);
-    ck_assert_int_eq(sizes_grow(z, ino, 6000, 10, 780, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 6000, 10, 780, false, &vis), 0);
     ck_assert_uint_eq(vis, 6000);
+}
+END_TEST
+
+/* A touch (the data changed, the size did not) moves mtime and ctime up,
+ * at once for clients and then in LMDB, and never back. */
+START_TEST(a_touch_moves_the_times_without_growing)
+{
+    uint64_t ino = make_file("/t"), vis;
+    struct store_inode in;
+
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 4000, 10, false, &vis), 0);
+    run_until_idle();
+    ck_assert_uint_eq(committed(ino).size, 4000);
+    ck_assert_int_eq(committed(ino).mtime, 10);
+    /* Not a touch, not a grow: nothing. */
+    ck_assert_int_eq(sizes_grow(z, ino, 4000, 100, 15, false, &vis), 0);
+    ck_assert_uint_eq(vis, 4000);
+    in = committed(ino);
+    sizes_apply(z, &in);
+    ck_assert_int_eq(in.mtime, 10);
+    ck_assert_int_eq(sizes_grow(z, ino, 4000, 100, 20, true, &vis), 0);
+    ck_assert_uint_eq(vis, 4000);
+    in = committed(ino);
+    sizes_apply(z, &in);
+    ck_assert_uint_eq(in.size, 4000);
+    ck_assert_int_eq(in.mtime, 20);
+    ck_assert_int_eq(in.ctime, 20);
+    /* A touch alone is committed up to a second later ... */
+    run_for(100);
+    ck_assert_int_eq(committed(ino).mtime, 10);
+    run_until_idle();
+    in = committed(ino);
+    ck_assert_uint_eq(in.size, 4000);
+    ck_assert_int_eq(in.mtime, 20);
+    ck_assert_int_eq(in.ctime, 20);
+    /* ... but a grow after it soon, the touch with it. */
+    ck_assert_int_eq(sizes_grow(z, ino, 4000, 0, 30, true, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 4000, 5000, 31, false, &vis), 0);
+    run_for(100);
+    ck_assert_uint_eq(committed(ino).size, 5000);
+    ck_assert_int_eq(committed(ino).mtime, 31);
+    run_until_idle();
+    /* A touch stamped earlier (a clock that stepped back) keeps the later. */
+    ck_assert_int_eq(sizes_grow(z, ino, 4000, 0, 18, true, &vis), 0);
+    run_until_idle();
+    ck_assert_int_eq(committed(ino).mtime, 31);
+    ck_assert_uint_eq(committed(ino).size, 5000);
 }
 END_TEST
 
@@ -136,14 +192,14 @@ START_TEST(grown_again_while_committing)
     uint64_t ino = make_file("/a"), vis;
     struct sizes_stats s;
 
-    ck_assert_int_eq(sizes_grow(z, ino, 0, 1000, 1, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 1000, 1, false, &vis), 0);
     /* Turn the loop until the commit is in flight, then grow again. */
     for (int i = 0; i < 1000 && commit_idle(cm); i++) {
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(200);
     }
     ck_assert(!commit_idle(cm));
-    ck_assert_int_eq(sizes_grow(z, ino, 0, 2000, 2, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 2000, 2, false, &vis), 0);
     run_until_idle();
     ck_assert_uint_eq(committed(ino).size, 2000);
     sizes_get_stats(z, &s);
@@ -183,12 +239,12 @@ START_TEST(a_hold_goes_first_and_a_truncate_wins)
     struct truncate_op t = {.op = {truncate_apply, truncate_done}, .size = 10};
 
     t.ino = ino;
-    ck_assert_int_eq(sizes_grow(z, ino, 0, 90000, 1, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 90000, 1, false, &vis), 0);
     /* The truncate is submitted at once after the hold: the grown size
      * must be committed before it, not after (which would undo it). */
     sizes_hold(z, ino);
     commit_submit(cm, &t.op);
-    ck_assert_int_eq(sizes_grow(z, ino, 0, 95000, 2, &vis), -EAGAIN);
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 95000, 2, false, &vis), -EAGAIN);
     for (int i = 0; i < 2000 && !t.done; i++) {
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(500);
@@ -199,7 +255,7 @@ START_TEST(a_hold_goes_first_and_a_truncate_wins)
     run_until_idle();
     ck_assert_uint_eq(committed(ino).size, 10);
     ck_assert_uint_eq(sizes_visible(z, ino, 10), 10);
-    ck_assert_int_eq(sizes_grow(z, ino, 10, 20, 3, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 10, 20, 3, false, &vis), 0);
     ck_assert_uint_eq(vis, 20);
     run_until_idle();
     ck_assert_uint_eq(committed(ino).size, 20);
@@ -217,8 +273,8 @@ START_TEST(deleted_files_and_bounds)
     MDB_txn *txn;
     struct sizes_stats s;
 
-    ck_assert_int_eq(sizes_grow(z, a, 0, 100, 1, &vis), 0);
-    ck_assert_int_eq(sizes_grow(z, b, 0, 200, 1, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, a, 0, 100, 1, false, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, b, 0, 200, 1, false, &vis), 0);
     /* /a is deleted before the commit: it commits as nothing, /b still. */
     ck_assert_int_eq(mdb_txn_begin(store_env(st), NULL, 0, &txn), 0);
     ck_assert_int_eq(nstree_unlink(st, txn, "/a", 2, NULL), 0);
@@ -233,12 +289,12 @@ START_TEST(deleted_files_and_bounds)
 
         snprintf(p, sizeof(p), "/f%d", i);
         others[i] = make_file(p);
-        ck_assert_int_eq(sizes_grow(z, others[i], 0, 10, 3, &vis), 0);
+        ck_assert_int_eq(sizes_grow(z, others[i], 0, 10, 3, false, &vis), 0);
     }
-    ck_assert_int_eq(sizes_grow(z, b, 200, 300, 3, &vis), -EAGAIN);
-    ck_assert_int_eq(sizes_grow(z, others[0], 0, 20, 3, &vis), 0); /* present: fine */
+    ck_assert_int_eq(sizes_grow(z, b, 200, 300, 3, false, &vis), -EAGAIN);
+    ck_assert_int_eq(sizes_grow(z, others[0], 0, 20, 3, false, &vis), 0); /* present: fine */
     run_until_idle();
-    ck_assert_int_eq(sizes_grow(z, b, 200, 300, 3, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, b, 200, 300, 3, false, &vis), 0);
 }
 END_TEST
 
@@ -246,9 +302,9 @@ START_TEST(closing_commits_what_is_left)
 {
     uint64_t ino = make_file("/a"), vis;
 
-    ck_assert_int_eq(sizes_grow(z, ino, 0, 4242, 1, &vis), 0);
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 4242, 1, false, &vis), 0);
     sizes_close(z);
-    ck_assert_int_eq(sizes_grow(z, ino, 0, 5000, 1, &vis), -EAGAIN);
+    ck_assert_int_eq(sizes_grow(z, ino, 0, 5000, 1, false, &vis), -EAGAIN);
     for (int i = 0; i < 2000 && !commit_idle(cm); i++) {
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(500);
@@ -265,6 +321,7 @@ static Suite *suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, visible_at_once_committed_soon);
+    tcase_add_test(tc, a_touch_moves_the_times_without_growing);
     tcase_add_test(tc, grown_again_while_committing);
     tcase_add_test(tc, a_hold_goes_first_and_a_truncate_wins);
     tcase_add_test(tc, deleted_files_and_bounds);
