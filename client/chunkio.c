@@ -614,8 +614,9 @@ static void local_work_done(uv_work_t *w, int status)
 }
 
 /*
- * Reads p from the files of a replica on this host, if there is one: on
- * the loop when the page cache holds it all, else on the pool. True if the
+ * Reads p from the files of a replica on this host, if there is one (of
+ * several, the one replica_local_rank puts first, every time): on the loop
+ * when the page cache holds it all, else on the pool. True if the
  * read is done or under way; false to read over the network.
  */
 static bool read_local(struct piece *p)
@@ -625,14 +626,19 @@ static bool read_local(struct piece *p)
     uint32_t blocks = (uint32_t)(c->chunk_size / KEEL_BLOCK_SIZE);
     struct core_node *n = NULL;
     struct local_work *lw;
+    uint64_t best = 0;
     int r;
 
     if (p->local_tried || !c->opts.local_reads)
         return false;
-    for (unsigned i = 0; i < ch->nreps && !n; i++) {
-        n = core_node_get(c, ch->reps[i].addr);
-        if (n && !localread_node(c, n, ch->reps[i].node_id))
-            n = NULL;
+    for (unsigned i = 0; i < ch->nreps; i++) {
+        struct core_node *m = core_node_get(c, ch->reps[i].addr);
+        uint64_t rank = replica_local_rank(ch->id, ch->reps[i].node_id);
+
+        if (m && localread_node(c, m, ch->reps[i].node_id) && (!n || rank > best)) {
+            n = m;
+            best = rank;
+        }
     }
     if (!n)
         return false;

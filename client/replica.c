@@ -24,3 +24,13 @@ int replica_pick(const struct replica_view *v, unsigned n, uint64_t tried_mask)
     }
     return best;
 }
+
+uint64_t replica_local_rank(uint64_t chunk_id, uint64_t node_id)
+{
+    uint64_t x = chunk_id * 0x9e3779b97f4a7c15ull ^ node_id;
+
+    /* splitmix64's finaliser */
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}

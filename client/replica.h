@@ -23,4 +23,14 @@ struct replica_view {
  */
 int replica_pick(const struct replica_view *v, unsigned n, uint64_t tried_mask);
 
+/*
+ * Ranks node node_id for reading chunk_id from its files on this host
+ * (localread.h); among the local replicas the highest rank reads. The
+ * namenode's order moves with the nodes' load and free space, so following
+ * it would read a chunk from one replica's files now and another's next
+ * time, each into the page cache once; a rank of the pair keeps a chunk on
+ * one replica while spreading the chunks over the host's datanodes.
+ */
+uint64_t replica_local_rank(uint64_t chunk_id, uint64_t node_id);
+
 #endif

@@ -49,13 +49,27 @@ sleep 1
 read_back "$T/r5" && cmp -s "$T/b" "$T/r5" || fail "old data with the stale node back"
 wait_healthy 90 >/dev/null
 
-# The first block damaged in the files of the first two replicas the
-# namenode lists (the first is the one a local read takes): the read still
-# returns the right bytes (a local read that does not verify goes to the
-# network, where the third replica serves it), and the cluster heals.
+# The first block damaged in the files of two replicas, the one a local
+# read takes (the highest replica_local_rank, client/replica.c) and one
+# other: the read still returns the right bytes (a local read that does
+# not verify goes to the network, where the third replica serves it), and
+# the cluster heals.
 chunk=$(keel --json stat /f | jq -c '.chunks[0]')
 hex=$(printf "%016x" "$(jq -r '.chunk_id' <<<"$chunk")")
-for addr in $(jq -r '.replicas[0:2][].addr' <<<"$chunk"); do
+damaged=$(python3 - "$chunk" <<'PY'
+import json, sys
+M = (1 << 64) - 1
+def rank(chunk, node):  # replica_local_rank
+    x = ((chunk * 0x9E3779B97F4A7C15) & M) ^ node
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M
+    return x ^ (x >> 31)
+c = json.loads(sys.argv[1])
+reps = sorted(c["replicas"], key=lambda r: rank(c["chunk_id"], r["node_id"]), reverse=True)
+print(" ".join(r["addr"] for r in reps[:2]))
+PY
+)
+for addr in $damaged; do
     i=$(grep -lx "$addr" "$CLUSTER"/dn*.addr | sed 's/.*dn\([0-9]*\)\.addr/\1/')
     [[ -n "$i" ]] || fail "no datanode at $addr"
     flip_byte "$(find "$CLUSTER/dn$i/chunks" -name "$hex.data")" 100

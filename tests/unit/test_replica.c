@@ -46,6 +46,33 @@ START_TEST(spreads_equal_load)
 }
 END_TEST
 
+/* A chunk is read from the same one of several local replicas every time,
+ * and the chunks are spread over them. */
+START_TEST(local_rank_is_stable_and_spreads)
+{
+    const uint64_t nodes[3] = {7, 8, 1234567};
+    int wins[3] = {0, 0, 0};
+
+    for (uint64_t chunk = 1; chunk <= 3000; chunk++) {
+        uint64_t r[3];
+        int best = 0;
+
+        for (int i = 0; i < 3; i++) {
+            r[i] = replica_local_rank(chunk, nodes[i]);
+            ck_assert_uint_eq(r[i], replica_local_rank(chunk, nodes[i]));
+        }
+        ck_assert(r[0] != r[1] && r[1] != r[2] && r[0] != r[2]);
+        for (int i = 1; i < 3; i++)
+            if (r[i] > r[best])
+                best = i;
+        wins[best]++;
+    }
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(wins[i] > 850 && wins[i] < 1150, "node %d first for %d of 3000 chunks", i,
+                      wins[i]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("replica");
@@ -56,6 +83,7 @@ int main(void)
     tcase_add_test(tc, prefers_fast_and_idle);
     tcase_add_test(tc, skips_tried_and_failing);
     tcase_add_test(tc, spreads_equal_load);
+    tcase_add_test(tc, local_rank_is_stable_and_spreads);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
