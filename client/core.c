@@ -89,6 +89,10 @@ int core_wait_block(struct core_wait *w, int timeout_ms)
 
 /* ------------------------------------------------------------ submission */
 
+/* The client whose watch callback runs on this thread: what it submits is
+ * run when the callback returns (on_watch), not through the eventfd. */
+static _Thread_local keel_client *deferring;
+
 int core_submit(keel_client *c, struct core_op *op)
 {
     op->client = c;
@@ -99,7 +103,8 @@ int core_submit(keel_client *c, struct core_op *op)
     }
     list_add_tail(&c->submitted, &op->link);
     pthread_mutex_unlock(&c->lock);
-    uv_async_send(&c->wake);
+    if (deferring != c)
+        uv_async_send(&c->wake);
     return 0;
 }
 
@@ -121,6 +126,110 @@ static void on_wake(uv_async_t *a)
         struct core_op *op = list_entry(n, struct core_op, link);
         op->run(op);
     }
+}
+
+/* ------------------------------------------------------------- watching */
+
+struct core_watch {
+    uv_poll_t poll;
+    keel_client *client;
+    int (*cb)(void *arg);
+    void *arg;
+};
+
+struct watch_op {
+    struct core_op op;
+    struct core_wait w;
+    int fd; /* -1: unwatch */
+    int (*cb)(void *arg);
+    void *arg;
+    int status;
+};
+
+static void on_watch(uv_poll_t *p, int status, int events)
+{
+    struct core_watch *cw = p->data;
+    keel_client *c = cw->client;
+    int stop;
+
+    (void)status;
+    (void)events;
+    deferring = c;
+    stop = cw->cb(cw->arg);
+    deferring = NULL;
+    if (stop)
+        uv_poll_stop(p);
+    on_wake(&c->wake);
+}
+
+static void free_watch(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void unwatch(keel_client *c)
+{
+    if (c->watch) {
+        uv_close((uv_handle_t *)&c->watch->poll, free_watch);
+        c->watch = NULL;
+    }
+}
+
+static void watch_run(struct core_op *op)
+{
+    struct watch_op *wo = (struct watch_op *)op;
+    keel_client *c = op->client;
+    struct core_watch *cw;
+    int r = 0;
+
+    if (wo->fd < 0) {
+        unwatch(c);
+    } else if (c->watch) {
+        r = -EBUSY;
+    } else if (!(cw = calloc(1, sizeof(*cw)))) {
+        r = -ENOMEM;
+    } else if ((r = uv_poll_init(&c->loop, &cw->poll, wo->fd)) != 0) {
+        free(cw);
+    } else {
+        cw->poll.data = cw;
+        cw->client = c;
+        cw->cb = wo->cb;
+        cw->arg = wo->arg;
+        c->watch = cw;
+        r = uv_poll_start(&cw->poll, UV_READABLE, on_watch);
+        if (r)
+            unwatch(c);
+    }
+    wo->status = r;
+    core_wait_signal(&wo->w);
+}
+
+static int watch_call(keel_client *c, int fd, int (*cb)(void *arg), void *arg)
+{
+    struct watch_op wo = {.op.run = watch_run, .fd = fd, .cb = cb, .arg = arg};
+    int r;
+
+    core_wait_init(&wo.w);
+    r = core_submit(c, &wo.op);
+    if (r == 0) {
+        core_wait_block(&wo.w, -1);
+        r = wo.status;
+    }
+    core_wait_destroy(&wo.w);
+    return r;
+}
+
+int keel_watch_fd(keel_client *c, int fd, int (*cb)(void *arg), void *arg)
+{
+    if (!c || fd < 0 || !cb)
+        return -EINVAL;
+    return watch_call(c, fd, cb, arg);
+}
+
+void keel_unwatch_fd(keel_client *c)
+{
+    if (c)
+        (void)watch_call(c, -1, NULL, NULL);
 }
 
 /* ------------------------------------------------------------- namenode */
@@ -547,14 +656,15 @@ const char *keel_strerror(int err)
 static void io_thread(void *arg)
 {
     keel_client *c = arg;
-    sigset_t pipe;
+    sigset_t all;
 
-    /* A write to a datanode that just died fails with EPIPE on this thread
-     * instead of killing the process that linked libkeel; its disposition
-     * of SIGPIPE is left alone. */
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+    /* Signals go to the program's own threads: a handler that wakes its
+     * main thread (libfuse's does) must not run here. A write to a
+     * datanode that just died fails with EPIPE on this thread instead of
+     * killing the process that linked libkeel; its disposition of SIGPIPE
+     * is left alone. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 }
 
@@ -586,6 +696,7 @@ static void stop_run(struct core_op *op)
         rpc_conn_close(c->nodes[i]->conn);
     c->disconnecting = true;
     rpc_conn_close(c->nn);
+    unwatch(c);
     uv_close((uv_handle_t *)&c->tick, NULL);
     uv_close((uv_handle_t *)&c->soon, NULL);
     uv_close((uv_handle_t *)&c->wake, NULL);

@@ -60,8 +60,9 @@ struct keel_client {
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t wake;
-    uv_timer_t tick; /* retries and lease renewal */
-    uv_timer_t soon; /* the tick's work again, for a retry due before the next tick */
+    uv_timer_t tick;          /* retries and lease renewal */
+    uv_timer_t soon;          /* the tick's work again, for a retry due before the next tick */
+    struct core_watch *watch; /* keel_watch_fd, or NULL; on the I/O thread */
     uint64_t soon_at;
     pthread_mutex_t lock;
     struct list submitted; /* core_op, guarded by lock */

@@ -115,10 +115,10 @@ ssize_t keel_pread(keel_file *f, void *buf, size_t len, uint64_t off)
 #define WB_MAX_WRITES 512u
 
 struct wb_write {
-    struct fop op; /* first: the fop is the allocation */
+    struct fop op;    /* first: the fop is the allocation */
     struct list link; /* in->wb */
     uint64_t seq;
-    struct list all;  /* c->wb */
+    struct list all; /* c->wb */
     uint64_t all_seq;
     uint8_t data[];
 };
@@ -145,7 +145,9 @@ static void wb_done(struct fop *op)
     free(w);
 }
 
-static ssize_t wb_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off)
+/* Queues a copy of the write; if the file has too much in flight, waits,
+ * or with !wait returns -EAGAIN. */
+static ssize_t wb_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off, bool wait)
 {
     keel_client *c = f->c;
     struct kinode *in = f->in;
@@ -168,8 +170,14 @@ static ssize_t wb_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off
     w->op.done = wb_done;
     pthread_mutex_lock(&c->wb_lock);
     while ((in->wb_bytes > 0 && in->wb_bytes + len > WB_MAX_BYTES) ||
-           in->wb_writes >= WB_MAX_WRITES)
+           in->wb_writes >= WB_MAX_WRITES) {
+        if (!wait) {
+            pthread_mutex_unlock(&c->wb_lock);
+            free(w);
+            return -EAGAIN;
+        }
         pthread_cond_wait(&c->wb_cv, &c->wb_lock);
+    }
     w->seq = in->wb_seq++;
     list_add_tail(&in->wb, &w->link);
     w->all_seq = c->wb_seq++;
@@ -231,8 +239,19 @@ ssize_t keel_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off)
     if (r)
         return r;
     if (f->flags & KEEL_O_WRITEBACK)
-        return wb_pwrite(f, buf, len, off);
+        return wb_pwrite(f, buf, len, off, true);
     return run_sync(f, FOP_WRITE, (void *)buf, len, off);
+}
+
+ssize_t keel_try_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off)
+{
+    int r = check_io(f, len, off, KEEL_O_WRITE);
+
+    if (r)
+        return r;
+    if (!(f->flags & KEEL_O_WRITEBACK))
+        return -EAGAIN;
+    return wb_pwrite(f, buf, len, off, false);
 }
 
 int keel_flush(keel_file *f)

@@ -253,20 +253,23 @@ static int kfs_read(const char *path, char *buf, size_t len, off_t off, struct f
 }
 
 /*
- * Reads of up to KEELFS_FAST_IO bytes (any size for files opened with
- * O_DIRECT), and writes of up to that and fsyncs of files opened with
- * O_DIRECT, skip libfuse: each is handed to
- * libkeel as it comes from the kernel and answered from libkeel's
- * completion, on its I/O thread. The FUSE worker that read it goes back to
- * the kernel for the next request rather than sleeping until libkeel wakes
- * it: two context switches and a wakeup fewer per request, and on a
- * virtual machine a wakeup across CPUs is an interrupt through the
- * hypervisor. Larger requests stay on the workers, so that copying them
- * does not hold libkeel's I/O thread up, except the reads of an O_DIRECT
- * file: those come one at a time from each reader, while the kernel's
- * read-ahead sends several, which the workers copy on every core at once
- * (bench/README.md has the figures).
- * Buffered writes stay too: they are written behind, and return at once.
+ * keelfs_take, on libkeel's I/O thread when keel-fuse's own loop reads
+ * /dev/fuse there (serve.c), or on the libfuse worker that read the
+ * request otherwise:
+ * - reads of up to KEELFS_FAST_IO bytes (any size for files opened with
+ *   O_DIRECT), and writes of up to that and fsyncs of files opened with
+ *   O_DIRECT, are handed to libkeel as they come from the kernel and
+ *   answered from libkeel's completion, on its I/O thread, with no thread
+ *   woken on the way: on a virtual machine a wakeup across CPUs is an
+ *   interrupt through the hypervisor;
+ * - buffered writes of up to KEELFS_FAST_IO bytes are queued to be written
+ *   behind and answered at once, unless the file has as much in flight as
+ *   it may.
+ * Larger requests go to the workers, so that copying them does not hold
+ * libkeel's I/O thread up, except the reads of an O_DIRECT file: those come
+ * one at a time from each reader, while the kernel's read-ahead sends
+ * several, which the workers copy on every core at once (bench/README.md
+ * has the figures).
  */
 struct fast {
     int fd;
@@ -321,9 +324,8 @@ static struct kfh *fast_target(const struct fuse_in_header *h, size_t len, size_
         if (len < sizeof(*h) + sizeof(*wr) || wr->size > KEELFS_FAST_IO ||
             len != sizeof(*h) + sizeof(*wr) + wr->size)
             return NULL;
-        k = (struct kfh *)(uintptr_t)wr->fh;
         *size = wr->size;
-        return k && k->fast_write ? k : NULL;
+        return (struct kfh *)(uintptr_t)wr->fh;
     case FUSE_FSYNC:
         if (len < sizeof(*h) + sizeof(*fs))
             return NULL;
@@ -332,6 +334,21 @@ static struct kfh *fast_target(const struct fuse_in_header *h, size_t len, size_
     default:
         return NULL;
     }
+}
+
+/* A write of a buffered file: queued to be written behind and answered at
+ * once, unless the file has as much in flight as it may (or is opened
+ * O_SYNC): then a worker takes it, and waits. */
+static bool take_write_behind(int fd, const struct fuse_in_header *h, struct kfh *k, size_t size)
+{
+    const struct fuse_write_in *wr = (const void *)(h + 1);
+    ssize_t n = wr->offset > INT64_MAX ? -EINVAL : keel_try_pwrite(k->f, wr + 1, size, wr->offset);
+    struct fuse_write_out wo = {.size = (uint32_t)n};
+
+    if (n == -EAGAIN)
+        return false;
+    (void)fdio_reply(fd, h->unique, n < 0 ? (int)n : 0, &wo, sizeof(wo));
+    return true;
 }
 
 bool keelfs_take(int fd, const void *req, size_t len)
@@ -347,6 +364,8 @@ bool keelfs_take(int fd, const void *req, size_t len)
     k = fast_target(h, len, &size);
     if (!k)
         return false;
+    if (h->opcode == FUSE_WRITE && !k->fast_write)
+        return take_write_behind(fd, h, k, size);
     fa = malloc(sizeof(*fa) + size);
     if (!fa)
         return false;
@@ -363,7 +382,7 @@ bool keelfs_take(int fd, const void *req, size_t len)
                                    : keel_aio_pread(k->f, fa->data, size, rd->offset, fa->aio);
         break;
     case FUSE_WRITE:
-        /* The request's buffer is the worker's, reused for its next one. */
+        /* The request's buffer is the reader's, reused for its next one. */
         memcpy(fa->data, wr + 1, size);
         r = wr->offset > INT64_MAX ? -EINVAL
                                    : keel_aio_pwrite(k->f, fa->data, size, wr->offset, fa->aio);

@@ -14,8 +14,9 @@
  *
  * Reads of up to KEELFS_FAST_IO bytes (of any size from files opened with
  * O_DIRECT), and direct writes of up to KEELFS_FAST_IO bytes and direct
- * fsyncs, are answered from libkeel's completion, off libfuse
- * (keelfs_take); the rest by libfuse's workers.
+ * fsyncs, are answered from libkeel's completion, off libfuse; buffered
+ * writes of up to that are queued and answered at once (keelfs_take). The
+ * rest go to libfuse, on worker threads.
  *
  * Writes: buffered writes are written behind (KEEL_O_WRITEBACK: up to 16
  * MiB per file in flight, reads see them at once); close(2) waits for them
@@ -37,6 +38,7 @@
 #define KEELFS_ATTR_TIMEOUT     1.0
 #define KEELFS_NEGATIVE_TIMEOUT 0.5
 #define KEELFS_MAX_IO           (1u << 20)
+#define KEELFS_REQ_HEADROOM     4096u        /* a request's headers, beyond its data */
 #define KEELFS_FAST_IO          (128u << 10) /* requests answered off libfuse */
 
 /* What the mount serves; fuse's private data points at it. The client is
@@ -48,7 +50,8 @@ struct keelfs {
 extern const struct fuse_operations keelfs_ops;
 
 /* The transport's hook (fdio_take_fn): takes the reads, direct writes and
- * fsyncs it can answer from libkeel's I/O thread. */
+ * fsyncs it can answer from libkeel's I/O thread, and the buffered writes
+ * it can queue without waiting. Never blocks. */
 bool keelfs_take(int fd, const void *req, size_t len);
 
 #endif

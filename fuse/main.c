@@ -12,6 +12,7 @@
 #include "keelfs.h"
 
 #include "fdio.h"
+#include "serve.h"
 
 #include <fuse_lowlevel.h>
 
@@ -172,7 +173,7 @@ int main(int argc, char **argv)
     struct fuse_args args;
     struct sockaddr_in sa;
     keel_client *probe;
-    bool bad = false, no_local_reads;
+    bool bad = false, no_local_reads, fdio_ok;
     int r, rc = 1;
 
     if ((v = take_flag(&argc, argv, "--namenode", &bad)))
@@ -240,7 +241,8 @@ int main(int argc, char **argv)
         goto out;
     if (!raise_readahead(fo.mountpoint) && level >= LOG_INFO)
         log_line(KEEL_LOG_INFO, "keel-fuse: read-ahead left at the kernel's 128 KiB", NULL);
-    if (fdio_install(fuse_get_session(fuse), keelfs_take) != 0)
+    fdio_ok = fdio_install(fuse_get_session(fuse), keelfs_take) == 0;
+    if (!fdio_ok)
         log_line(KEEL_LOG_WARN,
                  "keel-fuse: direct writes to one file will be serialised, and every "
                  "request waits on a libfuse worker",
@@ -256,7 +258,13 @@ int main(int argc, char **argv)
         log_line(KEEL_LOG_ERROR, "keel-fuse: lost the namenode while mounting", NULL);
         goto signals;
     }
-    rc = (fo.singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, fo.clone_fd)) ? 1 : 0;
+    r = -ENOTSUP;
+    if (fdio_ok && !fo.singlethread)
+        r = serve_run(fuse_get_session(fuse), fs.client, keelfs_take,
+                      KEELFS_MAX_IO + KEELFS_REQ_HEADROOM);
+    if (r == -ENOTSUP)
+        r = fo.singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, fo.clone_fd);
+    rc = r ? 1 : 0;
     keel_disconnect(fs.client);
   signals:
     fuse_remove_signal_handlers(fuse_get_session(fuse));

@@ -287,6 +287,14 @@ KEEL_API ssize_t keel_pread(keel_file *f, void *buf, size_t len, uint64_t off);
 KEEL_API ssize_t keel_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off);
 
 /**
+ * keel_pwrite() of a KEEL_O_WRITEBACK file that never waits: -EAGAIN when
+ * the file has as much written behind in flight as it may (or f is not
+ * KEEL_O_WRITEBACK), where keel_pwrite() would wait for room. May be
+ * called from a keel_watch_fd() callback.
+ */
+KEEL_API ssize_t keel_try_pwrite(keel_file *f, const void *buf, size_t len, uint64_t off);
+
+/**
  * Makes every write to f's file that completed (or, with write-behind, was
  * queued) before this call durable on every current replica.
  * @return 0, -EIO, or the error of a write-behind write not yet reported.
@@ -362,6 +370,23 @@ KEEL_API bool keel_aio_done(const keel_aio *aio);
 KEEL_API int keel_aio_wait(keel_aio *aio, int timeout_ms);
 /** The result of a completed request: as keel_pread/keel_pwrite/keel_flush. */
 KEEL_API ssize_t keel_aio_result(const keel_aio *aio);
+
+/**
+ * Calls cb(arg) on the library's I/O thread each time fd is readable, until
+ * keel_unwatch_fd(): for a program that serves requests read from a
+ * descriptor (keel-fuse's /dev/fuse), so that it reads them on the thread
+ * that answers them. cb must not block: fd should be non-blocking. It
+ * returns 0 to be called again, anything else to stop being called (call
+ * keel_unwatch_fd() still). The keel_aio_* requests cb submits start when
+ * it returns, without a wakeup of the I/O thread. One descriptor per
+ * client.
+ * @return 0, -EBUSY (a descriptor is already watched), -ESHUTDOWN, or
+ *         libuv's error for fd.
+ */
+KEEL_API int keel_watch_fd(keel_client *c, int fd, int (*cb)(void *arg), void *arg);
+/** Stops keel_watch_fd(); once it returns, cb is not running and is not
+ * called again. Not from the I/O thread. */
+KEEL_API void keel_unwatch_fd(keel_client *c);
 
 /* ---------------------------------------------------- cluster inspection */
 
