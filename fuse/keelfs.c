@@ -8,6 +8,7 @@
 #include "keelfs.h"
 
 #include "fdio.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -256,28 +257,38 @@ static int kfs_read(const char *path, char *buf, size_t len, off_t off, struct f
  * keelfs_take, on libkeel's I/O thread when keel-fuse's own loop reads
  * /dev/fuse there (serve.c), or on the libfuse worker that read the
  * request otherwise:
- * - reads of up to KEELFS_FAST_IO bytes (any size for files opened with
- *   O_DIRECT), and writes of up to that and fsyncs of files opened with
- *   O_DIRECT, are handed to libkeel as they come from the kernel and
+ * - reads, writes of up to KEELFS_FAST_IO bytes and fsyncs of files opened
+ *   with O_DIRECT are handed to libkeel as they come from the kernel and
  *   answered from libkeel's completion, on its I/O thread, with no thread
  *   woken on the way: on a virtual machine a wakeup across CPUs is an
  *   interrupt through the hypervisor;
+ * - but a read of more than KEELFS_FAST_IO bytes of a file not opened with
+ *   O_DIRECT (the kernel's read-ahead, several at a time) is answered by a
+ *   worker (serve_post), so that those copies into the kernel run on every
+ *   core at once and do not hold the I/O thread up; an O_DIRECT reader
+ *   sends one at a time, and waits for each;
  * - buffered writes of up to KEELFS_FAST_IO bytes are queued to be written
  *   behind and answered at once, unless the file has as much in flight as
  *   it may.
- * Larger requests go to the workers, so that copying them does not hold
- * libkeel's I/O thread up, except the reads of an O_DIRECT file: those come
- * one at a time from each reader, while the kernel's read-ahead sends
- * several, which the workers copy on every core at once (bench/README.md
- * has the figures).
+ * The rest go to libfuse (bench/README.md has the figures).
  */
 struct fast {
     int fd;
     uint32_t opcode;
     uint64_t unique;
     keel_aio *aio;
-    char data[]; /* what is read, or what is written */
+    bool post;      /* a large read-ahead read: a worker answers it */
+    ssize_t result; /* its result */
+    char data[];    /* what is read, or what is written */
 };
+
+static void answer_read(void *arg)
+{
+    struct fast *fa = arg;
+
+    (void)fdio_reply(fa->fd, fa->unique, 0, fa->data, (size_t)fa->result);
+    free(fa);
+}
 
 static void fast_done(keel_aio *aio, void *arg)
 {
@@ -285,6 +296,13 @@ static void fast_done(keel_aio *aio, void *arg)
     ssize_t r = keel_aio_result(aio);
     struct fuse_write_out wo = {.size = (uint32_t)r};
 
+    if (fa->post && r >= 0) {
+        fa->result = r;
+        keel_aio_release(aio);
+        if (!serve_post(answer_read, fa))
+            answer_read(fa);
+        return;
+    }
     if (r < 0)
         (void)fdio_reply(fa->fd, fa->unique, (int)r, NULL, 0);
     else if (fa->opcode == FUSE_READ)
@@ -312,14 +330,8 @@ static struct kfh *fast_target(const struct fuse_in_header *h, size_t len, size_
     case FUSE_READ:
         if (len < sizeof(*h) + sizeof(*rd) || rd->size > KEELFS_MAX_IO)
             return NULL;
-        k = (struct kfh *)(uintptr_t)rd->fh;
-        /* Large reads only of O_DIRECT files, which send one at a time:
-         * the kernel's read-ahead sends several, which the workers copy
-         * into the page cache on every core at once. */
-        if (rd->size > KEELFS_FAST_IO && !(k && k->fast_write))
-            return NULL;
         *size = rd->size;
-        return k;
+        return (struct kfh *)(uintptr_t)rd->fh;
     case FUSE_WRITE:
         if (len < sizeof(*h) + sizeof(*wr) || wr->size > KEELFS_FAST_IO ||
             len != sizeof(*h) + sizeof(*wr) + wr->size)
@@ -372,6 +384,7 @@ bool keelfs_take(int fd, const void *req, size_t len)
     fa->fd = fd;
     fa->opcode = h->opcode;
     fa->unique = h->unique;
+    fa->post = h->opcode == FUSE_READ && size > KEELFS_FAST_IO && !k->fast_write;
     if (keel_aio_create(fast_done, fa, &fa->aio) != 0) {
         free(fa);
         return false;

@@ -28,6 +28,8 @@
 
 struct req {
     struct list link;
+    void (*fn)(void *arg); /* a job of serve_post, or NULL: a request */
+    void *arg;
     size_t len;
     char data[];
 };
@@ -49,9 +51,50 @@ struct serve {
     atomic_bool done;
 };
 
+/* The session serve_run serves, for serve_post. */
+static pthread_mutex_t posting = PTHREAD_MUTEX_INITIALIZER;
+static struct serve *serving; /* guarded by posting */
+
 static struct req *req_new(const struct serve *s)
 {
-    return malloc(sizeof(struct req) + s->bufsize);
+    struct req *r = malloc(sizeof(struct req) + s->bufsize);
+
+    if (r)
+        r->fn = NULL;
+    return r;
+}
+
+/* Queues r for a worker; false once the workers are told to stop. */
+static bool enqueue(struct serve *s, struct req *r)
+{
+    bool ok;
+
+    pthread_mutex_lock(&s->m);
+    ok = !s->ending;
+    if (ok) {
+        list_add_tail(&s->queue, &r->link);
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->m);
+    return ok;
+}
+
+bool serve_post(void (*fn)(void *arg), void *arg)
+{
+    struct req *r = malloc(sizeof(*r));
+    bool posted = false;
+
+    if (!r)
+        return false;
+    r->fn = fn;
+    r->arg = arg;
+    pthread_mutex_lock(&posting);
+    if (serving)
+        posted = enqueue(serving, r);
+    pthread_mutex_unlock(&posting);
+    if (!posted)
+        free(r);
+    return posted;
 }
 
 /* On the I/O thread. */
@@ -107,10 +150,10 @@ static int on_readable(void *arg)
             continue;
         }
         s->cur->len = (size_t)n;
-        pthread_mutex_lock(&s->m);
-        list_add_tail(&s->queue, &s->cur->link);
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->m);
+        if (!enqueue(s, s->cur)) { /* stopping: the kernel drops it */
+            free(next);
+            return 1;
+        }
         s->cur = next;
     }
     return 0;
@@ -133,9 +176,13 @@ static void *worker(void *arg)
         if (!n)
             return NULL;
         r = list_entry(n, struct req, link);
-        fb.mem = r->data;
-        fb.size = r->len;
-        fuse_session_process_buf(s->se, &fb);
+        if (r->fn) {
+            r->fn(r->arg);
+        } else {
+            fb.mem = r->data;
+            fb.size = r->len;
+            fuse_session_process_buf(s->se, &fb);
+        }
         free(r);
     }
 }
@@ -184,6 +231,9 @@ int serve_run(struct fuse_session *se, keel_client *c, fdio_take_fn take, size_t
     list_init(&s.queue);
 
     nworkers = start_workers(&s, tids);
+    pthread_mutex_lock(&posting);
+    serving = &s;
+    pthread_mutex_unlock(&posting);
     r = nworkers > 0 ? keel_watch_fd(c, s.fd, on_readable, &s) : -EAGAIN;
     if (r) {
         log_warn("keel-fuse: cannot read /dev/fuse on libkeel's thread (%s)", keel_strerror(r));
@@ -199,8 +249,12 @@ int serve_run(struct fuse_session *se, keel_client *c, fdio_take_fn take, size_t
         keel_unwatch_fd(c);
         r = atomic_load(&s.error);
     }
-    /* The workers answer what was queued; the kernel drops the answers
-     * after an unmount. */
+    /* The workers answer what was queued (libkeel's completions after
+     * this answer on its thread); the kernel drops the answers after an
+     * unmount. */
+    pthread_mutex_lock(&posting);
+    serving = NULL;
+    pthread_mutex_unlock(&posting);
     stop_workers(&s, tids, nworkers);
     (void)fcntl(s.fd, F_SETFL, flags);
     free(s.cur);

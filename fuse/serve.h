@@ -32,4 +32,10 @@
  */
 int serve_run(struct fuse_session *se, keel_client *c, fdio_take_fn take, size_t bufsize);
 
+/* Runs fn(arg) on one of serve_run's workers, from any thread: for work
+ * that should not hold libkeel's I/O thread up (copying a large read's
+ * answer to the kernel). False if serve_run is not serving, or stopping:
+ * run it yourself. */
+bool serve_post(void (*fn)(void *arg), void *arg);
+
 #endif

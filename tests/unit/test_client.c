@@ -15,6 +15,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1117,6 +1118,141 @@ START_TEST(write_behind_failure_is_reported_once)
 }
 END_TEST
 
+/* keel_try_pwrite queues like a write-behind keel_pwrite, but says -EAGAIN
+ * where keel_pwrite would wait for room; never for a file not written
+ * behind, whose writes always wait. */
+START_TEST(try_pwrite_never_waits)
+{
+    enum { LEN = 4096, TRIES = 20000 };
+    keel_file *wb;
+    uint8_t buf[LEN], back[LEN];
+    int queued = 0, again = 0;
+    uint64_t off = 0;
+
+    pattern(buf, LEN, 0, 40);
+    ck_assert_int_eq(keel_try_pwrite(file, buf, LEN, 0), -EAGAIN);
+    ck_assert_int_eq(keel_open(client, "/disk", KEEL_O_RDWR | KEEL_O_WRITEBACK, NULL, &wb), 0);
+    ck_assert_int_eq(keel_try_pwrite(wb, buf, LEN, UINT64_MAX - 4), -EFBIG);
+    /* Queued far faster than three replicas answer: the file fills up. */
+    for (int i = 0; i < TRIES && again == 0; i++) {
+        ssize_t r;
+
+        off = (uint64_t)(i % (NCHUNK * (CS / LEN))) * LEN;
+        pattern(buf, LEN, off, 41);
+        r = keel_try_pwrite(wb, buf, LEN, off);
+        if (r == -EAGAIN) {
+            again++;
+        } else {
+            ck_assert_int_eq(r, LEN);
+            queued++;
+        }
+    }
+    ck_assert_int_gt(queued, 0);
+    ck_assert_int_eq(again, 1);
+    ck_assert_int_eq(keel_drain(wb), 0);
+    /* Room again, and what was queued landed. */
+    pattern(buf, LEN, 0, 42);
+    ck_assert_int_eq(keel_try_pwrite(wb, buf, LEN, 0), LEN);
+    ck_assert_int_eq(keel_drain(wb), 0);
+    for (int d = 0; d < NDN; d++)
+        ck_assert(replica_has(d, 0, LEN, 42));
+    if (off != 0) {
+        ck_assert_int_eq(keel_pread(file, back, LEN, off - LEN), LEN);
+        pattern(buf, LEN, off - LEN, 41);
+        ck_assert_mem_eq(buf, back, LEN);
+    }
+    ck_assert_int_eq(keel_close(wb), 0);
+}
+END_TEST
+
+struct watch_state {
+    int fd;
+    int calls; /* atomic */
+    keel_aio *aio;
+    int submitted;
+    uint8_t buf[4096];
+};
+
+/* On libkeel's I/O thread: 'w' writes buf at 0 from right here, 's' stops
+ * the calls. */
+static int on_pipe(void *arg)
+{
+    struct watch_state *w = arg;
+    char b;
+
+    if (read(w->fd, &b, 1) != 1)
+        return 0;
+    if (b == 'w')
+        w->submitted = keel_aio_pwrite(file, w->buf, sizeof(w->buf), 0, w->aio);
+    __atomic_add_fetch(&w->calls, 1, __ATOMIC_SEQ_CST);
+    return b == 's';
+}
+
+static void wait_calls(struct watch_state *w, int n)
+{
+    for (int i = 0; i < 500 && __atomic_load_n(&w->calls, __ATOMIC_SEQ_CST) < n; i++)
+        usleep(10000);
+    ck_assert_int_eq(__atomic_load_n(&w->calls, __ATOMIC_SEQ_CST), n);
+}
+
+static int no_call(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+/* A watched descriptor's callback runs on the I/O thread, and a request it
+ * submits there runs (no wakeup of the thread is needed); it stops when
+ * the callback says so, and for good once unwatched. */
+START_TEST(watched_fd_submits_from_the_io_thread)
+{
+    struct watch_state w = {0};
+    uint8_t back[4096];
+    int p[2];
+
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_ne(fcntl(p[0], F_SETFL, O_NONBLOCK), -1);
+    w.fd = p[0];
+    pattern(w.buf, sizeof(w.buf), 0, 50);
+    ck_assert_int_eq(keel_aio_create(NULL, NULL, &w.aio), 0);
+    ck_assert_int_eq(keel_watch_fd(client, -1, on_pipe, &w), -EINVAL);
+    ck_assert_int_eq(keel_watch_fd(client, p[0], on_pipe, &w), 0);
+    ck_assert_int_eq(keel_watch_fd(client, p[0], no_call, NULL), -EBUSY);
+
+    ck_assert_int_eq(write(p[1], "w", 1), 1);
+    wait_calls(&w, 1);
+    ck_assert_int_eq(w.submitted, 0);
+    ck_assert_int_eq(keel_aio_wait(w.aio, 10000), 0);
+    ck_assert_int_eq(keel_aio_result(w.aio), (ssize_t)sizeof(w.buf));
+    ck_assert_int_eq(keel_pread(file, back, sizeof(back), 0), (ssize_t)sizeof(back));
+    ck_assert_mem_eq(w.buf, back, sizeof(back));
+    for (int d = 0; d < NDN; d++)
+        ck_assert(replica_has(d, 0, sizeof(back), 50));
+
+    /* 's' stops the calls: 'x' stays unread. */
+    ck_assert_int_eq(write(p[1], "sx", 2), 2);
+    wait_calls(&w, 2);
+    usleep(100000);
+    ck_assert_int_eq(__atomic_load_n(&w.calls, __ATOMIC_SEQ_CST), 2);
+    keel_unwatch_fd(client);
+
+    /* Watched again, it reads 'x'; unwatched, it reads nothing more. */
+    ck_assert_int_eq(keel_watch_fd(client, p[0], on_pipe, &w), 0);
+    wait_calls(&w, 3);
+    keel_unwatch_fd(client);
+    ck_assert_int_eq(write(p[1], "y", 1), 1);
+    usleep(100000);
+    ck_assert_int_eq(__atomic_load_n(&w.calls, __ATOMIC_SEQ_CST), 3);
+    keel_unwatch_fd(client); /* twice is harmless */
+
+    /* Left watched: keel_disconnect (teardown) stops it. The pipe stays
+     * open until the process ends. */
+    ck_assert_int_eq(keel_watch_fd(client, p[0], no_call, NULL), 0);
+    keel_aio_release(w.aio);
+    close(p[1]);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     keel_file *ro;
@@ -1160,6 +1296,8 @@ int main(void)
     tcase_add_test(tc, write_behind_failure_is_reported_once);
     tcase_add_test(tc, bad_arguments);
     tcase_add_test(tc, unanswered_write_drops_one_replica);
+    tcase_add_test(tc, try_pwrite_never_waits);
+    tcase_add_test(tc, watched_fd_submits_from_the_io_thread);
     suite_add_tcase(s, tc);
     /* The same failures with every write down the chain. */
     tc = tcase_create("chain");
