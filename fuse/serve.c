@@ -150,7 +150,7 @@ static int on_readable(void *arg)
             continue;
         }
         s->cur->len = (size_t)n;
-        if (!enqueue(s, s->cur)) { /* stopping: the kernel drops it */
+        if (!enqueue(s, s->cur)) { /* not reached: unwatched before */
             free(next);
             return 1;
         }
