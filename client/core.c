@@ -89,6 +89,20 @@ int core_wait_block(struct core_wait *w, int timeout_ms)
 
 /* ------------------------------------------------------------ submission */
 
+int core_submit_wait(keel_client *c, struct core_op *op, struct core_wait *w, const int *status)
+{
+    int r;
+
+    core_wait_init(w);
+    r = core_submit(c, op);
+    if (r == 0) {
+        core_wait_block(w, -1);
+        r = *status;
+    }
+    core_wait_destroy(w);
+    return r;
+}
+
 /* The client whose watch callback runs on this thread: what it submits is
  * run when the callback returns (on_watch), not through the eventfd. */
 static _Thread_local keel_client *deferring;
@@ -207,16 +221,8 @@ static void watch_run(struct core_op *op)
 static int watch_call(keel_client *c, int fd, int (*cb)(void *arg), void *arg)
 {
     struct watch_op wo = {.op.run = watch_run, .fd = fd, .cb = cb, .arg = arg};
-    int r;
 
-    core_wait_init(&wo.w);
-    r = core_submit(c, &wo.op);
-    if (r == 0) {
-        core_wait_block(&wo.w, -1);
-        r = wo.status;
-    }
-    core_wait_destroy(&wo.w);
-    return r;
+    return core_submit_wait(c, &wo.op, &wo.w, &wo.status);
 }
 
 int keel_watch_fd(keel_client *c, int fd, int (*cb)(void *arg), void *arg)
@@ -388,17 +394,9 @@ static void sync_run(struct core_op *op)
 int core_nn_sync(keel_client *c, Keel__Envelope *req, core_copy_fn copy, void *arg, int done_err)
 {
     struct nn_sync s = {.req = req, .copy = copy, .arg = arg, .done_err = done_err};
-    int r;
 
     s.op.run = sync_run;
-    core_wait_init(&s.w);
-    r = core_submit(c, &s.op);
-    if (r == 0) {
-        core_wait_block(&s.w, -1);
-        r = s.status;
-    }
-    core_wait_destroy(&s.w);
-    return r;
+    return core_submit_wait(c, &s.op, &s.w, &s.status);
 }
 
 /* Hello on every new connection to the namenode, ahead of anything queued. */
@@ -856,13 +854,7 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
     hello.req.name = c->name;
     hello.env.body_case = KEEL__ENVELOPE__BODY_HELLO_REQ;
     hello.env.hello_req = &hello.req;
-    core_wait_init(&hello.w);
-    r = core_submit(c, &hello.op);
-    if (r == 0) {
-        core_wait_block(&hello.w, -1);
-        r = hello.status;
-    }
-    core_wait_destroy(&hello.w);
+    r = core_submit_wait(c, &hello.op, &hello.w, &hello.status);
     if (r) {
         keel_disconnect(c);
         return r;

@@ -104,6 +104,9 @@ void core_wait_destroy(struct core_wait *w);
 void core_wait_signal(struct core_wait *w);
 /* Blocks until signalled; timeout_ms < 0 waits for ever. 0 or -ETIMEDOUT. */
 int core_wait_block(struct core_wait *w, int timeout_ms);
+/* Hands op to the I/O thread and waits until it signals w (initialised and
+ * destroyed here); returns *status then, or core_submit's error. */
+int core_submit_wait(keel_client *c, struct core_op *op, struct core_wait *w, const int *status);
 
 /* --- namenode ---------------------------------------------------------- */
 

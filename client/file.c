@@ -598,13 +598,7 @@ static int file_setattr(keel_file *f, unsigned valid, uint64_t size, struct keel
     s.req.client_id = f->c->client_id;
     s.env.body_case = KEEL__ENVELOPE__BODY_SETATTR_REQ;
     s.env.setattr_req = &s.req;
-    core_wait_init(&s.w);
-    r = core_submit(f->c, &s.op);
-    if (r == 0) {
-        core_wait_block(&s.w, -1);
-        r = s.status;
-    }
-    core_wait_destroy(&s.w);
+    r = core_submit_wait(f->c, &s.op, &s.w, &s.status);
     if (r == 0 && st)
         *st = s.st;
     return r;

@@ -318,13 +318,7 @@ int keel_replica_checksums(keel_client *c, const char *addr, uint64_t chunk_id, 
     s.req.version = version;
     s.env.body_case = KEEL__ENVELOPE__BODY_CHECKSUMS_REQ;
     s.env.checksums_req = &s.req;
-    core_wait_init(&s.w);
-    r = core_submit(c, &s.op);
-    if (r == 0) {
-        core_wait_block(&s.w, -1);
-        r = s.status;
-    }
-    core_wait_destroy(&s.w);
+    r = core_submit_wait(c, &s.op, &s.w, &s.status);
     if (r == 0) {
         *sums = s.sums;
         *count = s.count;
