@@ -4,14 +4,15 @@
  *
  *   keel-bench --namenode A --rw write|read|randwrite|randread [--bs 1M] [--size 1G]
  *              [--threads N | --depth Q] [--seconds S] [--path /keel-bench] [--fsync N]
- *              [--fanout-max BYTES]
+ *              [--fanout-max BYTES] [--poll-us N]
  *
  * --threads N runs N threads of synchronous calls; --depth Q keeps Q
  * asynchronous requests in flight from one thread. Sequential jobs cover
  * --size once (or loop until --seconds); random jobs run for --seconds
  * (default 10). Prints one line: MB/s, IOPS, and latency percentiles in
  * microseconds (of each --fsync flush too), or with --json one JSON object.
- * --fanout-max sets keel_options.fanout_max (0: every write down the chain).
+ * --fanout-max sets keel_options.fanout_max (0: every write down the chain),
+ * --poll-us keel_options.poll_us (default 0, libkeel's).
  */
 #include "keel.h"
 #include "util.h"
@@ -29,8 +30,9 @@ static struct {
     const char *namenode, *path, *rw;
     uint64_t bs, size, seconds, threads, depth, fsync_every;
     int64_t fanout_max; /* -1: libkeel's default */
+    uint64_t poll_us;
     bool json;
-} A = {NULL, "/keel-bench", "write", 1u << 20, 1u << 30, 0, 1, 0, 0, -1, false};
+} A = {NULL, "/keel-bench", "write", 1u << 20, 1u << 30, 0, 1, 0, 0, -1, 0, false};
 
 static keel_file *file;
 
@@ -234,7 +236,7 @@ int main(int argc, char **argv)
         if (strcmp(k, "--help") == 0) {
             printf("usage: keel-bench --namenode A --rw write|read|randwrite|randread [--bs 1M]\n"
                    "       [--size 1G] [--threads N | --depth Q] [--seconds S] [--path P]\n"
-                   "       [--fsync N] [--fanout-max BYTES] [--json]\n");
+                   "       [--fsync N] [--fanout-max BYTES] [--poll-us N] [--json]\n");
             return 0;
         }
         i++;
@@ -261,6 +263,8 @@ int main(int argc, char **argv)
             A.fsync_every = n;
         else if (strcmp(k, "--fanout-max") == 0)
             A.fanout_max = (int64_t)MIN(n, UINT32_MAX);
+        else if (strcmp(k, "--poll-us") == 0)
+            A.poll_us = n;
         else {
             fprintf(stderr, "keel-bench: unknown flag %s (see --help)\n", k);
             return 2;
@@ -276,6 +280,7 @@ int main(int argc, char **argv)
     o.client_name = "keel-bench";
     if (A.fanout_max >= 0)
         o.fanout_max = (uint32_t)A.fanout_max;
+    o.poll_us = (uint32_t)MIN(A.poll_us, UINT32_MAX);
     o.log_fn = log_line; /* warnings and errors, on stderr */
     o.log_level = getenv("KEEL_BENCH_DEBUG") ? KEEL_LOG_INFO : KEEL_LOG_WARN;
     r = keel_connect(A.namenode, &o, &c);

@@ -136,6 +136,8 @@ static void on_wake(uv_async_t *a)
         list_init(&c->submitted);
     }
     pthread_mutex_unlock(&c->lock);
+    if (!list_empty(&batch))
+        busypoll_kick(&c->poll);
     while ((n = list_pop(&batch))) {
         struct core_op *op = list_entry(n, struct core_op, link);
         op->run(op);
@@ -168,6 +170,7 @@ static void on_watch(uv_poll_t *p, int status, int events)
 
     (void)status;
     (void)events;
+    busypoll_kick(&c->poll);
     deferring = c;
     stop = cw->cb(cw->arg);
     deferring = NULL;
@@ -783,6 +786,7 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
         c->opts.call_timeout_ms = 10000;
     if (!c->opts.location_ttl_ms)
         c->opts.location_ttl_ms = 2000;
+    c->opts.poll_us = MIN(c->opts.poll_us, 10000);
     snprintf(c->name, sizeof(c->name), "%s", c->opts.client_name ? c->opts.client_name : "libkeel");
     c->opts.client_name = c->name;
     snprintf(c->nn_addr, sizeof(c->nn_addr), "%s", namenode);
@@ -822,6 +826,7 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
     uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_init(&c->loop, &c->soon);
     c->soon.data = c;
+    busypoll_init(&c->poll, &c->loop, c->opts.poll_us);
     *svc = nn_svc_tmpl;
     svc->ctx = c;
     ro.call_timeout_ms = c->opts.call_timeout_ms;

@@ -12,6 +12,7 @@
 #define KEEL_CLIENT_CORE_H
 
 #include "keel.h"
+#include "busypoll.h"
 #include "list.h"
 #include "rpc.h"
 #include "u64map.h"
@@ -64,6 +65,7 @@ struct keel_client {
     uv_timer_t soon;          /* the tick's work again, for a retry due before the next tick */
     struct core_watch *watch; /* keel_watch_fd, or NULL; on the I/O thread */
     uint64_t soon_at;
+    struct busypoll poll; /* kicked by each request from the program */
     pthread_mutex_t lock;
     struct list submitted; /* core_op, guarded by lock */
     bool stopping;         /* guarded by lock */

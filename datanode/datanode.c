@@ -159,6 +159,7 @@ int datanode_start(uv_loop_t *loop, const struct datanode_config *cfg, struct da
     dcfg.copies = dn->copies;
     dcfg.inflight = dn->inflight;
     dcfg.no_local_reads = cfg->no_local_reads;
+    dcfg.poll_us = cfg->poll_us;
     r = dataserv_start(&dcfg, &dn->ds);
     if (r) {
         log_error("datanode: cannot listen on %s: %s", cfg->listen, err_str(r));

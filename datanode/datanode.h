@@ -41,6 +41,7 @@ struct datanode_config {
     uint64_t wal_size;            /* log of small writes (chunkstore_use_wal); 0: none */
     const char *boot_id_file;     /* the machine's boot id; NULL: the kernel's */
     bool no_local_reads;          /* refuse LocalReq (dataserv.h) */
+    unsigned poll_us;             /* busy-poll window after a request (dataserv.h) */
 };
 
 /*

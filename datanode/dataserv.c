@@ -9,6 +9,7 @@
  */
 #include "dataserv.h"
 
+#include "busypoll.h"
 #include "checksum.h"
 #include "errors.h"
 #include "frame.h"
@@ -33,6 +34,7 @@ struct dataserv {
     rpc_server *server;
     uint32_t load;
     bool no_local_reads;
+    struct busypoll poll; /* kicked by every request from a client or peer */
 };
 
 static uint64_t chunk_size(const struct dataserv *ds)
@@ -50,6 +52,14 @@ static int check_range(const struct dataserv *ds, uint64_t off, uint64_t len)
     if (len == 0 || len > FRAME_MAX_PAYLOAD || off >= size || len > size - off)
         return -EINVAL;
     return 0;
+}
+
+/* A request came: counted in the load until served. The next one from the
+ * same client is likely close behind. */
+static void arrived(struct dataserv *ds)
+{
+    ds->load++;
+    busypoll_kick(&ds->poll);
 }
 
 static void served(struct dataserv *ds)
@@ -88,7 +98,7 @@ static struct read_call *read_call_new(struct dataserv *ds, rpc_req *req, uint64
     fr->ds = ds;
     fr->req = req;
     fr->charge = INFLIGHT_REQUEST_COST + bytes;
-    ds->load++;
+    arrived(ds);
     inflight_take(ds->inflight, fr->charge);
     return fr;
 }
@@ -342,7 +352,7 @@ static void h_write(rpc_req *req, void *ctx)
     fw->refs = 2; /* the reply, the local write */
     fw->self = id.node_id;
     fw->charge = INFLIGHT_REQUEST_COST + q->length;
-    ds->load++;
+    arrived(ds);
     inflight_take(ds->inflight, fw->charge);
     if (q->n_chain)
         forward(fw);
@@ -414,7 +424,7 @@ static void h_flush(rpc_req *req, void *ctx)
     ff->req = req;
     ff->status = xcalloc(q->n_chunk_ids ? q->n_chunk_ids : 1, sizeof(*ff->status));
     ff->left = 1; /* until every flush is submitted */
-    ds->load++;
+    arrived(ds);
     inflight_take(ds->inflight, INFLIGHT_REQUEST_COST);
     for (size_t i = 0; i < q->n_chunk_ids; i++) {
         struct flush_one *one = xmalloc(sizeof(*one));
@@ -559,6 +569,7 @@ int dataserv_start(const struct dataserv_config *cfg, struct dataserv **out)
         free(ds);
         return r;
     }
+    busypoll_init(&ds->poll, cfg->loop, cfg->poll_us);
     *out = ds;
     return 0;
 }
@@ -575,8 +586,10 @@ uint32_t dataserv_load(const struct dataserv *ds)
 
 void dataserv_stop(struct dataserv *ds)
 {
-    if (ds->server)
+    if (ds->server) {
         rpc_server_close(ds->server);
+        busypoll_close(&ds->poll);
+    }
     ds->server = NULL;
 }
 

@@ -52,6 +52,7 @@ struct dataserv_config {
     struct copyrecv *copies;
     struct inflight *inflight; /* charged for every request in progress */
     bool no_local_reads;       /* LocalReq is refused */
+    unsigned poll_us;          /* busy-poll window after each request (busypoll.h); 0: none */
 };
 
 /* Listens and serves. Everything in cfg is borrowed for the service's life.

@@ -50,7 +50,7 @@ int main(int argc, char **argv)
     bool no_local_reads = false;
     uint64_t scrub_rate = 8u << 20, capacity = 0, peer_timeout = 5000, io_threads = 4;
     uint64_t repl_rate = 64u << 20, repl_streams = 2, max_inflight = 256u << 20;
-    uint64_t wal_size = 64u << 20;
+    uint64_t wal_size = 64u << 20, poll_us = 100;
     enum log_level level = LOG_INFO;
     const struct flag flags[] = {
         {"data", FLAG_STRING, &data, "data directory: VERSION, chunks/ (required)"},
@@ -83,6 +83,9 @@ int main(int argc, char **argv)
         {"no-local-reads", FLAG_BOOL, &no_local_reads,
          "do not tell clients on this host where the replicas are, so they read them only "
          "through this server"},
+        {"poll-us", FLAG_UINT, &poll_us,
+         "microseconds to keep polling for the next request after each one before sleeping, "
+         "yielding the CPU to anything else that can run (0..10000; 0: sleep at once)"},
         {"log-level", FLAG_LOGLEVEL, &level, "error, warn, info or debug"},
     };
     const struct flags_spec spec = {
@@ -136,6 +139,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "keel-datanode: --replication-streams must be 1..64\n");
         return 2;
     }
+    if (poll_us > 10000) {
+        fprintf(stderr, "keel-datanode: --poll-us must be 0..10000\n");
+        return 2;
+    }
     if (peer_timeout < 10 || peer_timeout > 600000) {
         fprintf(stderr, "keel-datanode: --peer-timeout must be 10ms..10m\n");
         return 2;
@@ -161,6 +168,7 @@ int main(int argc, char **argv)
     cfg.wal_size = wal_size;
     cfg.boot_id_file = boot_id_file;
     cfg.no_local_reads = no_local_reads;
+    cfg.poll_us = (unsigned)poll_us;
     if (uv_loop_init(&loop) < 0) {
         fprintf(stderr, "keel-datanode: cannot create the event loop\n");
         return 1;

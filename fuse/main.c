@@ -55,6 +55,10 @@ static void usage(void)
            "  --fanout-max SIZE      writes up to SIZE go to every replica at once, larger\n"
            "                         ones down the chain of replicas (default 128K; 0: all\n"
            "                         down the chain)\n"
+           "  --poll-us N            after each request, keep polling for the next event\n"
+           "                         for N microseconds before sleeping, yielding the CPU\n"
+           "                         to anything else that can run (default 100; 0: sleep\n"
+           "                         at once; at most 10000)\n"
            "  --help                 this help, then libfuse's\n\n"
            "libfuse options:\n");
 }
@@ -164,7 +168,7 @@ static const char *take_flag(int *argc, char **argv, const char *name, bool *bad
 int main(int argc, char **argv)
 {
     const char *namenode = getenv("KEEL_NAMENODE"), *v;
-    uint64_t timeout_ms = 10000, retry_ms = 300000, fanout_max = UINT64_MAX;
+    uint64_t timeout_ms = 10000, retry_ms = 300000, fanout_max = UINT64_MAX, poll_us = 100;
     enum log_level level = LOG_WARN;
     struct fuse_cmdline_opts fo;
     struct keel_options o;
@@ -186,6 +190,9 @@ int main(int argc, char **argv)
         bad = true;
     if ((v = take_flag(&argc, argv, "--fanout-max", &bad)) &&
         (parse_size(v, &fanout_max) || fanout_max > UINT32_MAX))
+        bad = true;
+    if ((v = take_flag(&argc, argv, "--poll-us", &bad)) &&
+        (parse_size(v, &poll_us) || poll_us > 10000))
         bad = true;
     no_local_reads = take_switch(&argc, argv, "--no-local-reads");
     if (!namenode || !*namenode)
@@ -225,6 +232,7 @@ int main(int argc, char **argv)
     o.local_reads = !no_local_reads;
     if (fanout_max != UINT64_MAX)
         o.fanout_max = (uint32_t)fanout_max;
+    o.poll_us = (uint32_t)poll_us;
     /* Fail early, in the foreground, if the cluster cannot be reached. */
     r = keel_connect(namenode, &o, &probe);
     if (r) {

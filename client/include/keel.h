@@ -93,6 +93,14 @@ struct keel_options {
      *  forwarding to the next, so that the client sends their bytes once
      *  (default 131072; 0: every write goes down the chain). */
     uint32_t fanout_max;
+    /** After each request from the program, libkeel's I/O thread keeps
+     *  polling for this many microseconds before it sleeps, yielding its CPU
+     *  to any other thread that can run; an answer that comes meanwhile
+     *  does not have to wake it. Lowers the latency of requests made one
+     *  at a time where waking an idle CPU is dear (virtual machines), at the
+     *  cost of CPU time that would otherwise be idle (default 0: never;
+     *  at most 10000). */
+    uint32_t poll_us;
 };
 
 /** Fills o with the defaults. */

@@ -1,8 +1,9 @@
 /*
- * Unit tests for common/util, flags, errors and diskio: parsing sizes,
- * durations and addresses, flag tables, the wire status mapping, and writes
- * in pieces.
+ * Unit tests for common/util, flags, errors, diskio and busypoll: parsing
+ * sizes, durations and addresses, flag tables, the wire status mapping,
+ * writes in pieces, and a loop that polls for a window after a kick.
  */
+#include "busypoll.h"
 #include "diskio.h"
 #include "errors.h"
 #include "flags.h"
@@ -74,13 +75,13 @@ START_TEST(flag_table)
     uint64_t size = 1, dur = 2;
     bool fmt = false;
     struct flag f[] = {
-        {"meta", FLAG_STRING, &dir, "dir"},   {"listen", FLAG_ADDR, &addr, "addr"},
+        {"meta", FLAG_STRING, &dir, "dir"},    {"listen", FLAG_ADDR, &addr, "addr"},
         {"chunk-size", FLAG_SIZE, &size, "s"}, {"dead-timeout", FLAG_DURATION, &dur, "d"},
         {"format", FLAG_BOOL, &fmt, "f"},
     };
     struct flags_spec spec = {"prog", "[options]", NULL, f, 5, false};
-    char *ok[] = {"prog", "--meta", "/tmp/x", "--chunk-size=1M", "--format",
-                  "--dead-timeout", "5s", "--listen", "127.0.0.1:0", NULL};
+    char *ok[] = {"prog",           "--meta", "/tmp/x",   "--chunk-size=1M", "--format",
+                  "--dead-timeout", "5s",     "--listen", "127.0.0.1:0",     NULL};
     char *unknown[] = {"prog", "--bogus", NULL};
     char *badaddr[] = {"prog", "--listen", "nowhere", NULL};
     char *missing[] = {"prog", "--meta", NULL};
@@ -195,6 +196,74 @@ START_TEST(pwrite_pieces)
 }
 END_TEST
 
+static void count_fires(uv_timer_t *t)
+{
+    (*(int *)t->data)++;
+}
+
+/* One turn of the loop; how long it took, in ms. */
+static uint64_t turn_ms(uv_loop_t *loop)
+{
+    uint64_t t0 = mono_ms();
+
+    uv_run(loop, UV_RUN_ONCE);
+    return mono_ms() - t0;
+}
+
+START_TEST(busy_poll_window)
+{
+    uv_loop_t loop;
+    uv_timer_t timer;
+    struct busypoll bp, off;
+    unsigned long turns = 0;
+    int fired = 0;
+
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uv_timer_init(&loop, &timer);
+    timer.data = &fired;
+    uv_timer_start(&timer, count_fires, 300, 300);
+    busypoll_init(&bp, &loop, 50 * 1000);
+    busypoll_init(&off, &loop, 0);
+
+    /* Not kicked: a turn sleeps until the timer. */
+    ck_assert_uint_ge(turn_ms(&loop), 250);
+    ck_assert_int_eq(fired, 1);
+
+    /* A window of 0 never polls. */
+    busypoll_kick(&off);
+    ck_assert(!uv_is_active((uv_handle_t *)&off.idle));
+
+    /* Kicked: the loop's turns return at once until the window (50 ms) has
+     * passed, far more of them than a sleeping loop makes (one per timer
+     * fire, 300 ms apart); then the poll stops by itself. */
+    busypoll_kick(&bp);
+    while (uv_is_active((uv_handle_t *)&bp.idle) && turns < 10000000ul) {
+        uv_run(&loop, UV_RUN_ONCE);
+        turns++;
+    }
+    ck_assert(!uv_is_active((uv_handle_t *)&bp.idle));
+    ck_assert_uint_ge(turns, 100);
+
+    /* Closed again: a turn sleeps until the timer. */
+    fired = 0;
+    ck_assert_uint_ge(turn_ms(&loop), 100);
+    ck_assert_int_eq(fired, 1);
+
+    /* The poll does not keep the loop alive on its own. */
+    uv_close((uv_handle_t *)&timer, NULL);
+    busypoll_kick(&bp);
+    ck_assert(uv_is_active((uv_handle_t *)&bp.idle));
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+    /* Close, and a kick after it is ignored. */
+    busypoll_close(&bp);
+    busypoll_close(&off);
+    busypoll_kick(&bp);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("util");
@@ -209,6 +278,7 @@ int main(void)
     tcase_add_test(tc, wire_status);
     tcase_add_test(tc, atomic_files);
     tcase_add_test(tc, pwrite_pieces);
+    tcase_add_test(tc, busy_poll_window);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
