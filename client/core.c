@@ -832,12 +832,10 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
     ro.call_timeout_ms = c->opts.call_timeout_ms;
     ro.connect_timeout_ms = MIN(c->opts.call_timeout_ms, 5000);
     r = rpc_connect(&c->loop, namenode, svc, &ro, &c->nn);
-    if (r == 0)
+    if (r == 0) {
         rpc_conn_set_data(c->nn, svc);
-    else
-        free(svc);
-    if (r == 0)
         r = uv_thread_create(&c->thread, io_thread, c);
+    }
     if (r) {
         if (c->nn)
             rpc_conn_close(c->nn);
@@ -845,6 +843,7 @@ int keel_connect(const char *namenode, const struct keel_options *opts, keel_cli
         uv_close((uv_handle_t *)&c->wake, NULL);
         uv_close((uv_handle_t *)&c->tick, NULL);
         uv_close((uv_handle_t *)&c->soon, NULL);
+        busypoll_close(&c->poll);
         uv_run(&c->loop, UV_RUN_DEFAULT);
         uv_loop_close(&c->loop);
         free_client(c);
