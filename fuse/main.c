@@ -272,7 +272,9 @@ int main(int argc, char **argv)
                       KEELFS_MAX_IO + KEELFS_REQ_HEADROOM);
     if (r == -ENOTSUP)
         r = fo.singlethread ? fuse_loop(fuse) : fuse_loop_mt(fuse, fo.clone_fd);
-    rc = r ? 1 : 0;
+    /* libfuse's loops return the signal that ended them (SIGTERM, SIGINT,
+     * SIGHUP: an orderly stop, as serve_run's 0 is); only an error fails. */
+    rc = r < 0 ? 1 : 0;
     keel_disconnect(fs.client);
   signals:
     fuse_remove_signal_handlers(fuse_get_session(fuse));
