@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <string.h>
 #include <xxhash.h>
+#ifdef KEEL_HAVE_XXH_DISPATCH
+#include <xxh_x86dispatch.h> /* XXH3_64bits becomes the run-time dispatched one */
+#endif
 
 uint64_t csum_buf(const void *data, size_t len)
 {
