@@ -92,16 +92,9 @@ static int set_value(const struct flags_spec *spec, const struct flag *f, const 
             *(const char **)f->dst = v;
         break;
     }
-    case FLAG_UINT: {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (errno || *end || !*v || *v == '-')
-            r = -EINVAL;
-        else
-            *(uint64_t *)f->dst = n;
+    case FLAG_UINT:
+        r = parse_uint(v, (uint64_t *)f->dst);
         break;
-    }
     case FLAG_SIZE:
         r = parse_size(v, (uint64_t *)f->dst);
         break;
@@ -154,8 +147,8 @@ int flags_parse(const struct flags_spec *spec, int argc, char **argv, int *first
             }
         }
         if (!f) {
-            fprintf(stderr, "%s: unknown flag '%.*s' (see --help)\n", spec->prog,
-                    (int)(nlen + 2), a);
+            fprintf(stderr, "%s: unknown flag '%.*s' (see --help)\n", spec->prog, (int)(nlen + 2),
+                    a);
             return -EINVAL;
         }
         if (f->type == FLAG_BOOL) {

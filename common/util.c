@@ -121,13 +121,28 @@ static int scale(uint64_t num, uint64_t mul, uint64_t *out)
     return 0;
 }
 
+int parse_uint(const char *s, uint64_t *out)
+{
+    const char *unit;
+    uint64_t num;
+    int r = parse_num(s, &num, &unit);
+
+    if (r == 0 && *unit)
+        r = -EINVAL;
+    if (r == 0)
+        *out = num;
+    return r;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
     static const struct {
         const char *suffix;
         uint64_t mul;
-    } units[] = {{"", 1},          {"b", 1},           {"k", 1ull << 10}, {"kib", 1ull << 10},
-                 {"m", 1ull << 20}, {"mib", 1ull << 20}, {"g", 1ull << 30}, {"gib", 1ull << 30},
+    } units[] = {{"", 1},           {"b", 1},
+                 {"k", 1ull << 10}, {"kib", 1ull << 10},
+                 {"m", 1ull << 20}, {"mib", 1ull << 20},
+                 {"g", 1ull << 30}, {"gib", 1ull << 30},
                  {"t", 1ull << 40}, {"tib", 1ull << 40}};
     const char *unit;
     uint64_t num;

@@ -40,6 +40,8 @@ int64_t now_ns(void);
 uint64_t mono_ms(void);
 uint64_t mono_ns(void);
 
+/* "4096" -> 4096: decimal digits only. -EINVAL if malformed or too large. */
+int parse_uint(const char *s, uint64_t *out);
 /* "64M", "4k", "1G", "4096" -> bytes (binary units). -EINVAL if malformed. */
 int parse_size(const char *s, uint64_t *out);
 /* "30s", "500ms", "2m", "1h", "250" (milliseconds) -> milliseconds. */

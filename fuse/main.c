@@ -192,7 +192,7 @@ int main(int argc, char **argv)
         (parse_size(v, &fanout_max) || fanout_max > UINT32_MAX))
         bad = true;
     if ((v = take_flag(&argc, argv, "--poll-us", &bad)) &&
-        (parse_size(v, &poll_us) || poll_us > 10000))
+        (parse_uint(v, &poll_us) || poll_us > 10000))
         bad = true;
     no_local_reads = take_switch(&argc, argv, "--no-local-reads");
     if (!namenode || !*namenode)

@@ -4,16 +4,21 @@
 # polling off (--poll-us 0). Data written through each, buffered and
 # O_DIRECT, reads back byte for byte through the other; each ends on
 # SIGTERM within a few seconds and leaves no mount behind. Bad --poll-us
-# values are refused.
+# values are refused, by keel-fuse and by keel-datanode.
 source "$KEEL_SRC/tests/lib.sh"
 
 cluster_up --datanodes 3 --domains 3 --chunk-size 1M
 
-for bad in 10001 -1 x; do
+for bad in 10001 -1 x 2K; do
     rc=0
     "$KEEL_BIN/keel-fuse" --namenode "$NN" --poll-us "$bad" "$T/nowhere" -f 2>"$T/bad.txt" || rc=$?
     [[ $rc -eq 2 ]] || fail "keel-fuse --poll-us $bad: exit $rc, expected 2"
+    rc=0
+    "$KEEL_BIN/keel-datanode" --data "$T/nodata" --namenode "$NN" --poll-us "$bad" \
+        2>"$T/bad.txt" || rc=$?
+    [[ $rc -eq 2 ]] || fail "keel-datanode --poll-us $bad: exit $rc, expected 2"
 done
+[[ ! -e "$T/nodata" ]] || fail "a refused keel-datanode touched its data directory"
 
 A="$T/own" B="$T/single"
 mount_keel "$A"
